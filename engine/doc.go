@@ -1,0 +1,80 @@
+// Package engine stores volumes: named, versioned, sparse arrays of
+// fixed-size pages, one per SQLite database, in one Pebble instance per data
+// directory.
+//
+// An Engine owns a data directory; only one process may open it (a second
+// gets ErrDirLocked naming the directory and the holder). A Volume is a
+// database by name. Readers pin a Snapshot, an immutable (version, page
+// count) view that stays readable however far the volume moves on; the one
+// writer of a volume opens a Txn on the newest snapshot, stages pages and
+// truncations, and commits them as one new version, atomically, with the
+// durability it asks for. The engine speaks Go errors; mapping them to
+// SQLite result codes is the extension package's job.
+//
+// # Versions
+//
+// Versions are gap-free per volume: version 0 is the empty volume, each
+// commit makes the next one. A snapshot of version V sees, for every page P
+// up to its page count, the newest image of P written at or before V, or
+// zeros if there is none (or if a later truncation cut P off).
+//
+// # Pebble layout
+//
+// Every key starts with a one-byte table tag; integers are big-endian, so
+// keys sort by volume, then page, then version. A volume's pages are stored
+// under an 8-byte volume ID rather than its name, so keys stay short and
+// fixed-width.
+//
+//	key                                  value
+//	0x01 | "next-volume-id"              uint64 BE: the next volume ID to assign
+//	0x02 | volume name                   volume record: ID, created time
+//	0x03 | volume ID (8)                 head record: version, page count, page size
+//	0x04 | volume ID (8) | version (8)   commit record: parent, page count, page size, time, changeset
+//	0x05 | volume ID (8) | page (4) | ^version (8)
+//	                                     page value: kind (1) | page image
+//	0x06 | volume ID (8)                 spill record: the version and pages of a write
+//	                                     transaction that spilled to disk before committing
+//	0x07 | volume ID (8)                 pruned record: the version the pruner is done through
+//
+// ^version is the bitwise complement of the version, so that for a page the
+// newest image sorts first, and "the newest image of P at or before V" is a
+// single SeekGE to (P, ^V).
+//
+// Records (volume, head, commit, spill) start with a format byte and end
+// with a CRC-32C of everything before it; a record that fails its check is
+// ErrCorrupt, never trusted.
+//
+// A commit writes its pages, its commit record and the new head in one
+// Pebble batch. A write transaction larger than Options.SpillBytes writes
+// its pages early, under their final keys at the version it will commit
+// (invisible to every snapshot, whose versions are all lower), and records
+// them in a spill record; a commit removes the spill record, an abort or a
+// restart after a crash deletes the pages it names.
+//
+// # Local garbage
+//
+// When no snapshot can see a page image any more (a newer image of the page,
+// or a truncation, at or before the oldest pinned snapshot), the pruner
+// deletes it. It walks commit records in order, so its work is proportional
+// to the pages changed, and it records how far it got in the pruned record
+// (its own key, so that it never races a commit for the head record).
+//
+// # Concurrency
+//
+// Engine, Volume and Snapshot methods are safe for concurrent use; a Txn
+// belongs to one goroutine. Readers never wait for the writer: a commit
+// publishes a new head after its batch is applied, and a snapshot keeps
+// reading its own version meanwhile.
+//
+// # Example
+//
+//	e, err := engine.Open(engine.Options{Dir: dir})
+//	v, err := e.Volume("tenant/42.db")
+//	snap := v.Snapshot()
+//	txn, err := v.Begin(snap)
+//	err = txn.WritePage(1, page)
+//	next, err := txn.Commit(engine.Durable)
+//	snap.Release()
+//	buf, err := next.ReadPage(1, nil)
+//	next.Release()
+package engine

@@ -1,0 +1,281 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Options configure an Engine. The zero value of every field but Dir means
+// its default.
+type Options struct {
+	// Dir is the data directory; it is created if missing.
+	Dir string
+	// CacheBytes is the budget of the in-memory cache of hot pages, shared
+	// by all volumes (default 64 MiB; negative disables it).
+	CacheBytes int64
+	// SpillBytes is how large a write transaction's staged pages may grow
+	// in memory before they are written to disk early (default 32 MiB).
+	SpillBytes int64
+	// Logger receives the engine's rare operational messages (default:
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Dir == "" {
+		return o, fmt.Errorf("%w: no data directory", ErrOptions)
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 64 << 20
+	}
+	if o.SpillBytes == 0 {
+		o.SpillBytes = 32 << 20
+	}
+	if o.SpillBytes < 0 {
+		return o, fmt.Errorf("%w: SpillBytes %d", ErrOptions, o.SpillBytes)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}
+
+// Durability says when a commit may return.
+type Durability int
+
+const (
+	// Durable commits are on stable storage (fsync) before Commit returns:
+	// SQLite's synchronous=FULL and EXTRA.
+	Durable Durability = iota
+	// Buffered commits are handed to the operating system before Commit
+	// returns: they survive the process being killed, not the machine
+	// losing power. SQLite's synchronous=NORMAL and OFF.
+	Buffered
+)
+
+// Engine stores the volumes of one data directory. It is safe for
+// concurrent use.
+type Engine struct {
+	opts  Options
+	dir   string
+	db    *pebble.DB
+	lock  *os.File
+	cache *pageCache
+
+	pruneKick chan struct{}
+	pruneDone chan struct{}
+
+	mu struct {
+		sync.Mutex
+		volumes map[string]*Volume // opened volumes, by name
+		closed  bool
+	}
+	// idMu serialises volume ID assignment (first commit of a volume).
+	idMu sync.Mutex
+
+	nextSeed atomic.Uint64
+}
+
+// lockFileName is the file in the data directory that one process holds
+// locked while it has the directory open.
+const lockFileName = "cambium.lock"
+
+// Open opens the data directory, creating it if needed, and finishes or
+// undoes whatever a crash interrupted.
+func Open(opts Options) (*Engine, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %q: %w", opts.Dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       32 << 20,
+		Logger:             pebbleLogger{opts.Logger},
+	})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
+	}
+	e := &Engine{
+		opts:      opts,
+		dir:       dir,
+		db:        db,
+		lock:      lock,
+		pruneKick: make(chan struct{}, 1),
+		pruneDone: make(chan struct{}),
+	}
+	if opts.CacheBytes > 0 {
+		e.cache = newPageCache(opts.CacheBytes)
+	}
+	e.mu.volumes = map[string]*Volume{}
+	if err := e.undoSpills(); err != nil {
+		db.Close()
+		lock.Close()
+		return nil, err
+	}
+	go e.pruneLoop()
+	return e, nil
+}
+
+// Dir returns the absolute data directory.
+func (e *Engine) Dir() string { return e.dir }
+
+// Close waits for background work, then closes the store. Snapshots and
+// transactions must not be used afterwards.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.mu.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.closed = true
+	e.mu.Unlock()
+	close(e.pruneKick)
+	<-e.pruneDone
+	err := e.db.Close()
+	if lerr := e.lock.Close(); err == nil {
+		err = lerr
+	}
+	return err
+}
+
+// Volume returns the volume called name, opening it on first use. A volume
+// that was never committed to is empty (version 0, no pages, page size 0)
+// and is stored by its first commit.
+func (e *Engine) Volume(name string) (*Volume, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.mu.closed {
+		return nil, ErrClosed
+	}
+	if v, ok := e.mu.volumes[name]; ok {
+		return v, nil
+	}
+	v, err := e.loadVolume(name)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.volumes[name] = v
+	return v, nil
+}
+
+// Volumes returns the names of every stored volume, in order.
+func (e *Engine) Volumes() ([]string, error) {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagVolume}, UpperBound: []byte{tagVolume + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var names []string
+	for it.First(); it.Valid(); it.Next() {
+		names = append(names, string(it.Key()[1:]))
+	}
+	return names, it.Error()
+}
+
+// get reads a key's value; found is false when the key is absent.
+func (e *Engine) get(key []byte) (value []byte, found bool, err error) {
+	v, closer, err := e.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	value = append([]byte(nil), v...)
+	return value, true, closer.Close()
+}
+
+// assignVolumeID allocates the next volume ID in batch b. The caller holds
+// e.idMu until b is applied.
+func (e *Engine) assignVolumeIDLocked(b *pebble.Batch) (VolumeID, error) {
+	raw, found, err := e.get(nextVolumeIDKey)
+	if err != nil {
+		return 0, fmt.Errorf("read next volume id: %w", err)
+	}
+	id := VolumeID(1)
+	if found {
+		if len(raw) != 8 {
+			return 0, fmt.Errorf("%w: next volume id is %d bytes", ErrCorrupt, len(raw))
+		}
+		id = VolumeID(binary.BigEndian.Uint64(raw))
+	}
+	if err := b.Set(nextVolumeIDKey, binary.BigEndian.AppendUint64(nil, uint64(id+1)), nil); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// undoSpills deletes the pages of write transactions that spilled to disk
+// and never committed: a crash left their spill records behind.
+func (e *Engine) undoSpills() error {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagSpill}, UpperBound: []byte{tagSpill + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	b := e.db.NewBatch()
+	defer b.Close()
+	for it.First(); it.Valid(); it.Next() {
+		id := VolumeID(binary.BigEndian.Uint64(it.Key()[1:9]))
+		rec, err := decodeSpillRecord(fmt.Sprintf("spill record of volume %d", id), it.Value())
+		if err != nil {
+			return err
+		}
+		for p := range roaring.Values(rec.pages) {
+			if err := b.Delete(pageKey(id, PageNo(p), rec.version), nil); err != nil {
+				return err
+			}
+		}
+		if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
+			return err
+		}
+		e.opts.Logger.Info("cambium: discarded an uncommitted write transaction left by a crash",
+			"dir", e.dir, "volume_id", id, "version", rec.version, "pages", rec.pages.GetCardinality())
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if b.Empty() {
+		return nil
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// pebbleLogger passes Pebble's errors on and keeps its chatter quiet.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(string, ...any) {}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error("pebble: fatal: " + fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+var _ io.Closer = (*Engine)(nil)

@@ -1,0 +1,416 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cambiumdb/cambium/segment"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Txn is a volume's write transaction: pages and truncations staged on top
+// of a base snapshot, committed as one new version or none. One goroutine
+// uses a Txn; while it is open, no other write transaction can begin on
+// the volume.
+type Txn struct {
+	v       *Volume
+	base    *state
+	version Version // the version a commit makes: base.version + 1
+
+	pageSize  uint32
+	pageCount uint32
+	// minCount is the smallest page count the transaction truncated to:
+	// pages above it that the transaction did not write read as zeros.
+	minCount uint32
+
+	staged      map[PageNo][]byte // page images held in memory
+	stagedBytes int64
+	// spilled holds the pages whose images at version are in Pebble and
+	// current; spilledAll every page ever spilled, whose keys a rollback
+	// (or, after a crash, the next Open) must delete.
+	spilled    *roaring.Bitmap
+	spilledAll *roaring.Bitmap
+	done       bool
+}
+
+// Begin opens the volume's write transaction on base, which must be the
+// newest version (else ErrSnapshotStale) and stays the caller's to
+// release. It returns ErrBusy while another write transaction is open.
+func (v *Volume) Begin(base *Snapshot) (*Txn, error) {
+	if base.v != v {
+		return nil, fmt.Errorf("begin on %q with a snapshot of %q", v.name, base.v.name)
+	}
+	if !v.writer.TryLock() {
+		return nil, fmt.Errorf("begin write on %q: %w", v.name, ErrBusy)
+	}
+	if head := v.head.Load(); head.version != base.st.version {
+		v.writer.Unlock()
+		return nil, fmt.Errorf("begin write on %q at version %d, newest is %d: %w", v.name, base.st.version, head.version, ErrSnapshotStale)
+	}
+	st := base.st
+	return &Txn{
+		v:          v,
+		base:       st,
+		version:    st.version + 1,
+		pageSize:   st.pageSize,
+		pageCount:  st.pageCount,
+		minCount:   st.pageCount,
+		staged:     map[PageNo][]byte{},
+		spilled:    roaring.New(),
+		spilledAll: roaring.New(),
+	}, nil
+}
+
+// PageCount returns the page count the transaction would commit.
+func (t *Txn) PageCount() uint32 { return t.pageCount }
+
+// PageSize returns the page size, 0 if not yet known (an empty volume whose
+// first page is not yet written).
+func (t *Txn) PageSize() int { return int(t.pageSize) }
+
+// Base returns the version the transaction started from.
+func (t *Txn) Base() Version { return t.base.version }
+
+// WritePage stages the image of page p; data is copied. The first page
+// written to a volume without pages sets its page size.
+func (t *Txn) WritePage(p PageNo, data []byte) error {
+	if t.done {
+		return ErrTxnDone
+	}
+	if p == 0 {
+		return fmt.Errorf("write page 0 of %q: pages are numbered from 1", t.v.name)
+	}
+	if t.pageSize == 0 || (t.base.pageCount == 0 && len(t.staged) == 0 && t.spilledAll.IsEmpty()) {
+		if !segment.ValidPageSize(len(data)) {
+			return fmt.Errorf("write page %d of %q: %w: %d is not a power of two in 512..65536", p, t.v.name, ErrPageSize, len(data))
+		}
+		t.pageSize = uint32(len(data))
+	}
+	if len(data) != int(t.pageSize) {
+		return fmt.Errorf("write page %d of %q: %w: %d bytes, the volume's pages are %d", p, t.v.name, ErrPageSize, len(data), t.pageSize)
+	}
+	if old, ok := t.staged[p]; ok {
+		copy(old, data)
+	} else {
+		t.staged[p] = bytes.Clone(data)
+		t.stagedBytes += int64(len(data))
+	}
+	if uint32(p) > t.pageCount {
+		t.pageCount = uint32(p)
+	}
+	if t.stagedBytes > t.v.e.opts.SpillBytes {
+		return t.spill()
+	}
+	return nil
+}
+
+// Truncate sets the page count to n, dropping pages above it.
+func (t *Txn) Truncate(n uint32) error {
+	if t.done {
+		return ErrTxnDone
+	}
+	for p, data := range t.staged {
+		if uint32(p) > n {
+			delete(t.staged, p)
+			t.stagedBytes -= int64(len(data))
+		}
+	}
+	if n < ^uint32(0) {
+		t.spilled.RemoveRange(uint64(n)+1, 1<<32)
+	}
+	t.pageCount = n
+	t.minCount = min(t.minCount, n)
+	return nil
+}
+
+// ReadPage appends the transaction's view of page p to dst: its own write
+// if any, else the base snapshot's image.
+func (t *Txn) ReadPage(p PageNo, dst []byte) ([]byte, error) {
+	if t.done {
+		return nil, ErrTxnDone
+	}
+	if p == 0 || uint32(p) > t.pageCount {
+		return nil, fmt.Errorf("read page %d of %q: the transaction has pages 1..%d", p, t.v.name, t.pageCount)
+	}
+	if data, ok := t.staged[p]; ok {
+		t.v.stats.pageReads.Add(1)
+		return append(dst, data...), nil
+	}
+	if t.spilled.Contains(uint32(p)) {
+		t.v.stats.pageReads.Add(1)
+		val, found, err := t.v.e.get(pageKey(VolumeID(t.v.id.Load()), p, t.version))
+		if err != nil || !found || len(val) != 1+int(t.pageSize) {
+			return nil, fmt.Errorf("%w: spilled page %d of %q: found %v, %d bytes, %v", ErrCorrupt, p, t.v.name, found, len(val), err)
+		}
+		return append(dst, val[1:]...), nil
+	}
+	if uint32(p) > t.minCount {
+		return appendZeros(dst, int(t.pageSize)), nil
+	}
+	return t.v.readPage(t.base, p, dst)
+}
+
+// spill writes the staged pages to Pebble under their final keys, where no
+// snapshot can see them until the commit publishes their version.
+func (t *Txn) spill() error {
+	b := t.v.e.db.NewBatch()
+	defer b.Close()
+	id, unlock, err := t.v.storeLocked(b)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	val := make([]byte, 1+t.pageSize)
+	for p, data := range t.staged {
+		val[0] = pageKindImage
+		copy(val[1:], data)
+		if err := b.Set(pageKey(id, p, t.version), val, nil); err != nil {
+			return err
+		}
+		t.spilled.Add(uint32(p))
+		t.spilledAll.Add(uint32(p))
+	}
+	rec, err := spillRecord{version: t.version, pages: t.spilledAll}.encode()
+	if err != nil {
+		return err
+	}
+	if err := b.Set(spillKey(id), rec, nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("spill write transaction of %q: %w", t.v.name, err)
+	}
+	t.v.id.Store(uint64(id))
+	clear(t.staged)
+	t.stagedBytes = 0
+	return nil
+}
+
+// storeLocked returns the volume's ID, and for a volume not yet stored
+// assigns one and adds its volume and head records to b. Until unlock is
+// called, no other volume can be assigned an ID, so the caller must apply
+// b (or give up) before calling unlock.
+func (v *Volume) storeLocked(b *pebble.Batch) (VolumeID, func(), error) {
+	if id := VolumeID(v.id.Load()); id != 0 {
+		return id, func() {}, nil
+	}
+	e := v.e
+	e.idMu.Lock()
+	id, err := e.assignVolumeIDLocked(b)
+	if err == nil {
+		err = b.Set(volumeKey(v.name), volumeRecord{id: id, created: time.Now()}.encode(), nil)
+	}
+	if err == nil {
+		err = b.Set(headKey(id), headRecord{}.encode(), nil)
+	}
+	if err != nil {
+		e.idMu.Unlock()
+		return 0, nil, fmt.Errorf("store volume %q: %w", v.name, err)
+	}
+	return id, e.idMu.Unlock, nil
+}
+
+// Commit makes the transaction's changes the volume's next version, in one
+// Pebble batch written with durability d, and returns a pinned snapshot of
+// the new newest version (the caller releases it). A transaction that
+// changed nothing commits no version and returns a snapshot of its base.
+// After an error the transaction stays open for Rollback.
+func (t *Txn) Commit(d Durability) (*Snapshot, error) {
+	if t.done {
+		return nil, ErrTxnDone
+	}
+	v := t.v
+	// Pages the transaction cut off and grew back without writing are
+	// zeros now; committing them as images keeps a commit fully described
+	// by its page count and its changeset.
+	for p := t.minCount + 1; p <= min(t.base.pageCount, t.pageCount) && p > t.minCount; p++ {
+		if _, ok := t.staged[PageNo(p)]; !ok && !t.spilled.Contains(p) {
+			t.staged[PageNo(p)] = make([]byte, t.pageSize)
+		}
+	}
+	if err := t.dropUnchanged(); err != nil {
+		return nil, err
+	}
+	if len(t.staged) == 0 && t.spilled.IsEmpty() && t.pageCount == t.base.pageCount {
+		if err := t.discardSpilled(); err != nil {
+			return nil, err
+		}
+		t.finish()
+		v.mu.Lock()
+		snap := v.pinLocked(v.head.Load())
+		v.mu.Unlock()
+		return snap, nil
+	}
+
+	b := v.e.db.NewBatchWithSize(len(t.staged)*(pageKeyLen+int(t.pageSize)+16) + 256)
+	defer b.Close()
+	id, unlock, err := v.storeLocked(b)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	changeset := roaring.New()
+	pages := slices.Sorted(maps.Keys(t.staged))
+	val := make([]byte, 1+t.pageSize)
+	for _, p := range pages {
+		val[0] = pageKindImage
+		copy(val[1:], t.staged[p])
+		if err := b.Set(pageKey(id, p, t.version), val, nil); err != nil {
+			return nil, err
+		}
+		changeset.Add(uint32(p))
+	}
+	if !t.spilledAll.IsEmpty() {
+		// Spilled pages that were truncated away and not written again.
+		for p := range roaring.Values(t.spilledAll) {
+			if _, staged := t.staged[PageNo(p)]; !staged && !t.spilled.Contains(p) {
+				if err := b.Delete(pageKey(id, PageNo(p), t.version), nil); err != nil {
+					return nil, err
+				}
+			}
+		}
+		changeset.Or(t.spilled)
+		if err := b.Delete(spillKey(id), nil); err != nil {
+			return nil, err
+		}
+	}
+	changeset.RunOptimize()
+	rec, err := commitRecord{
+		parent:    t.base.version,
+		pageCount: t.pageCount,
+		pageSize:  t.pageSize,
+		time:      time.Now(),
+		changeset: changeset,
+	}.encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Set(commitKey(id, t.version), rec, nil); err != nil {
+		return nil, err
+	}
+	head := headRecord{version: t.version, pageCount: t.pageCount, pageSize: t.pageSize}
+	if err := b.Set(headKey(id), head.encode(), nil); err != nil {
+		return nil, err
+	}
+
+	v.committing.Store(uint64(t.version))
+	opts := pebble.NoSync
+	if d == Durable {
+		opts = pebble.Sync
+	}
+	if err := b.Commit(opts); err != nil {
+		v.committing.Store(uint64(t.base.version))
+		return nil, fmt.Errorf("commit version %d of %q: %w", t.version, v.name, err)
+	}
+	v.id.Store(uint64(id))
+
+	// Make the cache right for the new version before anyone can pin it.
+	shrunk := t.pageCount < t.base.pageCount
+	if shrunk {
+		v.cacheGen.Add(1)
+	}
+	for _, p := range pages {
+		v.e.cache.replace(v, p, t.version, t.staged[p])
+	}
+	for p := range roaring.Values(t.spilled) {
+		v.e.cache.remove(v, PageNo(p))
+	}
+
+	v.mu.Lock()
+	next := &state{version: t.version, pageCount: t.pageCount, pageSize: t.pageSize}
+	for _, sh := range t.base.shrinks {
+		if sh.version > v.mu.prunedThrough {
+			next.shrinks = append(next.shrinks, sh)
+		}
+	}
+	if shrunk {
+		next.shrinks = append(next.shrinks, shrink{version: t.version, pageCount: t.pageCount})
+	}
+	v.head.Store(next)
+	snap := v.pinLocked(next)
+	v.mu.Unlock()
+
+	v.stats.commits.Add(1)
+	t.staged = nil
+	t.finish()
+	v.e.kickPruner()
+	return snap, nil
+}
+
+// dropUnchanged removes staged pages whose image equals the base's, so
+// that a rolled-back SQLite transaction (which writes the old pages back)
+// commits nothing.
+func (t *Txn) dropUnchanged() error {
+	var buf []byte
+	for p, data := range t.staged {
+		if uint32(p) > t.minCount || uint32(p) > t.base.pageCount || t.pageSize != t.base.pageSize {
+			continue
+		}
+		var err error
+		buf, err = t.v.readPage(t.base, p, buf[:0])
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(buf, data) {
+			delete(t.staged, p)
+			t.stagedBytes -= int64(len(data))
+		}
+	}
+	return nil
+}
+
+// Rollback discards the transaction. It is harmless after Commit.
+func (t *Txn) Rollback() error {
+	if t.done {
+		return nil
+	}
+	err := t.discardSpilled()
+	t.finish()
+	return err
+}
+
+// Discard drops every staged change but keeps the transaction, and with
+// it the volume's write lock, open.
+func (t *Txn) Discard() error {
+	if t.done {
+		return ErrTxnDone
+	}
+	clear(t.staged)
+	t.stagedBytes = 0
+	t.pageSize, t.pageCount, t.minCount = t.base.pageSize, t.base.pageCount, t.base.pageCount
+	return t.discardSpilled()
+}
+
+func (t *Txn) discardSpilled() error {
+	if t.spilledAll.IsEmpty() {
+		return nil
+	}
+	id := VolumeID(t.v.id.Load())
+	b := t.v.e.db.NewBatch()
+	defer b.Close()
+	for p := range roaring.Values(t.spilledAll) {
+		if err := b.Delete(pageKey(id, PageNo(p), t.version), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(spillKey(id), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		// The spill record stays; the next Open deletes the pages.
+		return fmt.Errorf("discard spilled pages of %q: %w", t.v.name, err)
+	}
+	t.spilled.Clear()
+	t.spilledAll.Clear()
+	return nil
+}
+
+func (t *Txn) finish() {
+	t.done = true
+	t.v.writer.Unlock()
+}

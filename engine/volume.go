@@ -1,0 +1,328 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// state is one published version of a volume. It is immutable; a commit
+// publishes a new one.
+type state struct {
+	version   Version
+	pageCount uint32
+	pageSize  uint32 // 0 until the first commit
+	// shrinks lists the truncations the pruner has not yet applied, oldest
+	// first: a page image older than a truncation that cut its page off is
+	// not visible to snapshots at or after the truncation.
+	shrinks []shrink
+}
+
+type shrink struct {
+	version   Version
+	pageCount uint32
+}
+
+// cutOff reports whether the image of page p written at version u was cut
+// off by a truncation after u and at or before v.
+func (s *state) cutOff(p PageNo, u, v Version) bool {
+	for _, sh := range s.shrinks {
+		if sh.version > u && sh.version <= v && uint32(p) > sh.pageCount {
+			return true
+		}
+	}
+	return false
+}
+
+// Volume is one named volume of an Engine. It is safe for concurrent use.
+type Volume struct {
+	e         *Engine
+	name      string
+	cacheSeed uint64
+
+	head atomic.Pointer[state] // the newest committed version
+	// committing is the version of the newest commit begun; it runs ahead
+	// of head while a commit is being applied (see pageCache).
+	committing atomic.Uint64
+	// cacheGen changes when a truncation makes cached images suspect.
+	cacheGen atomic.Uint64
+
+	// writer is held by the open write transaction, if any.
+	writer sync.Mutex
+
+	// id is the volume's ID, 0 until a write stores the volume.
+	id atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		pins          map[Version]int // pinned snapshots, by version
+		prunedThrough Version         // the pruner is done through this version
+	}
+
+	stats volumeStats
+}
+
+// volumeStats count what this process did with the volume.
+type volumeStats struct {
+	pageReads atomic.Int64
+	cacheHits atomic.Int64
+	commits   atomic.Int64
+}
+
+// Stats are a volume's counters since this process opened it.
+type Stats struct {
+	PageReads int64 // pages read through snapshots and transactions
+	CacheHits int64 // of those, served from the in-memory page cache
+	Commits   int64 // versions committed
+}
+
+// Stats returns the volume's counters.
+func (v *Volume) Stats() Stats {
+	return Stats{
+		PageReads: v.stats.pageReads.Load(),
+		CacheHits: v.stats.cacheHits.Load(),
+		Commits:   v.stats.commits.Load(),
+	}
+}
+
+// Name returns the volume's name.
+func (v *Volume) Name() string { return v.name }
+
+// Head returns the newest version, its page count and the page size (0 for
+// a volume that was never committed to).
+func (v *Volume) Head() (Version, uint32, int) {
+	st := v.head.Load()
+	return st.version, st.pageCount, int(st.pageSize)
+}
+
+// loadVolume reads a volume's records. The caller holds e.mu.
+func (e *Engine) loadVolume(name string) (*Volume, error) {
+	v := &Volume{e: e, name: name, cacheSeed: e.nextSeed.Add(0x9e3779b97f4a7c15)}
+	v.mu.pins = map[Version]int{}
+	raw, found, err := e.get(volumeKey(name))
+	if err != nil {
+		return nil, fmt.Errorf("open volume %q: %w", name, err)
+	}
+	if !found {
+		v.head.Store(&state{})
+		return v, nil
+	}
+	rec, err := decodeVolumeRecord(name, raw)
+	if err != nil {
+		return nil, err
+	}
+	v.id.Store(uint64(rec.id))
+	what := fmt.Sprintf("head record of %q", name)
+	raw, found, err = e.get(headKey(rec.id))
+	if err != nil {
+		return nil, fmt.Errorf("open volume %q: %w", name, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s is missing", ErrCorrupt, what)
+	}
+	head, err := decodeHeadRecord(what, raw)
+	if err != nil {
+		return nil, err
+	}
+	if raw, found, err = e.get(prunedKey(rec.id)); err != nil {
+		return nil, fmt.Errorf("open volume %q: %w", name, err)
+	} else if found {
+		if v.mu.prunedThrough, err = decodePrunedRecord(fmt.Sprintf("pruned record of %q", name), raw); err != nil {
+			return nil, err
+		}
+	}
+	st := &state{version: head.version, pageCount: head.pageCount, pageSize: head.pageSize}
+	// Truncations the pruner has not applied yet still hide old images.
+	if err := e.forCommits(rec.id, v.mu.prunedThrough+1, head.version, func(ver Version, c commitRecord, parentCount uint32) error {
+		if c.pageCount < parentCount {
+			st.shrinks = append(st.shrinks, shrink{version: ver, pageCount: c.pageCount})
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("open volume %q: %w", name, err)
+	}
+	v.head.Store(st)
+	v.committing.Store(uint64(st.version))
+	return v, nil
+}
+
+// forCommits calls fn for each commit record of versions from..to, in
+// order, with the page count of its parent.
+func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, commitRecord, uint32) error) error {
+	if from > to {
+		return nil
+	}
+	parentCount := uint32(0)
+	if from > 1 {
+		raw, found, err := e.get(commitKey(id, from-1))
+		if err != nil {
+			return err
+		}
+		if found {
+			c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of volume %d", from-1, id), raw)
+			if err != nil {
+				return err
+			}
+			parentCount = c.pageCount
+		}
+	}
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, from), UpperBound: commitKey(id, to+1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	want := from
+	for it.First(); it.Valid(); it.Next() {
+		ver := Version(beUint64(it.Key()[9:17]))
+		what := fmt.Sprintf("commit record %d of volume %d", ver, id)
+		if ver != want {
+			return fmt.Errorf("%w: %s follows %d: a gap in the log", ErrCorrupt, what, want-1)
+		}
+		c, err := decodeCommitRecord(what, it.Value())
+		if err != nil {
+			return err
+		}
+		if err := fn(ver, c, parentCount); err != nil {
+			return err
+		}
+		parentCount = c.pageCount
+		want++
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if want != to+1 {
+		return fmt.Errorf("%w: commit records of volume %d end at %d, head is %d", ErrCorrupt, id, want-1, to)
+	}
+	return nil
+}
+
+// Snapshot pins and returns the newest version. Release it when done.
+func (v *Volume) Snapshot() *Snapshot {
+	v.mu.Lock()
+	st := v.head.Load()
+	v.mu.pins[st.version]++
+	v.mu.Unlock()
+	return &Snapshot{v: v, st: st}
+}
+
+// pinLocked pins st for a snapshot. The caller holds v.mu.
+func (v *Volume) pinLocked(st *state) *Snapshot {
+	v.mu.pins[st.version]++
+	return &Snapshot{v: v, st: st}
+}
+
+func (v *Volume) unpin(ver Version) {
+	v.mu.Lock()
+	n := v.mu.pins[ver] - 1
+	if n <= 0 {
+		delete(v.mu.pins, ver)
+	} else {
+		v.mu.pins[ver] = n
+	}
+	v.mu.Unlock()
+	if n <= 0 {
+		v.e.kickPruner()
+	}
+}
+
+// Snapshot is an immutable view of one version of a volume. Its methods are
+// safe for concurrent use until Release.
+type Snapshot struct {
+	v        *Volume
+	st       *state
+	released atomic.Bool
+}
+
+// Version returns the snapshot's version.
+func (s *Snapshot) Version() Version { return s.st.version }
+
+// PageCount returns the number of pages at the snapshot's version.
+func (s *Snapshot) PageCount() uint32 { return s.st.pageCount }
+
+// PageSize returns the volume's page size, or 0 for an empty volume that
+// was never committed to.
+func (s *Snapshot) PageSize() int { return int(s.st.pageSize) }
+
+// Volume returns the snapshot's volume.
+func (s *Snapshot) Volume() *Volume { return s.v }
+
+// Release unpins the snapshot; it must not be used afterwards. Releasing
+// twice is harmless.
+func (s *Snapshot) Release() {
+	if s.released.CompareAndSwap(false, true) {
+		s.v.unpin(s.st.version)
+	}
+}
+
+// ReadPage appends the image of page p at the snapshot's version to dst: the
+// newest image written at or before it, or zeros if there is none. p must
+// be within the page count.
+func (s *Snapshot) ReadPage(p PageNo, dst []byte) ([]byte, error) {
+	if s.released.Load() {
+		return nil, fmt.Errorf("read page %d of %q: snapshot released", p, s.v.name)
+	}
+	if p == 0 || uint32(p) > s.st.pageCount {
+		return nil, fmt.Errorf("read page %d of %q: version %d has pages 1..%d", p, s.v.name, s.st.version, s.st.pageCount)
+	}
+	return s.v.readPage(s.st, p, dst)
+}
+
+// readPage reads page p as of st: the cache, else one Pebble seek.
+func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
+	v.stats.pageReads.Add(1)
+	if out, ok := v.e.cache.get(v, p, st.version, dst); ok {
+		v.stats.cacheHits.Add(1)
+		return out, nil
+	}
+	id := VolumeID(v.id.Load())
+	if id == 0 {
+		return appendZeros(dst, int(st.pageSize)), nil
+	}
+	it, err := v.e.db.NewIter(&pebble.IterOptions{
+		LowerBound: pageKey(id, p, st.version),
+		UpperBound: pagePrefixEnd(id, p),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read page %d of %q: %w", p, v.name, err)
+	}
+	defer it.Close()
+	if !it.First() {
+		if err := it.Error(); err != nil {
+			return nil, fmt.Errorf("read page %d of %q: %w", p, v.name, err)
+		}
+		return appendZeros(dst, int(st.pageSize)), nil
+	}
+	_, _, u, _ := decodePageKey(it.Key())
+	val := it.Value()
+	if len(val) != 1+int(st.pageSize) || val[0] != pageKindImage {
+		return nil, fmt.Errorf("%w: page %d of %q at version %d: %d-byte value of kind %d, want a %d-byte image",
+			ErrCorrupt, p, v.name, u, len(val), firstByte(val), st.pageSize)
+	}
+	if st.cutOff(p, u, st.version) {
+		return appendZeros(dst, int(st.pageSize)), nil
+	}
+	img := bytes.Clone(val[1:])
+	v.e.cache.insert(v, p, u, st.version, img)
+	return append(dst, img...), nil
+}
+
+func appendZeros(dst []byte, n int) []byte {
+	return append(dst, make([]byte, n)...)
+}
+
+func firstByte(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	return int(b[0])
+}
+
+func beUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
