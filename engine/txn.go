@@ -51,6 +51,7 @@ func (v *Volume) Begin(base *Snapshot) (*Txn, error) {
 		v.writer.Unlock()
 		return nil, fmt.Errorf("begin write on %q at version %d, newest is %d: %w", v.name, base.st.version, head.version, ErrSnapshotStale)
 	}
+	v.writing.Store(true)
 	st := base.st
 	return &Txn{
 		v:          v,
@@ -412,5 +413,6 @@ func (t *Txn) discardSpilled() error {
 
 func (t *Txn) finish() {
 	t.done = true
+	t.v.writing.Store(false)
 	t.v.writer.Unlock()
 }

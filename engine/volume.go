@@ -50,8 +50,10 @@ type Volume struct {
 	// cacheGen changes when a truncation makes cached images suspect.
 	cacheGen atomic.Uint64
 
-	// writer is held by the open write transaction, if any.
-	writer sync.Mutex
+	// writer is held by the open write transaction, if any; writing
+	// mirrors it for observers that must not contend for it.
+	writer  sync.Mutex
+	writing atomic.Bool
 
 	// id is the volume's ID, 0 until a write stores the volume.
 	id atomic.Uint64
@@ -87,6 +89,9 @@ func (v *Volume) Stats() Stats {
 		Commits:   v.stats.commits.Load(),
 	}
 }
+
+// Writing reports whether a write transaction is open on the volume.
+func (v *Volume) Writing() bool { return v.writing.Load() }
 
 // Name returns the volume's name.
 func (v *Volume) Name() string { return v.name }

@@ -1,0 +1,368 @@
+package extension
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cambiumdb/cambium/engine"
+)
+
+// engines shares one Engine per data directory among every file of the
+// process, and closes it when the last file closes.
+var engines struct {
+	sync.Mutex
+	open map[string]*sharedEngine
+}
+
+type sharedEngine struct {
+	e    *engine.Engine
+	refs int
+}
+
+func acquireEngine(dir string) (*engine.Engine, func() error, error) {
+	engines.Lock()
+	defer engines.Unlock()
+	if engines.open == nil {
+		engines.open = map[string]*sharedEngine{}
+	}
+	se, ok := engines.open[dir]
+	if !ok {
+		e, err := engine.Open(engine.Options{Dir: dir})
+		if err != nil {
+			return nil, nil, err
+		}
+		se = &sharedEngine{e: e}
+		engines.open[dir] = se
+	}
+	se.refs++
+	var once sync.Once
+	release := func() error {
+		var err error
+		once.Do(func() {
+			engines.Lock()
+			defer engines.Unlock()
+			if se.refs--; se.refs == 0 {
+				delete(engines.open, dir)
+				err = se.e.Close()
+			}
+		})
+		return err
+	}
+	return se.e, release, nil
+}
+
+// OpenFlags say how SQLite opens the main database.
+type OpenFlags struct {
+	ReadOnly bool
+	Create   bool
+}
+
+// File is a main database file: a volume seen through SQLite's file and
+// lock protocol. SQLite uses one File from one connection, one call at a
+// time; different Files of one volume may be used concurrently.
+//
+// The lock levels map to the engine like this:
+//
+//	NONE       no snapshot; reads see the newest version
+//	SHARED     a pinned snapshot: every read sees its version
+//	RESERVED   the volume's write transaction, begun on that snapshot
+//	           (ErrBusy if another connection writes, BUSY_SNAPSHOT if the
+//	           snapshot is no longer the newest version)
+//	PENDING,
+//	EXCLUSIVE  the same: readers never need to be waited for
+//
+// Leaving RESERVED or above commits the transaction as one version (or,
+// with batch-atomic writes, COMMIT_ATOMIC_WRITE commits it first).
+type File struct {
+	name     string
+	readOnly bool
+	eng      *engine.Engine
+	release  func() error
+	vol      *engine.Volume
+
+	lock  LockLevel
+	snap  *engine.Snapshot // pinned from SHARED up
+	txn   *engine.Txn      // open from RESERVED up, until committed
+	batch bool             // between BEGIN_ATOMIC_WRITE and its end
+	sync  syncLevel        // from PRAGMA synchronous
+	buf   []byte
+}
+
+// syncLevel is SQLite's PRAGMA synchronous.
+type syncLevel int
+
+const (
+	syncOff syncLevel = iota
+	syncNormal
+	syncFull
+	syncExtra
+)
+
+// OpenMain opens the volume called name as a main database file.
+func OpenMain(name string, cfg Config, flags OpenFlags) (*File, error) {
+	if err := engine.ValidateName(name); err != nil {
+		return nil, err
+	}
+	e, release, err := acquireEngine(cfg.Dir)
+	if err != nil {
+		return nil, withCode(fmt.Errorf("open %q: %w", name, err), ErrorCode(err, CodeCantOpen))
+	}
+	vol, err := e.Volume(name)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	if v, _, _ := vol.Head(); v == 0 && !flags.Create && flags.ReadOnly {
+		// A read-only open of a volume that does not exist: SQLite would
+		// see an empty database; say plainly that there is none.
+		release()
+		return nil, withCode(fmt.Errorf("open %q read-only: no such volume in %s", name, cfg.Dir), CodeCantOpen)
+	}
+	return &File{name: name, readOnly: flags.ReadOnly, eng: e, release: release, vol: vol, sync: syncFull}, nil
+}
+
+// Volume returns the file's volume.
+func (f *File) Volume() *engine.Volume { return f.vol }
+
+// LockState returns the current lock level.
+func (f *File) LockState() LockLevel { return f.lock }
+
+// Close ends any transaction (uncommitted changes are dropped) and releases
+// the file's snapshot and engine.
+func (f *File) Close() error {
+	if f.txn != nil {
+		f.txn.Rollback()
+		f.txn = nil
+	}
+	if f.snap != nil {
+		f.snap.Release()
+		f.snap = nil
+	}
+	f.lock = LockNone
+	if f.release == nil {
+		return nil
+	}
+	err := f.release()
+	f.release = nil
+	return err
+}
+
+// view is what reads see: the transaction, the pinned snapshot, or (with no
+// lock, as when SQLite checks the size before locking) the newest version.
+type view interface {
+	PageCount() uint32
+	PageSize() int
+	ReadPage(engine.PageNo, []byte) ([]byte, error)
+}
+
+func (f *File) view() (view, func()) {
+	if f.txn != nil {
+		return f.txn, func() {}
+	}
+	if f.snap != nil {
+		return f.snap, func() {}
+	}
+	s := f.vol.Snapshot()
+	return s, s.Release
+}
+
+// Size returns the size of the database as the current lock sees it.
+func (f *File) Size() (int64, error) {
+	v, done := f.view()
+	defer done()
+	return int64(v.PageCount()) * int64(v.PageSize()), nil
+}
+
+// ReadAt reads len(p) bytes at off, any offset and length (SQLite reads the
+// 100-byte header, and whole pages). Past the end it returns what there is
+// and io.EOF.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	v, done := f.view()
+	defer done()
+	ps := int64(v.PageSize())
+	size := int64(v.PageCount()) * ps
+	if off < 0 {
+		return 0, withCode(fmt.Errorf("read %q at negative offset %d", f.name, off), CodeIOErrRead)
+	}
+	n := 0
+	for n < len(p) {
+		at := off + int64(n)
+		if at >= size {
+			return n, io.EOF
+		}
+		pg := engine.PageNo(at/ps + 1)
+		var err error
+		f.buf, err = v.ReadPage(pg, f.buf[:0])
+		if err != nil {
+			return n, withCode(fmt.Errorf("read page %d of %q: %w", pg, f.name, err), ErrorCode(err, CodeIOErrRead))
+		}
+		n += copy(p[n:], f.buf[at%ps:])
+	}
+	return n, nil
+}
+
+// WriteAt writes whole pages; SQLite writes nothing else to a rollback-
+// journal database.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	txn, err := f.writer()
+	if err != nil {
+		return 0, withCode(fmt.Errorf("write %q: %w", f.name, err), ErrorCode(err, CodeIOErrWrite))
+	}
+	ps := int64(txn.PageSize())
+	if ps == 0 || txn.PageCount() == 0 && off == 0 {
+		ps = int64(len(p)) // the first page of a new database sets the size
+	}
+	if int64(len(p)) != ps || off%ps != 0 {
+		return 0, withCode(fmt.Errorf("write %q: %w: %d bytes at offset %d, but pages are %d bytes (the page size of a volume is fixed once it has pages; changing it with VACUUM is not supported)",
+			f.name, engine.ErrPageSize, len(p), off, ps), CodeIOErrWrite)
+	}
+	if err := txn.WritePage(engine.PageNo(off/ps+1), p); err != nil {
+		return 0, withCode(fmt.Errorf("write %q: %w", f.name, err), ErrorCode(err, CodeIOErrWrite))
+	}
+	return len(p), nil
+}
+
+// Truncate cuts the database to size bytes, a whole number of pages.
+func (f *File) Truncate(size int64) error {
+	txn, err := f.writer()
+	if err != nil {
+		return withCode(fmt.Errorf("truncate %q: %w", f.name, err), ErrorCode(err, CodeIOErrTrunc))
+	}
+	ps := int64(txn.PageSize())
+	if ps == 0 {
+		if size == 0 {
+			return nil
+		}
+		return withCode(fmt.Errorf("truncate empty %q to %d bytes", f.name, size), CodeIOErrTrunc)
+	}
+	if size < 0 || size%ps != 0 || size/ps > int64(^uint32(0)) {
+		return withCode(fmt.Errorf("truncate %q to %d bytes: not a whole number of %d-byte pages", f.name, size, ps), CodeIOErrTrunc)
+	}
+	if err := txn.Truncate(uint32(size / ps)); err != nil {
+		return withCode(fmt.Errorf("truncate %q: %w", f.name, err), CodeIOErrTrunc)
+	}
+	return nil
+}
+
+// writer returns the open write transaction, beginning one if the file
+// holds a write lock whose transaction was already committed (by
+// COMMIT_ATOMIC_WRITE) and SQLite writes again.
+func (f *File) writer() (*engine.Txn, error) {
+	if f.txn != nil {
+		return f.txn, nil
+	}
+	if f.lock < LockReserved {
+		return nil, withCode(fmt.Errorf("write without a write lock (lock is %s)", f.lock), CodeMisuse)
+	}
+	txn, err := f.vol.Begin(f.snap)
+	if err != nil {
+		return nil, err
+	}
+	f.txn = txn
+	return txn, nil
+}
+
+// Lock raises the lock to level.
+func (f *File) Lock(level LockLevel) error {
+	if level <= f.lock {
+		return nil
+	}
+	if f.lock == LockNone {
+		f.snap = f.vol.Snapshot()
+		f.lock = LockShared
+	}
+	if level >= LockReserved && f.lock < LockReserved {
+		if f.readOnly {
+			return withCode(fmt.Errorf("%q: %w", f.name, ErrReadOnly), CodeReadOnly)
+		}
+		txn, err := f.vol.Begin(f.snap)
+		if err != nil {
+			return withCode(fmt.Errorf("lock %q for writing: %w", f.name, err), ErrorCode(err, CodeIOErrLock))
+		}
+		f.txn = txn
+	}
+	f.lock = level
+	return nil
+}
+
+// Unlock lowers the lock to level (SHARED or NONE), committing the write
+// transaction when the file leaves the write lock.
+func (f *File) Unlock(level LockLevel) error {
+	if level >= f.lock {
+		return nil
+	}
+	var err error
+	if f.lock >= LockReserved && level < LockReserved {
+		err = f.commit()
+	}
+	if level == LockNone && f.snap != nil {
+		f.snap.Release()
+		f.snap = nil
+	}
+	f.lock = level
+	return err
+}
+
+// commit commits the open write transaction and moves the snapshot to the
+// version it made.
+func (f *File) commit() error {
+	if f.txn == nil {
+		return nil
+	}
+	txn := f.txn
+	f.txn = nil
+	d := engine.Durable
+	if f.sync < syncFull {
+		d = engine.Buffered
+	}
+	next, err := txn.Commit(d)
+	if err != nil {
+		txn.Rollback()
+		return withCode(fmt.Errorf("commit %q: %w", f.name, err), ErrorCode(err, CodeIOErr))
+	}
+	f.snap.Release()
+	f.snap = next
+	return nil
+}
+
+// CheckReservedLock reports whether any connection holds the volume's write
+// lock.
+func (f *File) CheckReservedLock() (bool, error) {
+	return f.lock >= LockReserved || f.vol.Writing(), nil
+}
+
+// BeginAtomicWrite starts a batch of writes that commit or vanish together.
+func (f *File) BeginAtomicWrite() error {
+	if _, err := f.writer(); err != nil {
+		return withCode(fmt.Errorf("begin atomic write on %q: %w", f.name, err), ErrorCode(err, CodeIOErr))
+	}
+	f.batch = true
+	return nil
+}
+
+// CommitAtomicWrite commits the batch as one version.
+func (f *File) CommitAtomicWrite() error {
+	f.batch = false
+	if err := f.commit(); err != nil {
+		return withCode(err, CodeIOErrBatch)
+	}
+	return nil
+}
+
+// RollbackAtomicWrite drops the batch; the write lock stays.
+func (f *File) RollbackAtomicWrite() error {
+	f.batch = false
+	if f.txn == nil {
+		return nil
+	}
+	if err := f.txn.Discard(); err != nil {
+		return withCode(fmt.Errorf("roll back atomic write on %q: %w", f.name, err), CodeIOErr)
+	}
+	return nil
+}
+
+// errNotFound tells a binding that a pragma is not Cambium's: SQLite should
+// handle it itself.
+var errNotFound = withCode(errors.New("not a cambium pragma"), CodeNotFound)

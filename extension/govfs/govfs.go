@@ -1,0 +1,208 @@
+// Package govfs registers Cambium as the SQLite VFS "cambium" with
+// github.com/ncruces/go-sqlite3, in pure Go (no cgo). Import it for its
+// side effect and open databases with the VFS in the URI:
+//
+//	import (
+//		"database/sql"
+//		_ "github.com/cambiumdb/cambium/extension/govfs"
+//		_ "github.com/ncruces/go-sqlite3/driver"
+//	//	)
+//
+//	db, err := sql.Open("sqlite3", "file:tenant/42.db?vfs=cambium&dir=/var/lib/cambium")
+//
+// The file name is the volume name ('/' separates tenant namespaces; no
+// empty, "." or ".." parts). URI parameters, each falling back to its
+// environment variable: dir (CAMBIUM_DIR; default $XDG_DATA_HOME/cambium or
+// ~/.local/share/cambium). An unknown URI parameter is an error.
+//
+// Journals and temporary files live in memory: the engine makes commits
+// durable, per PRAGMA synchronous (FULL, the default: fsync before COMMIT
+// returns; NORMAL and OFF: the commit survives a crash of the process but
+// not of the machine). journal_mode=WAL is refused. PRAGMA cambium_version,
+// cambium_status and cambium_stats report on the volume (see the extension
+// package).
+//
+// Every connection of the process shares one engine per data directory;
+// another process cannot open the same directory while it is in use.
+package govfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+
+	"github.com/ncruces/go-sqlite3"
+	"github.com/ncruces/go-sqlite3/vfs"
+
+	"github.com/cambiumdb/cambium/extension"
+)
+
+// Name is the VFS name to use in URIs: vfs=cambium.
+const Name = "cambium"
+
+func init() {
+	vfs.Register(Name, cambiumVFS{})
+}
+
+type cambiumVFS struct{}
+
+var _ vfs.VFSFilename = cambiumVFS{}
+
+func (cambiumVFS) Open(name string, flags vfs.OpenFlag) (vfs.File, vfs.OpenFlag, error) {
+	return nil, flags, sqlite3.CANTOPEN // SQLite calls OpenFilename
+}
+
+func (cambiumVFS) OpenFilename(name *vfs.Filename, flags vfs.OpenFlag) (f vfs.File, _ vfs.OpenFlag, err error) {
+	defer recoverInto(&err, "open")
+	if flags&vfs.OPEN_MAIN_DB == 0 {
+		// Journals, temporary databases, statement journals: memory.
+		return &memFile{}, flags | vfs.OPEN_MEMORY, nil
+	}
+	cfg, err := extension.ParseConfig(name.URIParameters(), os.Getenv)
+	if err != nil {
+		return nil, flags, code(err, extension.CodeCantOpen)
+	}
+	file, err := extension.OpenMain(name.String(), cfg, extension.OpenFlags{
+		ReadOnly: flags&vfs.OPEN_READONLY != 0,
+		Create:   flags&vfs.OPEN_CREATE != 0,
+	})
+	if err != nil {
+		return nil, flags, code(err, extension.CodeCantOpen)
+	}
+	// OPEN_MEMORY tells SQLite to keep this database's rollback journal in
+	// memory: the engine, not the journal, makes commits atomic.
+	return &mainFile{f: file}, flags | vfs.OPEN_MEMORY, nil
+}
+
+func (cambiumVFS) Delete(name string, syncDir bool) error {
+	return nil // only journals are ever deleted, and they live in memory
+}
+
+func (cambiumVFS) Access(name string, flags vfs.AccessFlag) (bool, error) {
+	return false, nil // no journal ever exists on disk, so none is hot
+}
+
+func (cambiumVFS) FullPathname(name string) (string, error) {
+	return name, nil // volume names are validated when opened
+}
+
+// code tags err with the SQLite code the extension layer maps it to.
+func code(err error, def extension.Code) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	return vfs.SystemError(err, extension.ErrorCode(err, def))
+}
+
+// recoverInto turns a panic in a VFS call into an I/O error, logged with
+// its stack, so that it never unwinds through SQLite.
+func recoverInto(err *error, op string) {
+	if r := recover(); r != nil {
+		slog.Error("cambium: panic in VFS call", "op", op, "panic", r, "stack", string(debug.Stack()))
+		*err = vfs.SystemError(fmt.Errorf("cambium: internal error in %s: %v", op, r), extension.CodeIOErr)
+	}
+}
+
+// mainFile adapts extension.File to the ncruces VFS interfaces.
+type mainFile struct{ f *extension.File }
+
+var (
+	_ vfs.FileLockState        = (*mainFile)(nil)
+	_ vfs.FilePragma           = (*mainFile)(nil)
+	_ vfs.FileBatchAtomicWrite = (*mainFile)(nil)
+)
+
+func (m *mainFile) Close() (err error) {
+	defer recoverInto(&err, "close")
+	return code(m.f.Close(), extension.CodeIOErrClose)
+}
+
+func (m *mainFile) ReadAt(p []byte, off int64) (n int, err error) {
+	defer recoverInto(&err, "read")
+	n, err = m.f.ReadAt(p, off)
+	return n, code(err, extension.CodeIOErrRead)
+}
+
+func (m *mainFile) WriteAt(p []byte, off int64) (n int, err error) {
+	defer recoverInto(&err, "write")
+	n, err = m.f.WriteAt(p, off)
+	return n, code(err, extension.CodeIOErrWrite)
+}
+
+func (m *mainFile) Truncate(size int64) (err error) {
+	defer recoverInto(&err, "truncate")
+	return code(m.f.Truncate(size), extension.CodeIOErrTrunc)
+}
+
+func (m *mainFile) Sync(vfs.SyncFlag) error { return nil } // commits carry durability
+
+func (m *mainFile) Size() (n int64, err error) {
+	defer recoverInto(&err, "size")
+	return m.f.Size()
+}
+
+func (m *mainFile) Lock(l vfs.LockLevel) (err error) {
+	defer recoverInto(&err, "lock")
+	return code(m.f.Lock(extension.LockLevel(l)), extension.CodeIOErrLock)
+}
+
+func (m *mainFile) Unlock(l vfs.LockLevel) (err error) {
+	defer recoverInto(&err, "unlock")
+	return code(m.f.Unlock(extension.LockLevel(l)), extension.CodeIOErr)
+}
+
+func (m *mainFile) CheckReservedLock() (ok bool, err error) {
+	defer recoverInto(&err, "check reserved lock")
+	return m.f.CheckReservedLock()
+}
+
+func (m *mainFile) SectorSize() int { return 4096 }
+
+func (m *mainFile) DeviceCharacteristics() vfs.DeviceCharacteristic {
+	return vfs.DeviceCharacteristic(extension.DeviceCharacteristics)
+}
+
+func (m *mainFile) LockState() vfs.LockLevel { return vfs.LockLevel(m.f.LockState()) }
+
+func (m *mainFile) Pragma(name, value string) (out string, err error) {
+	defer recoverInto(&err, "pragma")
+	out, err = m.f.Pragma(name, value)
+	if err == nil {
+		return out, nil
+	}
+	if extension.ErrorCode(err, extension.CodeError) == extension.CodeNotFound {
+		return "", sqlite3.NOTFOUND
+	}
+	// A plain error makes SQLite report its text as the pragma's error.
+	return "", errors.New(err.Error())
+}
+
+func (m *mainFile) BeginAtomicWrite() (err error) {
+	defer recoverInto(&err, "begin atomic write")
+	return code(m.f.BeginAtomicWrite(), extension.CodeIOErr)
+}
+
+func (m *mainFile) CommitAtomicWrite() (err error) {
+	defer recoverInto(&err, "commit atomic write")
+	return code(m.f.CommitAtomicWrite(), extension.CodeIOErrBatch)
+}
+
+func (m *mainFile) RollbackAtomicWrite() (err error) {
+	defer recoverInto(&err, "rollback atomic write")
+	return code(m.f.RollbackAtomicWrite(), extension.CodeIOErr)
+}
+
+// memFile adapts extension.MemFile.
+type memFile struct{ extension.MemFile }
+
+func (m *memFile) Sync(vfs.SyncFlag) error          { return nil }
+func (m *memFile) Lock(l vfs.LockLevel) error       { return m.MemFile.Lock(extension.LockLevel(l)) }
+func (m *memFile) Unlock(l vfs.LockLevel) error     { return m.MemFile.Unlock(extension.LockLevel(l)) }
+func (m *memFile) CheckReservedLock() (bool, error) { return false, nil }
+func (m *memFile) SectorSize() int                  { return 0 }
+func (m *memFile) DeviceCharacteristics() vfs.DeviceCharacteristic {
+	return vfs.IOCAP_ATOMIC | vfs.IOCAP_SEQUENTIAL | vfs.IOCAP_SAFE_APPEND | vfs.IOCAP_POWERSAFE_OVERWRITE
+}

@@ -1,0 +1,109 @@
+package extension
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/cambiumdb/cambium/engine"
+)
+
+// Version is the Cambium release this build is.
+const Version = "0.1.0-dev"
+
+// Pragmas lists the cambium_* pragmas, for error messages and docs.
+var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats"}
+
+// Pragma handles PRAGMA name[=value] for SQLite's FCNTL_PRAGMA. It returns
+// the result text for a Cambium pragma, an error for a refused one, and an
+// error with code NotFound for pragmas SQLite handles itself (after noting
+// any that Cambium must know, such as synchronous).
+//
+//	cambium_version  the volume version this connection sees: its snapshot's
+//	                 inside a transaction, else the newest
+//	cambium_status   JSON: volume, page_size, page_count, version, remote,
+//	                 remote_version, pushed_version, state, cambium
+//	cambium_stats    JSON counters for this volume in this process: page_reads,
+//	                 cache_hits, pages_fetched, frames_fetched, remote_requests,
+//	                 remote_bytes_read, remote_bytes_written, commits
+func (f *File) Pragma(name, value string) (string, error) {
+	name = strings.ToLower(name)
+	value = strings.Trim(strings.TrimSpace(value), `'"`)
+	switch name {
+	case "journal_mode":
+		if strings.EqualFold(value, "wal") {
+			return "", withCode(fmt.Errorf("%w: journal_mode=WAL on %q: Cambium versions the database itself and keeps the rollback journal in memory, so WAL adds nothing; keep the default journal mode", ErrUnsupported, f.name), CodeError)
+		}
+		return "", errNotFound
+	case "synchronous":
+		if value != "" {
+			lvl, ok := map[string]syncLevel{"0": syncOff, "off": syncOff, "1": syncNormal, "normal": syncNormal,
+				"2": syncFull, "full": syncFull, "3": syncExtra, "extra": syncExtra}[strings.ToLower(value)]
+			if ok {
+				f.sync = lvl
+			}
+		}
+		return "", errNotFound
+	case "cambium_version":
+		if value != "" {
+			return "", withCode(fmt.Errorf("pragma cambium_version takes no value"), CodeError)
+		}
+		return f.seenVersion().String(), nil
+	case "cambium_status":
+		return f.status()
+	case "cambium_stats":
+		return f.stats()
+	}
+	if strings.HasPrefix(name, "cambium_") {
+		return "", withCode(fmt.Errorf("unknown pragma %s; Cambium knows %s", name, strings.Join(Pragmas, ", ")), CodeError)
+	}
+	return "", errNotFound
+}
+
+// seenVersion is the version this connection reads: its snapshot's while it
+// holds a lock, else the newest.
+func (f *File) seenVersion() engine.Version {
+	if f.txn != nil {
+		return f.txn.Base()
+	}
+	if f.snap != nil {
+		return f.snap.Version()
+	}
+	v, _, _ := f.vol.Head()
+	return v
+}
+
+func (f *File) status() (string, error) {
+	v, done := f.view()
+	defer done()
+	head, _, _ := f.vol.Head()
+	out := map[string]any{
+		"volume":         f.name,
+		"page_size":      v.PageSize(),
+		"page_count":     v.PageCount(),
+		"version":        uint64(head),
+		"remote":         "",
+		"remote_version": 0,
+		"pushed_version": 0,
+		"state":          "local-only",
+		"cambium":        Version,
+		"dir":            f.eng.Dir(),
+	}
+	b, err := json.Marshal(out)
+	return string(b), err
+}
+
+func (f *File) stats() (string, error) {
+	s := f.vol.Stats()
+	b, err := json.Marshal(map[string]int64{
+		"page_reads":           s.PageReads,
+		"cache_hits":           s.CacheHits,
+		"pages_fetched":        0,
+		"frames_fetched":       0,
+		"remote_requests":      0,
+		"remote_bytes_read":    0,
+		"remote_bytes_written": 0,
+		"commits":              s.Commits,
+	})
+	return string(b), err
+}
