@@ -28,7 +28,6 @@ const (
 	CodeIOErrTrunc Code = CodeIOErr | 6<<8    // SQLITE_IOERR_TRUNCATE
 	CodeIOErrLock  Code = CodeIOErr | 15<<8   // SQLITE_IOERR_LOCK
 	CodeIOErrClose Code = CodeIOErr | 16<<8   // SQLITE_IOERR_CLOSE
-	CodeIOErrBatch Code = CodeIOErr | 32<<8   // SQLITE_IOERR_COMMIT_ATOMIC
 	CodeCantOpenFP Code = CodeCantOpen | 3<<8 // SQLITE_CANTOPEN_FULLPATH
 )
 
@@ -66,18 +65,19 @@ const (
 	IOCapSequential          = 0x00000400
 	IOCapUndeletableWhenOpen = 0x00000800
 	IOCapPowersafeOverwrite  = 0x00001000
-	IOCapBatchAtomic         = 0x00004000
 )
 
-// DeviceCharacteristics are what a main database file promises SQLite:
-// every write is part of an atomic batch that the engine commits or drops
-// whole, so SQLite can skip the rollback journal for transactions that
-// fit in its page cache.
+// DeviceCharacteristics are what a main database file promises SQLite.
 //
-// IOCapAtomic is left out on purpose: with it SQLite raises its default
-// page size to 8 KiB, which doubles what every cold random read fetches.
+// Two capabilities are left out on purpose. IOCapAtomic makes SQLite raise
+// its default page size to 8 KiB, which doubles what every cold random read
+// fetches. IOCapBatchAtomic makes SQLite skip its rollback journal, but
+// then it also stops advancing the file change counter (header offset 24),
+// which is how other connections learn that their page caches are stale;
+// the journal lives in memory anyway, so batch-atomic writes would save
+// only a copy of each changed page.
 const DeviceCharacteristics = IOCapSafeAppend | IOCapSequential |
-	IOCapUndeletableWhenOpen | IOCapPowersafeOverwrite | IOCapBatchAtomic
+	IOCapUndeletableWhenOpen | IOCapPowersafeOverwrite
 
 // coded is an error that carries the result code to report.
 type coded struct {

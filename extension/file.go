@@ -73,8 +73,10 @@ type OpenFlags struct {
 //	PENDING,
 //	EXCLUSIVE  the same: readers never need to be waited for
 //
-// Leaving RESERVED or above commits the transaction as one version (or,
-// with batch-atomic writes, COMMIT_ATOMIC_WRITE commits it first).
+// Leaving RESERVED or above commits the transaction as one version. SQLite
+// keeps its rollback journal in memory (the VFS opens the database with
+// SQLITE_OPEN_MEMORY); a ROLLBACK writes the old pages back, which the
+// engine then finds unchanged and commits nothing.
 type File struct {
 	name     string
 	readOnly bool
@@ -82,12 +84,11 @@ type File struct {
 	release  func() error
 	vol      *engine.Volume
 
-	lock  LockLevel
-	snap  *engine.Snapshot // pinned from SHARED up
-	txn   *engine.Txn      // open from RESERVED up, until committed
-	batch bool             // between BEGIN_ATOMIC_WRITE and its end
-	sync  syncLevel        // from PRAGMA synchronous
-	buf   []byte
+	lock LockLevel
+	snap *engine.Snapshot // pinned from SHARED up
+	txn  *engine.Txn      // open from RESERVED up, until committed
+	sync syncLevel        // from PRAGMA synchronous
+	buf  []byte
 }
 
 // syncLevel is SQLite's PRAGMA synchronous.
@@ -246,22 +247,13 @@ func (f *File) Truncate(size int64) error {
 	return nil
 }
 
-// writer returns the open write transaction, beginning one if the file
-// holds a write lock whose transaction was already committed (by
-// COMMIT_ATOMIC_WRITE) and SQLite writes again.
+// writer returns the open write transaction. SQLite writes only under a
+// write lock, whose transaction Lock began.
 func (f *File) writer() (*engine.Txn, error) {
-	if f.txn != nil {
-		return f.txn, nil
-	}
-	if f.lock < LockReserved {
+	if f.txn == nil {
 		return nil, withCode(fmt.Errorf("write without a write lock (lock is %s)", f.lock), CodeMisuse)
 	}
-	txn, err := f.vol.Begin(f.snap)
-	if err != nil {
-		return nil, err
-	}
-	f.txn = txn
-	return txn, nil
+	return f.txn, nil
 }
 
 // Lock raises the lock to level.
@@ -331,36 +323,6 @@ func (f *File) commit() error {
 // lock.
 func (f *File) CheckReservedLock() (bool, error) {
 	return f.lock >= LockReserved || f.vol.Writing(), nil
-}
-
-// BeginAtomicWrite starts a batch of writes that commit or vanish together.
-func (f *File) BeginAtomicWrite() error {
-	if _, err := f.writer(); err != nil {
-		return withCode(fmt.Errorf("begin atomic write on %q: %w", f.name, err), ErrorCode(err, CodeIOErr))
-	}
-	f.batch = true
-	return nil
-}
-
-// CommitAtomicWrite commits the batch as one version.
-func (f *File) CommitAtomicWrite() error {
-	f.batch = false
-	if err := f.commit(); err != nil {
-		return withCode(err, CodeIOErrBatch)
-	}
-	return nil
-}
-
-// RollbackAtomicWrite drops the batch; the write lock stays.
-func (f *File) RollbackAtomicWrite() error {
-	f.batch = false
-	if f.txn == nil {
-		return nil
-	}
-	if err := f.txn.Discard(); err != nil {
-		return withCode(fmt.Errorf("roll back atomic write on %q: %w", f.name, err), CodeIOErr)
-	}
-	return nil
 }
 
 // errNotFound tells a binding that a pragma is not Cambium's: SQLite should

@@ -110,9 +110,8 @@ func recoverInto(err *error, op string) {
 type mainFile struct{ f *extension.File }
 
 var (
-	_ vfs.FileLockState        = (*mainFile)(nil)
-	_ vfs.FilePragma           = (*mainFile)(nil)
-	_ vfs.FileBatchAtomicWrite = (*mainFile)(nil)
+	_ vfs.FileLockState = (*mainFile)(nil)
+	_ vfs.FilePragma    = (*mainFile)(nil)
 )
 
 func (m *mainFile) Close() (err error) {
@@ -178,21 +177,6 @@ func (m *mainFile) Pragma(name, value string) (out string, err error) {
 	}
 	// A plain error makes SQLite report its text as the pragma's error.
 	return "", errors.New(err.Error())
-}
-
-func (m *mainFile) BeginAtomicWrite() (err error) {
-	defer recoverInto(&err, "begin atomic write")
-	return code(m.f.BeginAtomicWrite(), extension.CodeIOErr)
-}
-
-func (m *mainFile) CommitAtomicWrite() (err error) {
-	defer recoverInto(&err, "commit atomic write")
-	return code(m.f.CommitAtomicWrite(), extension.CodeIOErrBatch)
-}
-
-func (m *mainFile) RollbackAtomicWrite() (err error) {
-	defer recoverInto(&err, "rollback atomic write")
-	return code(m.f.RollbackAtomicWrite(), extension.CodeIOErr)
 }
 
 // memFile adapts extension.MemFile.

@@ -1,0 +1,221 @@
+package govfs_test
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+func mustExec(t testing.TB, db interface {
+	Exec(string, ...any) (sql.Result, error)
+}, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func queryString(t testing.TB, db *sql.DB, q string, args ...any) string {
+	t.Helper()
+	var s string
+	if err := db.QueryRow(q, args...).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return s
+}
+
+func queryInt(t testing.TB, db *sql.DB, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow(q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// digest summarises every row, so that two databases can be compared.
+const digestQuery = `SELECT count(*) || ':' || coalesce(sum(id), 0) || ':' || coalesce(sum(qty), 0) || ':' ||
+	coalesce(sum(length(body)), 0) || ':' || coalesce(sum(unicode(substr(body, 1 + id % 97, 1))), 0) FROM items`
+
+func integrityOK(t testing.TB, db *sql.DB) {
+	t.Helper()
+	if s := queryString(t, db, "PRAGMA integrity_check"); s != "ok" {
+		t.Fatalf("integrity_check: %s", s)
+	}
+}
+
+// TestSQL_PageSizes runs the same life of a database at every page size
+// SQLite has: tables and indexes, blobs far larger than a page (overflow
+// chains), updates, deletes, VACUUM, reopening.
+func TestSQL_PageSizes(t *testing.T) {
+	for ps := 512; ps <= 65536; ps *= 2 {
+		t.Run(fmt.Sprintf("page=%d", ps), func(t *testing.T) {
+			dir := t.TempDir()
+			db := openDB(t, dir, "sizes.db", "")
+			db.SetMaxOpenConns(1)
+			mustExec(t, db, fmt.Sprintf("PRAGMA page_size=%d", ps))
+			mustExec(t, db, "CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)")
+			mustExec(t, db, "CREATE INDEX items_qty ON items(qty)")
+			// Bodies from 10 bytes to 3 pages: many rows spill into overflow chains.
+			mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 300)
+				INSERT INTO items SELECT i, i % 17, randomblob(10 + (i * 7919) % (3 * ?)) FROM n`, ps)
+			if got := queryInt(t, db, "PRAGMA page_size"); got != int64(ps) {
+				t.Fatalf("page_size %d, want %d", got, ps)
+			}
+			mustExec(t, db, "UPDATE items SET qty = qty + 100, body = body || randomblob(?) WHERE id % 3 = 0", ps)
+			mustExec(t, db, "DELETE FROM items WHERE id % 5 = 0")
+			mustExec(t, db, "INSERT INTO items(qty, body) VALUES (7, zeroblob(?))", 5*ps)
+			integrityOK(t, db)
+			before := queryString(t, db, digestQuery)
+			pagesBefore := queryInt(t, db, "PRAGMA page_count")
+			mustExec(t, db, "DELETE FROM items WHERE id % 2 = 0")
+			afterDelete := queryString(t, db, digestQuery)
+			mustExec(t, db, "VACUUM")
+			integrityOK(t, db)
+			if got := queryString(t, db, digestQuery); got != afterDelete {
+				t.Fatalf("VACUUM changed the rows: %s, want %s", got, afterDelete)
+			}
+			if got := queryInt(t, db, "PRAGMA page_count"); got >= pagesBefore {
+				t.Fatalf("VACUUM left %d pages of %d", got, pagesBefore)
+			}
+			if qp := queryString(t, db, "SELECT count(*) || ',' || sum(qty) FROM items WHERE qty BETWEEN 100 AND 110"); qp == "" {
+				t.Fatal("index query returned nothing")
+			}
+			db.Close()
+
+			db = openDB(t, dir, "sizes.db", "")
+			integrityOK(t, db)
+			if got := queryString(t, db, digestQuery); got != afterDelete {
+				t.Fatalf("after reopen: %s, want %s (before the deletes: %s)", got, afterDelete, before)
+			}
+		})
+	}
+}
+
+// TestSQL_LargeDatabase builds a database many times larger than SQLite's
+// page cache (2 MB by default) in several transactions, one of them large,
+// reopens it, and reads it all back.
+func TestSQL_LargeDatabase(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir, "large.db", "")
+	mustExec(t, db, "CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)")
+	rows := 40000
+	if testing.Short() {
+		rows = 8000
+	}
+	// One transaction far larger than the page cache, so SQLite spills and
+	// writes through the journal path, then many small ones.
+	mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < ?)
+		INSERT INTO items SELECT i, i % 1000, randomblob(960) FROM n`, rows/2)
+	for i := rows/2 + 1; i <= rows; i += 500 {
+		mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT ? UNION ALL SELECT i+1 FROM n WHERE i < ?)
+			INSERT INTO items SELECT i, i % 1000, randomblob(960) FROM n`, i, i+499)
+	}
+	mustExec(t, db, "CREATE INDEX items_qty ON items(qty)")
+	size := queryInt(t, db, "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size")
+	if size < 5*(2<<20) {
+		t.Fatalf("database is only %d bytes", size)
+	}
+	want := queryString(t, db, digestQuery)
+	db.Close()
+
+	db = openDB(t, dir, "large.db", "")
+	integrityOK(t, db)
+	if got := queryString(t, db, digestQuery); got != want {
+		t.Fatalf("after reopen: %s, want %s", got, want)
+	}
+	if n := queryInt(t, db, "SELECT count(*) FROM items WHERE qty = 7"); n != int64(rows/1000) {
+		t.Fatalf("index lookup found %d rows, want %d", n, rows/1000)
+	}
+	t.Logf("%d rows, %d MB", rows, size>>20)
+}
+
+// TestSQL_CachesSeeOtherConnections: a connection's page cache must not
+// serve pages another connection has since changed.
+func TestSQL_CachesSeeOtherConnections(t *testing.T) {
+	dir := t.TempDir()
+	a := openDB(t, dir, "shared.db", "")
+	b := openDB(t, dir, "shared.db", "")
+	mustExec(t, a, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(t, a, "INSERT INTO kv VALUES (1, 'one')")
+	for i := range 50 {
+		if got := queryString(t, b, "SELECT v FROM kv WHERE k = 1"); got != fmt.Sprint("one", strings.Repeat("!", i)) {
+			t.Fatalf("round %d: b read %q", i, got)
+		}
+		mustExec(t, a, "UPDATE kv SET v = v || '!' WHERE k = 1")
+	}
+}
+
+// TestSQL_BadInput: bad names, settings and pragmas are clear errors.
+func TestSQL_BadInput(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, params, query, want string
+	}{
+		{"a/../b", "", "CREATE TABLE x(y)", `".." path part`},
+		{"a//b", "", "CREATE TABLE x(y)", "empty path part"},
+		{"./a", "", "CREATE TABLE x(y)", `"." path part`},
+		{"ok.db", "&dri=" + dir, "CREATE TABLE x(y)", `unknown URI parameter "dri"`},
+		{"ok.db", "&remote=s3://bucket", "CREATE TABLE x(y)", "remote"},
+		{"ok.db", "&version=x", "CREATE TABLE x(y)", "version"},
+		{"ok.db", "", "PRAGMA cambium_nope", "unknown pragma cambium_nope; Cambium knows cambium_version, cambium_status, cambium_stats"},
+		{"ok.db", "", "PRAGMA journal_mode=WAL", "journal_mode=WAL"},
+		{"ok.db", "", "PRAGMA cambium_version=3", "takes no value"},
+	}
+	for _, c := range cases {
+		t.Run(c.name+c.params+"/"+c.query, func(t *testing.T) {
+			db := openDB(t, dir, c.name, c.params)
+			_, err := db.Exec(c.query)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+	t.Run("ControlByte", func(t *testing.T) {
+		db := openDB(t, dir, "bad%01name", "")
+		if _, err := db.Exec("CREATE TABLE x(y)"); err == nil || !strings.Contains(err.Error(), "control byte") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("ReadOnlyMissing", func(t *testing.T) {
+		db := openDB(t, dir, "missing.db", "&mode=ro")
+		if _, err := db.Exec("SELECT 1 FROM sqlite_master"); err == nil || !strings.Contains(err.Error(), "no such volume") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("ReadOnlyWrite", func(t *testing.T) {
+		mustExec(t, openDB(t, dir, "ro.db", ""), "CREATE TABLE x(y)")
+		db := openDB(t, dir, "ro.db", "&mode=ro")
+		_, err := db.Exec("INSERT INTO x VALUES (1)")
+		if !errors.Is(err, sqlite3.READONLY) {
+			t.Fatalf("got %v, want SQLITE_READONLY", err)
+		}
+	})
+}
+
+// TestSQL_Pragmas: the cambium_* pragmas report the volume.
+func TestSQL_Pragmas(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir, "tenant/p.db", "")
+	mustExec(t, db, "CREATE TABLE t(x)")
+	mustExec(t, db, "INSERT INTO t VALUES (1)")
+	if v := queryInt(t, db, "PRAGMA cambium_version"); v != 2 {
+		t.Fatalf("cambium_version %d after two commits", v)
+	}
+	status := queryString(t, db, "PRAGMA cambium_status")
+	for _, want := range []string{`"volume":"tenant/p.db"`, `"page_size":4096`, `"version":2`, `"state":"local-only"`, `"remote":""`, `"pushed_version":0`} {
+		if !strings.Contains(status, want) {
+			t.Fatalf("status %s lacks %s", status, want)
+		}
+	}
+	stats := queryString(t, db, "PRAGMA cambium_stats")
+	for _, key := range []string{"page_reads", "cache_hits", "pages_fetched", "frames_fetched", "remote_requests", "remote_bytes_read", "remote_bytes_written", `"commits":2`} {
+		if !strings.Contains(stats, key) {
+			t.Fatalf("stats %s lacks %s", stats, key)
+		}
+	}
+}
