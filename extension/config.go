@@ -18,8 +18,10 @@ type Config struct {
 }
 
 // Settings Cambium reads, and URI parameters SQLite itself uses, which
-// ParseConfig lets pass. Any other URI parameter is an error, so that a
-// typo ("dri=") is not silently ignored.
+// ParseConfig lets pass, as it does any parameter starting with '_' (the
+// convention drivers use for their own, like ncruces's _pragma and
+// _txlock). Any other URI parameter is an error, so that a typo ("dri=")
+// is not silently ignored.
 var (
 	cambiumParams = []string{"dir", "remote", "sync", "version"}
 	sqliteParams  = []string{"vfs", "mode", "cache", "psow", "nolock", "immutable", "modeof"}
@@ -35,8 +37,8 @@ func ParseConfig(params map[string][]string, env func(string) string) (Config, e
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		if !slices.Contains(cambiumParams, k) && !slices.Contains(sqliteParams, k) {
-			return Config{}, fmt.Errorf("%w: unknown URI parameter %q (Cambium reads %s; SQLite reads %s)",
+		if !slices.Contains(cambiumParams, k) && !slices.Contains(sqliteParams, k) && !strings.HasPrefix(k, "_") {
+			return Config{}, fmt.Errorf("%w: unknown URI parameter %q (Cambium reads %s; SQLite reads %s; drivers' own start with '_')",
 				ErrConfig, k, strings.Join(cambiumParams, ", "), strings.Join(sqliteParams, ", "))
 		}
 		if vs := params[k]; len(vs) > 1 && slices.Contains(cambiumParams, k) {

@@ -161,6 +161,7 @@ func TestSQL_BadInput(t *testing.T) {
 		{"./a", "", "CREATE TABLE x(y)", `"." path part`},
 		{"ok.db", "&dri=" + dir, "CREATE TABLE x(y)", `unknown URI parameter "dri"`},
 		{"ok.db", "&remote=s3://bucket", "CREATE TABLE x(y)", "remote"},
+		{"ok.db", "&_pragma=busy_timeout(10)&dri=x", "CREATE TABLE x(y)", `unknown URI parameter "dri"`},
 		{"ok.db", "&version=x", "CREATE TABLE x(y)", "version"},
 		{"ok.db", "", "PRAGMA cambium_nope", "unknown pragma cambium_nope; Cambium knows cambium_version, cambium_status, cambium_stats"},
 		{"ok.db", "", "PRAGMA journal_mode=WAL", "journal_mode=WAL"},
@@ -217,5 +218,14 @@ func TestSQL_Pragmas(t *testing.T) {
 		if !strings.Contains(stats, key) {
 			t.Fatalf("stats %s lacks %s", stats, key)
 		}
+	}
+}
+
+// TestSQL_DriverParameters: a driver's own URI parameters pass through.
+func TestSQL_DriverParameters(t *testing.T) {
+	db := openDB(t, t.TempDir(), "drv.db", "&_pragma=busy_timeout(1234)&_txlock=immediate")
+	mustExec(t, db, "CREATE TABLE x(y)")
+	if got := queryInt(t, db, "PRAGMA busy_timeout"); got != 1234 {
+		t.Fatalf("busy_timeout %d: the driver's _pragma did not apply", got)
 	}
 }
