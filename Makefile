@@ -37,7 +37,12 @@ test: deps vet
 	@if ! $(GO) test -v $(TESTFLAGS) ./... > $(BUILD)/test.log 2>&1; then \
 		grep -E '^(--- FAIL|FAIL|panic:)|^\s+--- FAIL|_test\.go:[0-9]+:' $(BUILD)/test.log | head -200; \
 		echo "make test: FAILED (see $(BUILD)/test.log)"; exit 1; fi
-	@grep -E '^(--- (PASS|SKIP)|ok |FAIL)|testminio:|against MinIO' $(BUILD)/test.log
+	@grep -E '^(--- (PASS|SKIP)|ok |FAIL)|testminio:|against MinIO|violations|kills' $(BUILD)/test.log
+	@echo "go test -race -short ./engine/ ./segment/ ./remote/  (full log: $(BUILD)/test-race.log)"
+	@if ! $(GO) test -race -short -count=1 ./engine/ ./segment/ ./remote/ > $(BUILD)/test-race.log 2>&1; then \
+		grep -E 'FAIL|DATA RACE|panic:' -A20 $(BUILD)/test-race.log | head -100; \
+		echo "make test: FAILED under -race (see $(BUILD)/test-race.log)"; exit 1; fi
+	@cat $(BUILD)/test-race.log
 	@echo "tests: $$(grep -c '^--- PASS' $(BUILD)/test.log) passed, 0 failed"
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 1m).
@@ -49,14 +54,17 @@ fuzz:
 		done; \
 	done
 
-## bench: Go micro-benchmarks for now; the bench harness arrives with issue 6.
+## bench: the local workloads at reference sizes (results also in build/bench-local.json),
+## then the Go micro-benchmarks. The full harness (cambium bench) arrives with issue 6.
 bench:
-	$(GO) test ./segment -run '^$$' -bench . -benchtime 2s
+	@mkdir -p $(BUILD)
+	CAMBIUM_BENCH_FULL=1 CAMBIUM_BENCH_JSON=$(CURDIR)/$(BUILD)/bench-local.json $(GO) test ./bench -run TestLocal -count=1 -v
+	$(GO) test ./engine ./segment -run '^$$' -bench . -benchtime 2s
 
 ## demo: the end-to-end story arrives with issue 6.
 demo: build
 	@echo "make demo: the demo arrives with issue 6 (engine, replication, CLI)."
-	@echo "Today: the segment format and the object stores; run 'make test' to see them checked."
+	@echo "Today: local volumes through the Go VFS (see README: Go usage); run 'make test' to see them checked."
 
 ## extension: libcambium.so arrives with issue 5.
 extension:

@@ -138,3 +138,58 @@ func TestTxn_SpillCrash(t *testing.T) {
 		t.Fatalf("%d spilled pages survived the restart", n)
 	}
 }
+
+// TestPrune_DeletesGarbage: superseded images go once no snapshot needs
+// them, and stay while one does.
+func TestPrune_DeletesGarbage(t *testing.T) {
+	e := openTestEngine(t, t.TempDir(), Options{})
+	defer e.Close()
+	v, _ := e.Volume("garbage")
+	commit := func(b byte) {
+		base := v.Snapshot()
+		txn, _ := v.Begin(base)
+		txn.WritePage(1, bytes.Repeat([]byte{b}, 512))
+		s, err := txn.Commit(Buffered)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+		base.Release()
+	}
+	images := func() int {
+		it, _ := e.db.NewIter(nil)
+		defer it.Close()
+		n := 0
+		for it.First(); it.Valid(); it.Next() {
+			if _, p, _, ok := decodePageKey(it.Key()); ok && p == 1 {
+				n++
+			}
+		}
+		return n
+	}
+	commit(0)
+	old := v.Snapshot() // pins version 1
+	for i := range 300 {
+		commit(byte(i + 1))
+	}
+	for range 3 {
+		if _, err := v.pruneStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := old.ReadPage(1, nil); got[0] != 0 {
+		t.Fatal("the pinned snapshot lost its page")
+	}
+	kept := images()
+	old.Release()
+	for range 3 {
+		if _, err := v.pruneStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The pruner waits for pruneMinCommits prunable commits, so at most
+	// that many superseded images remain.
+	if n := images(); n > pruneMinCommits || kept < 301 {
+		t.Fatalf("%d images of page 1 while pinned, %d after release; want all 301 kept, then at most %d", kept, n, pruneMinCommits)
+	}
+}

@@ -15,8 +15,14 @@ import (
 // a truncation at c does the same for the pages it cut off.
 
 // pruneBatchCommits bounds the commits one prune step handles, so that one
-// busy volume does not hold up the rest.
-const pruneBatchCommits = 256
+// busy volume does not hold up the rest; pruneMinCommits is how many
+// commits must be prunable before a step runs, so that pruning costs one
+// batch per many commits rather than a second write per commit. Garbage
+// waits at most that many commits per volume.
+const (
+	pruneBatchCommits = 256
+	pruneMinCommits   = 64
+)
 
 func (e *Engine) kickPruner() {
 	defer func() { _ = recover() }() // the channel is closed once the engine is
@@ -79,7 +85,7 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	v.mu.Lock()
 	from, to := v.mu.prunedThrough+1, v.horizonLocked()
 	v.mu.Unlock()
-	if from > to {
+	if from > to || to-from+1 < pruneMinCommits {
 		return false, nil
 	}
 	if to-from+1 > pruneBatchCommits {
@@ -87,15 +93,46 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	}
 	b := v.e.db.NewBatch()
 	defer b.Close()
-	err = v.e.forCommits(id, from, to, func(c Version, rec commitRecord, parentCount uint32) error {
-		for p := range roaring.Values(rec.changeset) {
-			// Images of p older than c: keys from (p, ^(c-1)) to the end of p.
-			if err := b.DeleteRange(pageKey(id, PageNo(p), c-1), pagePrefixEnd(id, PageNo(p)), nil); err != nil {
+	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	// Every image of a page older than the step's range was pruned down to
+	// one, the newest, by earlier steps; the images inside the range are
+	// the commits that wrote the page. So the pruner deletes by exact key
+	// and never walks over the tombstones earlier steps left (which a hot
+	// page piles up, one per commit, until Pebble compacts them away).
+	written := map[PageNo]Version{} // the newest image of a page in from..c
+	olderDone := roaring.New()      // pages whose image older than from is deleted
+	dropOlder := func(p PageNo) error {
+		if u, ok := written[p]; ok {
+			delete(written, p)
+			if err := b.Delete(pageKey(id, p, u), nil); err != nil {
 				return err
 			}
 		}
-		if rec.pageCount < parentCount {
-			return v.pruneCutOff(b, id, c, rec.pageCount, parentCount)
+		if olderDone.CheckedAdd(uint32(p)) && it.SeekGE(pageKey(id, p, from-1)) {
+			if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && u < from {
+				if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
+					return err
+				}
+			}
+		}
+		return it.Error()
+	}
+	err = v.e.forCommits(id, from, to, func(c Version, rec commitRecord, parentCount uint32) error {
+		for p := range roaring.Values(rec.changeset) {
+			if err := dropOlder(PageNo(p)); err != nil {
+				return err
+			}
+			written[PageNo(p)] = c
+		}
+		// A truncation hides every older image of the pages it cut off.
+		for p := uint64(rec.pageCount) + 1; p <= uint64(parentCount); p++ {
+			if err := dropOlder(PageNo(p)); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -112,25 +149,4 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	v.mu.prunedThrough = to
 	v.mu.Unlock()
 	return more, nil
-}
-
-// pruneCutOff deletes the images older than c of pages n+1..m, which a
-// truncation at c cut off.
-func (v *Volume) pruneCutOff(b *pebble.Batch, id VolumeID, c Version, n, m uint32) error {
-	it, err := v.e.db.NewIter(&pebble.IterOptions{
-		LowerBound: pageKey(id, PageNo(n+1), ^Version(0)),
-		UpperBound: pagePrefixEnd(id, PageNo(m)),
-	})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		if _, _, u, ok := decodePageKey(it.Key()); ok && u < c {
-			if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
-				return err
-			}
-		}
-	}
-	return it.Error()
 }

@@ -40,8 +40,10 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/cambiumdb/cambium/extension/govfs"
+	"github.com/ncruces/go-sqlite3"
 	_ "github.com/ncruces/go-sqlite3/driver"
+
+	_ "github.com/cambiumdb/cambium/extension/govfs"
 )
 
 const (
@@ -57,7 +59,7 @@ const (
 
 const crashSchema = `
 CREATE TABLE IF NOT EXISTS acks(seq INTEGER PRIMARY KEY, shape TEXT NOT NULL, digest TEXT NOT NULL,
-	total INTEGER NOT NULL, nrows INTEGER NOT NULL);
+	total INTEGER NOT NULL, nrows INTEGER NOT NULL, spilled INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS kv(id INTEGER PRIMARY KEY, val INTEGER NOT NULL, pad TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS kv_val ON kv(val);
 CREATE TABLE IF NOT EXISTS blobs(slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL);
@@ -160,14 +162,19 @@ func TestCrash(t *testing.T) {
 			t.Logf("%d kills, %d commits, %v", i+1, maxSeq, time.Since(start).Round(time.Millisecond))
 		}
 	}
-	if err := crashCheckAllAcks(dir, seed, model.seq); err != nil {
+	spilledTxns, spilledPages, err := crashCheckAllAcks(dir, seed, model.seq)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if model.seq == 0 {
 		t.Fatalf("no transaction committed in %d kills", kills)
 	}
+	if big := shapesSeen["bigblob"] + shapesSeen["bulk"]; big > 0 && spilledTxns == 0 {
+		t.Fatalf("%d big transactions committed, but none spilled SQLite's page cache: the test no longer covers pages written before the commit", big)
+	}
 	t.Logf("%d kills (%d before the child's first ack, %d found a durable unacked commit), %d acked commits, max seq %d, committed shapes %v",
 		kills, earlyKills, unackedKept, totalAcks, model.seq, shapesSeen)
+	t.Logf("%d committed transactions spilled SQLite's page cache (%d pages)", spilledTxns, spilledPages)
 	t.Logf("elapsed %v: children ran %v (first ack after %v on average), checks took %v (%v each)",
 		time.Since(start).Round(time.Millisecond), childRuntime.Round(time.Millisecond),
 		(firstAck / time.Duration(max(waited, 1))).Round(time.Millisecond),
@@ -208,9 +215,9 @@ func crashChild(dir string, seed uint64) error {
 			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
-	var sync int
-	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil || sync != 2 {
-		return fmt.Errorf("PRAGMA synchronous is %d (%v), want 2 (FULL)", sync, err)
+	var level int
+	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil || level != 2 {
+		return fmt.Errorf("PRAGMA synchronous is %d (%v), want 2 (FULL)", level, err)
 	}
 	if err := crashInTx(ctx, conn, func(tx *sql.Tx) error {
 		_, err := tx.Exec(crashSchema)
@@ -224,7 +231,7 @@ func crashChild(dir string, seed uint64) error {
 	}
 	for seq++; ; seq++ {
 		txn := crashTxnFor(seed, seq)
-		if err := crashInTx(ctx, conn, func(tx *sql.Tx) error { return txn.exec(tx, seed, seq) }); err != nil {
+		if err := crashInTx(ctx, conn, func(tx *sql.Tx) error { return txn.exec(conn, tx, seed, seq) }); err != nil {
 			return fmt.Errorf("transaction %d (%s): %w", seq, txn.shape, err)
 		}
 		// Only now is the commit acknowledged: one write(2), so a kill
@@ -352,9 +359,15 @@ func crashTxnFor(seed uint64, seq int64) crashTxn {
 	return txn
 }
 
-// exec runs the transaction's statements in tx, ending with its acks row,
-// which records the kv table's sum and row count as they are after it.
-func (txn crashTxn) exec(tx *sql.Tx, seed uint64, seq int64) error {
+// exec runs the transaction's statements in tx, on conn, ending with its
+// acks row, which records the kv table's sum and row count as they are
+// after it, and how many dirty pages SQLite spilled from its page cache
+// before the commit.
+func (txn crashTxn) exec(conn *sql.Conn, tx *sql.Tx, seed uint64, seq int64) error {
+	spills0, err := crashCacheSpills(conn)
+	if err != nil {
+		return err
+	}
 	for _, op := range txn.ops {
 		var err error
 		switch op.kind {
@@ -375,9 +388,29 @@ func (txn crashTxn) exec(tx *sql.Tx, seed uint64, seq int64) error {
 			return fmt.Errorf("op %+v: %w", op, err)
 		}
 	}
-	_, err := tx.Exec("INSERT INTO acks(seq, shape, digest, total, nrows) SELECT ?, ?, ?, coalesce(sum(val), 0), count(*) FROM kv",
-		seq, txn.shape, txn.digest)
+	spills, err := crashCacheSpills(conn)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec("INSERT INTO acks(seq, shape, digest, total, nrows, spilled) SELECT ?, ?, ?, coalesce(sum(val), 0), count(*), ? FROM kv",
+		seq, txn.shape, txn.digest, spills-spills0)
 	return err
+}
+
+// crashCacheSpills returns how many dirty pages the connection has written
+// to the database in the middle of a transaction because its page cache
+// was full: the path where a transaction's pages reach the VFS before it
+// commits.
+func crashCacheSpills(conn *sql.Conn) (n int64, err error) {
+	err = conn.Raw(func(dc any) error {
+		raw, ok := dc.(interface{ Raw() *sqlite3.Conn })
+		if !ok {
+			return fmt.Errorf("driver connection %T has no Raw method", dc)
+		}
+		n, _, err = raw.Raw().Status(sqlite3.DBSTATUS_CACHE_SPILL, false)
+		return err
+	})
+	return n, err
 }
 
 func crashExecBulk(tx *sql.Tx, seed uint64, seq int64, n int) error {
@@ -681,37 +714,42 @@ func crashCheckBlobs(db *sql.DB, m *crashModel) error {
 }
 
 // crashCheckAllAcks checks every acks row once at the end (crashCheck looks
-// only at the ones new since the kill before).
-func crashCheckAllAcks(dir string, seed uint64, hi int64) (err error) {
+// only at the ones new since the kill before), and counts the committed
+// transactions that spilled SQLite's page cache, and the pages they spilled.
+func crashCheckAllAcks(dir string, seed uint64, hi int64) (spilledTxns, spilledPages int64, err error) {
 	db, err := crashOpen(dir)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
-	rows, err := db.Query("SELECT seq, shape, digest FROM acks ORDER BY seq")
+	rows, err := db.Query("SELECT seq, shape, digest, spilled FROM acks ORDER BY seq")
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer rows.Close()
 	var want int64
 	for rows.Next() {
-		var seq int64
+		var seq, spilled int64
 		var shape, digest string
-		if err := rows.Scan(&seq, &shape, &digest); err != nil {
-			return err
+		if err := rows.Scan(&seq, &shape, &digest, &spilled); err != nil {
+			return 0, 0, err
 		}
 		want++
 		if txn := crashTxnFor(seed, seq); seq != want || shape != txn.shape || digest != txn.digest {
-			return fmt.Errorf("acks row %d is (%d, %s, %s), want (%d, %s, %s)", want, seq, shape, digest, want, txn.shape, txn.digest)
+			return 0, 0, fmt.Errorf("acks row %d is (%d, %s, %s), want (%d, %s, %s)", want, seq, shape, digest, want, txn.shape, txn.digest)
+		}
+		if spilled > 0 {
+			spilledTxns++
+			spilledPages += spilled
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return 0, 0, err
 	}
 	if want != hi {
-		return fmt.Errorf("acks has %d rows at the end, want %d", want, hi)
+		return 0, 0, fmt.Errorf("acks has %d rows at the end, want %d", want, hi)
 	}
-	return nil
+	return spilledTxns, spilledPages, nil
 }
 
 func crashSpan(acks []int64) string {

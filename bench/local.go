@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// reference builds the reference table of BENCHMARKS.md, at rows rows:
+// items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB), 960-byte bodies.
+func reference(db *sql.DB, rows int) error {
+	for _, q := range []string{
+		"CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)",
+		fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)
+			INSERT INTO items SELECT i, abs(random()) %% 1000, randomblob(960) FROM n`, rows),
+		"CREATE INDEX items_qty ON items(qty)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			return fmt.Errorf("build reference table: %w", err)
+		}
+	}
+	return nil
+}
+
+// PointReadConfig configures the pointread workload (W6): indexed point
+// queries on a warm database.
+type PointReadConfig struct {
+	Dir     string // scratch directory
+	Rows    int    // default 50,000 (the reference database, ~51 MB)
+	Queries int    // default 200,000
+}
+
+// RunPointRead measures point queries by primary key through one
+// connection and a prepared statement, on Cambium and on a plain file with
+// the same driver, after a warm-up that reads every row.
+func RunPointRead(ctx context.Context, cfg PointReadConfig) (Result, error) {
+	if cfg.Rows == 0 {
+		cfg.Rows = 50000
+	}
+	if cfg.Queries == 0 {
+		cfg.Queries = 200000
+	}
+	run := func(db *sql.DB) (Figures, error) {
+		defer db.Close()
+		db.SetMaxOpenConns(1)
+		if err := reference(db, cfg.Rows); err != nil {
+			return Figures{}, err
+		}
+		var warm int64
+		if err := db.QueryRow("SELECT sum(length(body)) FROM items").Scan(&warm); err != nil {
+			return Figures{}, err
+		}
+		stmt, err := db.PrepareContext(ctx, "SELECT qty, length(body) FROM items WHERE id = ?")
+		if err != nil {
+			return Figures{}, err
+		}
+		defer stmt.Close()
+		rng := rand.New(rand.NewPCG(1, 2))
+		var qty, n int64
+		start := time.Now()
+		for range cfg.Queries {
+			if err := stmt.QueryRowContext(ctx, 1+rng.IntN(cfg.Rows)).Scan(&qty, &n); err != nil {
+				return Figures{}, err
+			}
+		}
+		return figures(cfg.Queries, time.Since(start)), nil
+	}
+	res := Result{Workload: "pointread"}
+	db, err := openCambium(cfg.Dir+"/cambium", "pointread.db", "")
+	if err != nil {
+		return res, err
+	}
+	if res.Cambium, err = run(db); err != nil {
+		return res, fmt.Errorf("cambium: %w", err)
+	}
+	if db, err = openFile(cfg.Dir, "pointread.sqlite", ""); err != nil {
+		return res, err
+	}
+	base, err := run(db)
+	if err != nil {
+		return res, fmt.Errorf("plain file: %w", err)
+	}
+	res.compare("plain file", base, 0.9)
+	return res, nil
+}
+
+// CommitConfig configures the commit workload (W5): small write
+// transactions, one after another.
+type CommitConfig struct {
+	Dir          string // scratch directory
+	Transactions int    // default 1,000
+	Rows         int    // table size, default 10,000
+}
+
+// RunCommit measures small write transactions (one UPDATE and one INSERT
+// each) at the two durability classes, each against the plain-file
+// baseline of the same class: Cambium with synchronous=NORMAL (survives a
+// process crash, not a power loss) against WAL with synchronous=NORMAL,
+// and Cambium with synchronous=FULL (fsync per commit) against the rollback
+// journal with synchronous=FULL.
+func RunCommit(ctx context.Context, cfg CommitConfig) ([]Result, error) {
+	if cfg.Transactions == 0 {
+		cfg.Transactions = 1000
+	}
+	if cfg.Rows == 0 {
+		cfg.Rows = 10000
+	}
+	run := func(db *sql.DB, pragmas ...string) (Figures, error) {
+		defer db.Close()
+		db.SetMaxOpenConns(1)
+		for _, p := range pragmas {
+			if _, err := db.Exec(p); err != nil {
+				return Figures{}, fmt.Errorf("%s: %w", p, err)
+			}
+		}
+		if err := reference(db, cfg.Rows); err != nil {
+			return Figures{}, err
+		}
+		if _, err := db.Exec("CREATE TABLE log(id INTEGER PRIMARY KEY, item INTEGER, at INTEGER)"); err != nil {
+			return Figures{}, err
+		}
+		rng := rand.New(rand.NewPCG(3, 4))
+		start := time.Now()
+		for i := range cfg.Transactions {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return Figures{}, err
+			}
+			id := 1 + rng.IntN(cfg.Rows)
+			if _, err := tx.Exec("UPDATE items SET qty = qty + 1 WHERE id = ?", id); err != nil {
+				tx.Rollback()
+				return Figures{}, err
+			}
+			if _, err := tx.Exec("INSERT INTO log(item, at) VALUES (?, ?)", id, i); err != nil {
+				tx.Rollback()
+				return Figures{}, err
+			}
+			if err := tx.Commit(); err != nil {
+				return Figures{}, err
+			}
+		}
+		return figures(cfg.Transactions, time.Since(start)), nil
+	}
+	var results []Result
+	for _, class := range []struct {
+		name, cambiumSync, baseName string
+		basePragmas                 []string
+	}{
+		{"commit/normal", "PRAGMA synchronous=NORMAL", "plain file, WAL, synchronous=NORMAL",
+			[]string{"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"}},
+		{"commit/full", "PRAGMA synchronous=FULL", "plain file, rollback journal, synchronous=FULL",
+			[]string{"PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL"}},
+	} {
+		res := Result{Workload: class.name}
+		db, err := openCambium(cfg.Dir+"/cambium-"+class.name[7:], "commit.db", "")
+		if err != nil {
+			return nil, err
+		}
+		if res.Cambium, err = run(db, class.cambiumSync); err != nil {
+			return nil, fmt.Errorf("cambium %s: %w", class.name, err)
+		}
+		if db, err = openFile(cfg.Dir, "commit-"+class.name[7:]+".sqlite", ""); err != nil {
+			return nil, err
+		}
+		base, err := run(db, class.basePragmas...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", class.baseName, err)
+		}
+		res.compare(class.baseName, base, 1.0)
+		results = append(results, res)
+	}
+	return results, nil
+}
