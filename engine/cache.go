@@ -91,12 +91,16 @@ func (c *pageCache) insert(vol *Volume, p PageNo, v, asOf Version, data []byte) 
 	}
 	k := cacheKey{vol, p}
 	s := c.shard(k)
+	// The generation is read before the committing check: a truncation
+	// stores committing before it bumps the generation, so an image that
+	// passes the check is tagged with a generation no newer than its own.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	gen := vol.cacheGen.Load()
 	if vol.committing.Load() != uint64(asOf) {
 		return
 	}
-	s.putLocked(k, v, vol.cacheGen.Load(), data)
+	s.putLocked(k, v, gen, data)
 }
 
 // replace installs the image of page p a commit just wrote at version v.

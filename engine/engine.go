@@ -13,6 +13,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Options configure an Engine. The zero value of every field but Dir means
@@ -57,8 +58,9 @@ const (
 	// Durable commits are on stable storage (fsync) before Commit returns:
 	// SQLite's synchronous=FULL and EXTRA.
 	Durable Durability = iota
-	// Buffered commits are handed to the operating system before Commit
-	// returns: they survive the process being killed, not the machine
+	// Buffered commits are written to the operating system before Commit
+	// returns, and reach stable storage with the next Durable commit or
+	// log rotation: they survive the process being killed, not the machine
 	// losing power. SQLite's synchronous=NORMAL and OFF.
 	Buffered
 )
@@ -74,6 +76,12 @@ type Engine struct {
 
 	pruneKick chan struct{}
 	pruneDone chan struct{}
+
+	// durable counts Durable commits in flight (see walFS).
+	durable *atomic.Int64
+	// failed is set by the first write that fails: after it the store's
+	// state is unknown, so the engine refuses writes until reopened.
+	failed atomic.Pointer[error]
 
 	mu struct {
 		sync.Mutex
@@ -108,16 +116,19 @@ func Open(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	durable := new(atomic.Int64)
 	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       32 << 20,
 		Logger:             pebbleLogger{opts.Logger},
+		FS:                 walFS{FS: vfs.Default, durable: durable},
 	})
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
 	}
 	e := &Engine{
+		durable:   durable,
 		opts:      opts,
 		dir:       dir,
 		db:        db,
@@ -241,12 +252,30 @@ func (e *Engine) undoSpills() error {
 	b := e.db.NewBatch()
 	defer b.Close()
 	for it.First(); it.Valid(); it.Next() {
+		if len(it.Key()) != 9 {
+			return fmt.Errorf("%w: spill key %x", ErrCorrupt, it.Key())
+		}
 		id := VolumeID(binary.BigEndian.Uint64(it.Key()[1:9]))
 		rec, err := decodeSpillRecord(fmt.Sprintf("spill record of volume %d", id), it.Value())
 		if err != nil {
 			return err
 		}
+		// A record at or below the head is stale (its version committed
+		// since, without spilling): its pages are the commit's, keep them.
+		stale := false
+		if raw, found, err := e.get(headKey(id)); err != nil {
+			return err
+		} else if found {
+			head, err := decodeHeadRecord(fmt.Sprintf("head record of volume %d", id), raw)
+			if err != nil {
+				return err
+			}
+			stale = rec.version <= head.version
+		}
 		for p := range roaring.Values(rec.pages) {
+			if stale {
+				break
+			}
 			if err := b.Delete(pageKey(id, PageNo(p), rec.version), nil); err != nil {
 				return err
 			}
@@ -279,3 +308,19 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 var _ io.Closer = (*Engine)(nil)
+
+// fail records the first write failure; it returns err, wrapped to say the
+// engine now refuses writes.
+func (e *Engine) fail(err error) error {
+	wrapped := fmt.Errorf("%w (the engine refuses writes until the data directory is reopened)", err)
+	e.failed.CompareAndSwap(nil, &wrapped)
+	return wrapped
+}
+
+// writable returns the error that stopped writes, if one did.
+func (e *Engine) writable() error {
+	if p := e.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}

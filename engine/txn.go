@@ -44,6 +44,9 @@ func (v *Volume) Begin(base *Snapshot) (*Txn, error) {
 	if base.v != v {
 		return nil, fmt.Errorf("begin on %q with a snapshot of %q", v.name, base.v.name)
 	}
+	if err := v.e.writable(); err != nil {
+		return nil, fmt.Errorf("begin write on %q: %w", v.name, err)
+	}
 	if !v.writer.TryLock() {
 		return nil, fmt.Errorf("begin write on %q: %w", v.name, ErrBusy)
 	}
@@ -85,7 +88,9 @@ func (t *Txn) WritePage(p PageNo, data []byte) error {
 	if p == 0 {
 		return fmt.Errorf("write page 0 of %q: pages are numbered from 1", t.v.name)
 	}
-	if t.pageSize == 0 || (t.base.pageCount == 0 && len(t.staged) == 0 && t.spilledAll.IsEmpty()) {
+	// A volume's page size is set by its first page and fixed once stored:
+	// older images of another size could otherwise resurface as corrupt.
+	if t.base.pageSize == 0 && len(t.staged) == 0 && t.spilledAll.IsEmpty() {
 		if !segment.ValidPageSize(len(data)) {
 			return fmt.Errorf("write page %d of %q: %w: %d is not a power of two in 512..65536", p, t.v.name, ErrPageSize, len(data))
 		}
@@ -183,7 +188,7 @@ func (t *Txn) spill() error {
 		return err
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("spill write transaction of %q: %w", t.v.name, err)
+		return t.v.e.fail(fmt.Errorf("spill write transaction of %q: %w", t.v.name, err))
 	}
 	t.v.id.Store(uint64(id))
 	clear(t.staged)
@@ -225,6 +230,9 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 		return nil, ErrTxnDone
 	}
 	v := t.v
+	if err := v.e.writable(); err != nil {
+		return nil, fmt.Errorf("commit %q: %w", v.name, err)
+	}
 	// Pages the transaction cut off and grew back without writing are
 	// zeros now; committing them as images keeps a commit fully described
 	// by its page count and its changeset.
@@ -276,9 +284,11 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 			}
 		}
 		changeset.Or(t.spilled)
-		if err := b.Delete(spillKey(id), nil); err != nil {
-			return nil, err
-		}
+	}
+	// Always: a spill record left by a failed rollback must not outlive a
+	// commit at its version (the next Open would delete the commit's pages).
+	if err := b.Delete(spillKey(id), nil); err != nil {
+		return nil, err
 	}
 	changeset.RunOptimize()
 	rec, err := commitRecord{
@@ -300,13 +310,17 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	}
 
 	v.committing.Store(uint64(t.version))
-	opts := pebble.NoSync
+	// Every commit waits for its log record to be written; only Durable
+	// ones wait for fsync (see walFS).
 	if d == Durable {
-		opts = pebble.Sync
+		v.e.durable.Add(1)
+		defer v.e.durable.Add(-1)
 	}
-	if err := b.Commit(opts); err != nil {
+	if err := b.Commit(pebble.Sync); err != nil {
+		// Pebble may have applied the batch even though it failed to sync
+		// it: the store's state is unknown, so no more writes.
 		v.committing.Store(uint64(t.base.version))
-		return nil, fmt.Errorf("commit version %d of %q: %w", t.version, v.name, err)
+		return nil, v.e.fail(fmt.Errorf("commit version %d of %q: %w", t.version, v.name, err))
 	}
 	v.id.Store(uint64(id))
 
@@ -345,7 +359,11 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 
 // dropUnchanged removes staged pages whose image equals the base's, so
 // that a rolled-back SQLite transaction (which writes the old pages back)
-// commits nothing.
+// commits nothing. A page restored after it spilled leaves the spilled set
+// too: its spilled image, at the commit's version, is deleted by the
+// commit (it stays in spilledAll), never published. A restored image that
+// spilled in turn is committed as is (the base's bytes again): finding it
+// would mean reading every spilled page back.
 func (t *Txn) dropUnchanged() error {
 	var buf []byte
 	for p, data := range t.staged {
@@ -360,6 +378,7 @@ func (t *Txn) dropUnchanged() error {
 		if bytes.Equal(buf, data) {
 			delete(t.staged, p)
 			t.stagedBytes -= int64(len(data))
+			t.spilled.Remove(uint32(p))
 		}
 	}
 	return nil
@@ -404,7 +423,7 @@ func (t *Txn) discardSpilled() error {
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		// The spill record stays; the next Open deletes the pages.
-		return fmt.Errorf("discard spilled pages of %q: %w", t.v.name, err)
+		return t.v.e.fail(fmt.Errorf("discard spilled pages of %q: %w", t.v.name, err))
 	}
 	t.spilled.Clear()
 	t.spilledAll.Clear()

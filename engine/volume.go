@@ -166,13 +166,14 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 		if err != nil {
 			return err
 		}
-		if found {
-			c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of volume %d", from-1, id), raw)
-			if err != nil {
-				return err
-			}
-			parentCount = c.pageCount
+		if !found {
+			return fmt.Errorf("%w: commit record %d of volume %d is missing", ErrCorrupt, from-1, id)
 		}
+		c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of volume %d", from-1, id), raw)
+		if err != nil {
+			return err
+		}
+		parentCount = c.pageCount
 	}
 	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, from), UpperBound: commitKey(id, to+1)})
 	if err != nil {
@@ -181,6 +182,9 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 	defer it.Close()
 	want := from
 	for it.First(); it.Valid(); it.Next() {
+		if len(it.Key()) != 17 {
+			return fmt.Errorf("%w: commit key %x of volume %d", ErrCorrupt, it.Key(), id)
+		}
 		ver := Version(beUint64(it.Key()[9:17]))
 		what := fmt.Sprintf("commit record %d of volume %d", ver, id)
 		if ver != want {
@@ -302,13 +306,13 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 		return appendZeros(dst, int(st.pageSize)), nil
 	}
 	_, _, u, _ := decodePageKey(it.Key())
+	if st.cutOff(p, u, st.version) {
+		return appendZeros(dst, int(st.pageSize)), nil
+	}
 	val := it.Value()
 	if len(val) != 1+int(st.pageSize) || val[0] != pageKindImage {
 		return nil, fmt.Errorf("%w: page %d of %q at version %d: %d-byte value of kind %d, want a %d-byte image",
 			ErrCorrupt, p, v.name, u, len(val), firstByte(val), st.pageSize)
-	}
-	if st.cutOff(p, u, st.version) {
-		return appendZeros(dst, int(st.pageSize)), nil
 	}
 	img := bytes.Clone(val[1:])
 	v.e.cache.insert(v, p, u, st.version, img)
