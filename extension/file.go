@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 
 	"github.com/cambiumdb/cambium/engine"
@@ -22,6 +23,10 @@ type sharedEngine struct {
 }
 
 func acquireEngine(dir string) (*engine.Engine, func() error, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("data directory %q: %w", dir, err)
+	}
 	engines.Lock()
 	defer engines.Unlock()
 	if engines.open == nil {
@@ -212,8 +217,11 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return 0, withCode(fmt.Errorf("write %q: %w", f.name, err), ErrorCode(err, CodeIOErrWrite))
 	}
 	ps := int64(txn.PageSize())
-	if ps == 0 || txn.PageCount() == 0 && off == 0 {
+	if ps == 0 {
 		ps = int64(len(p)) // the first page of a new database sets the size
+	}
+	if len(p) == 0 || off < 0 || off/max(ps, 1) >= int64(^uint32(0)) {
+		return 0, withCode(fmt.Errorf("write %q: %d bytes at offset %d is outside a database", f.name, len(p), off), CodeIOErrWrite)
 	}
 	if int64(len(p)) != ps || off%ps != 0 {
 		return 0, withCode(fmt.Errorf("write %q: %w: %d bytes at offset %d, but pages are %d bytes (the page size of a volume is fixed once it has pages; changing it with VACUUM is not supported)",
@@ -286,8 +294,15 @@ func (f *File) Unlock(level LockLevel) error {
 		return nil
 	}
 	var err error
-	if f.lock >= LockReserved && level < LockReserved {
+	switch {
+	case f.lock >= LockReserved && level == LockShared:
+		// How SQLite ends every successful write transaction.
 		err = f.commit()
+	case f.lock >= LockReserved && level == LockNone && f.txn != nil:
+		// Straight to NONE is SQLite's error path (pager_unlock): what the
+		// transaction holds may be half restored, so it is dropped.
+		f.txn.Rollback()
+		f.txn = nil
 	}
 	if level == LockNone && f.snap != nil {
 		f.snap.Release()

@@ -35,6 +35,11 @@ func (f *File) Pragma(name, value string) (string, error) {
 			return "", withCode(fmt.Errorf("%w: journal_mode=WAL on %q: Cambium versions the database itself and keeps the rollback journal in memory, so WAL adds nothing; keep the default journal mode", ErrUnsupported, f.name), CodeError)
 		}
 		return "", errNotFound
+	case "locking_mode":
+		if strings.EqualFold(value, "exclusive") {
+			return "", withCode(fmt.Errorf("%w: locking_mode=EXCLUSIVE on %q: a connection in exclusive mode never releases its write lock, so its transactions would not become versions until it closed; keep locking_mode=NORMAL (Cambium readers never block the writer anyway)", ErrUnsupported, f.name), CodeError)
+		}
+		return "", errNotFound
 	case "synchronous":
 		if value != "" {
 			lvl, ok := map[string]syncLevel{"0": syncOff, "off": syncOff, "1": syncNormal, "normal": syncNormal,

@@ -50,6 +50,7 @@ const (
 	crashChildEnv = "CAMBIUM_CRASH_CHILD" // the data directory; set only in the child
 	crashSeedEnv  = "CAMBIUM_CRASH_SEED"
 	crashKillsEnv = "CAMBIUM_CRASH_KILLS"
+	crashSyncEnv  = "CAMBIUM_CRASH_SYNC" // NORMAL, or FULL when unset
 
 	crashVolume  = "crash/t1.db"
 	crashKeys    = 400 // kv ids are 1..crashKeys
@@ -66,16 +67,32 @@ CREATE TABLE IF NOT EXISTS blobs(slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL,
 CREATE TABLE IF NOT EXISTS bulk(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
 `
 
-// TestCrash is the parent: it runs, kills and checks the children.
+// TestCrash is the parent: it runs, kills and checks the children, which
+// commit with synchronous=FULL.
 func TestCrash(t *testing.T) {
-	kills := 200
+	runCrash(t, crashKills(t, 200))
+}
+
+// TestCrash_Normal does the same at synchronous=NORMAL, whose commits must
+// survive the process being killed too (not a power loss, which this test
+// cannot make).
+func TestCrash_Normal(t *testing.T) {
+	t.Setenv(crashSyncEnv, "NORMAL")
+	runCrash(t, crashKills(t, 200)/4)
+}
+
+func crashKills(t *testing.T, def int) int {
 	if s := os.Getenv(crashKillsEnv); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
 			t.Fatalf("%s=%q: want a positive number of kill points", crashKillsEnv, s)
 		}
-		kills = n
+		return n
 	}
+	return def
+}
+
+func runCrash(t *testing.T, kills int) {
 	seed := rand.Uint64()
 	if s := os.Getenv(crashSeedEnv); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -209,15 +226,16 @@ func crashChild(dir string, seed uint64) error {
 	}
 	for _, q := range []string{
 		fmt.Sprintf("PRAGMA page_size=%d", crashPageSize(seed)), // a no-op once the volume has pages
-		"PRAGMA synchronous=FULL",
+		"PRAGMA synchronous=" + crashSync(),
 	} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
+	want := map[string]int{"FULL": 2, "NORMAL": 1}[crashSync()]
 	var level int
-	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil || level != 2 {
-		return fmt.Errorf("PRAGMA synchronous is %d (%v), want 2 (FULL)", level, err)
+	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil || level != want {
+		return fmt.Errorf("PRAGMA synchronous is %d (%v), want %d (%s)", level, err, want, crashSync())
 	}
 	if err := crashInTx(ctx, conn, func(tx *sql.Tx) error {
 		_, err := tx.Exec(crashSchema)
@@ -872,4 +890,12 @@ func (c *crashChildProc) report() string {
 		fmt.Fprintf(&b, "\nchild stderr:\n%s", c.stderr.String())
 	}
 	return b.String()
+}
+
+// crashSync is the child's PRAGMA synchronous: NORMAL or FULL.
+func crashSync() string {
+	if os.Getenv(crashSyncEnv) == "NORMAL" {
+		return "NORMAL"
+	}
+	return "FULL"
 }

@@ -229,3 +229,48 @@ func TestSQL_DriverParameters(t *testing.T) {
 		t.Fatalf("busy_timeout %d: the driver's _pragma did not apply", got)
 	}
 }
+
+// TestSQL_LargeTransactions: transactions larger than the engine's spill
+// threshold (32 MiB) that end as they began, by ROLLBACK or by changing
+// everything back, leave exactly the old rows.
+func TestSQL_LargeTransactions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes over 100 MB")
+	}
+	dir := t.TempDir()
+	db := openDB(t, dir, "big.db", "")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, x INTEGER, v BLOB)")
+	mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 16000)
+		INSERT INTO t SELECT i, 1000, randomblob(3000) FROM n`)
+	want := queryString(t, db, "SELECT count(*) || ':' || sum(x) || ':' || sum(unicode(substr(v, 1 + id % 2999, 1))) FROM t")
+
+	mustExec(t, db, "BEGIN")
+	mustExec(t, db, "UPDATE t SET v = zeroblob(3000)")
+	mustExec(t, db, "ROLLBACK")
+	if got := queryString(t, db, "SELECT count(*) || ':' || sum(x) || ':' || sum(unicode(substr(v, 1 + id % 2999, 1))) FROM t"); got != want {
+		t.Fatalf("after a large ROLLBACK: %s, want %s", got, want)
+	}
+	mustExec(t, db, "BEGIN")
+	mustExec(t, db, "UPDATE t SET x = x + 1")
+	mustExec(t, db, "UPDATE t SET x = x - 1")
+	mustExec(t, db, "COMMIT")
+	if n := queryInt(t, db, "SELECT count(*) FROM t WHERE x != 1000"); n != 0 {
+		t.Fatalf("after changing everything back: %d rows differ", n)
+	}
+	integrityOK(t, db)
+	db.Close()
+	db = openDB(t, dir, "big.db", "")
+	if got := queryString(t, db, "SELECT count(*) || ':' || sum(x) || ':' || sum(unicode(substr(v, 1 + id % 2999, 1))) FROM t"); got != want {
+		t.Fatalf("after reopen: %s, want %s", got, want)
+	}
+}
+
+// TestSQL_LockingModeExclusive is refused: such a connection never leaves
+// its write lock, so its commits would not become versions.
+func TestSQL_LockingModeExclusive(t *testing.T) {
+	db := openDB(t, t.TempDir(), "ex.db", "")
+	if _, err := db.Exec("PRAGMA locking_mode=EXCLUSIVE"); err == nil || !strings.Contains(err.Error(), "locking_mode=EXCLUSIVE") {
+		t.Fatalf("got %v", err)
+	}
+}
