@@ -35,6 +35,8 @@
 //	0x06 | volume ID (8)                 spill record: the version and pages of a write
 //	                                     transaction that spilled to disk before committing
 //	0x07 | volume ID (8)                 pruned record: the version the pruner is done through
+//	0x08 | volume ID (8)                 push record: newest pushed version, diverged flag,
+//	                                     and a pending remote commit (see remote.go)
 //
 // ^version is the bitwise complement of the version, so that for a page the
 // newest image sorts first, and "the newest image of P at or before V" is a

@@ -36,6 +36,11 @@ var (
 	// the Engine was closed.
 	ErrClosed = errors.New("engine: closed")
 
+	// ErrDiverged is returned by Push when another writer claimed, in the
+	// remote, the version this volume's next push would have claimed. The
+	// volume's local commits are kept.
+	ErrDiverged = errors.New("engine: volume has diverged from the remote")
+
 	// ErrOptions is returned by Open for Options out of range.
 	ErrOptions = errors.New("engine: invalid options")
 )

@@ -28,8 +28,9 @@ func ParseVersion(s string) (Version, error) {
 	return Version(n), nil
 }
 
-// MaxNameLen is the longest volume name, in bytes.
-const MaxNameLen = 512
+// MaxNameLen is the longest volume name, in bytes: escaped for an object
+// key (up to three bytes a byte), it still fits the 1024-byte key limit.
+const MaxNameLen = 255
 
 // ValidateName reports whether name can name a volume: 1 to MaxNameLen
 // bytes of UTF-8, no control bytes and no backslash, '/'-separated parts

@@ -54,6 +54,8 @@ type Volume struct {
 	// mirrors it for observers that must not contend for it.
 	writer  sync.Mutex
 	writing atomic.Bool
+	// pushMu serialises pushes.
+	pushMu sync.Mutex
 
 	// id is the volume's ID, 0 until a write stores the volume.
 	id atomic.Uint64
