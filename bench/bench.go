@@ -27,6 +27,10 @@ type Figures struct {
 	Ops     int           `json:"ops"`
 	Elapsed time.Duration `json:"elapsed_ns"`
 	PerSec  float64       `json:"per_sec"`
+	// Bytes and Requests are what moved through the object store, for
+	// replication workloads.
+	Bytes    int64 `json:"bytes,omitempty"`
+	Requests int64 `json:"requests,omitempty"`
 }
 
 func figures(ops int, d time.Duration) Figures {
@@ -35,8 +39,11 @@ func figures(ops int, d time.Duration) Figures {
 
 // Comparison is Cambium against one baseline: Ratio is Cambium's rate over
 // the baseline's (above 1: Cambium is faster).
+// For byte metrics Ratio is the baseline's bytes over Cambium's (above 1:
+// Cambium moves fewer).
 type Comparison struct {
 	Baseline string  `json:"baseline"`
+	Metric   string  `json:"metric"` // "per_sec" or "bytes"
 	Figures  Figures `json:"figures"`
 	Ratio    float64 `json:"ratio"`
 	Target   float64 `json:"target"` // the ratio DESIGN.md asks for
@@ -50,21 +57,41 @@ type Result struct {
 }
 
 func (r *Result) compare(name string, base Figures, target float64) {
-	r.Comparisons = append(r.Comparisons, Comparison{Baseline: name, Figures: base, Ratio: r.Cambium.PerSec / base.PerSec, Target: target})
+	r.Comparisons = append(r.Comparisons, Comparison{Baseline: name, Metric: "per_sec", Figures: base, Ratio: r.Cambium.PerSec / base.PerSec, Target: target})
+}
+
+func (r *Result) compareBytes(name string, base Figures, target float64) {
+	r.Comparisons = append(r.Comparisons, Comparison{Baseline: name, Metric: "bytes", Figures: base, Ratio: float64(base.Bytes) / float64(max(r.Cambium.Bytes, 1)), Target: target})
 }
 
 // Table renders results as an aligned text table.
 func Table(results ...Result) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "workload\tcambium/s\tbaseline\tbaseline/s\tratio\ttarget")
+	fmt.Fprintln(w, "workload\tcambium\tbaseline\tbaseline figure\tratio\ttarget")
 	for _, r := range results {
 		for _, c := range r.Comparisons {
-			fmt.Fprintf(w, "%s\t%.0f\t%s\t%.0f\t%.2fx\t>=%.1fx\n", r.Workload, r.Cambium.PerSec, c.Baseline, c.Figures.PerSec, c.Ratio, c.Target)
+			if c.Metric == "bytes" {
+				fmt.Fprintf(w, "%s\t%s in %d req, %s\t%s\t%s in %d req, %s\t%.1fx fewer bytes\t>=%.1fx\n", r.Workload,
+					humanBytes(r.Cambium.Bytes), r.Cambium.Requests, r.Cambium.Elapsed.Round(time.Millisecond), c.Baseline,
+					humanBytes(c.Figures.Bytes), c.Figures.Requests, c.Figures.Elapsed.Round(time.Millisecond), c.Ratio, c.Target)
+				continue
+			}
+			fmt.Fprintf(w, "%s\t%.0f/s\t%s\t%.0f/s\t%.2fx\t>=%.1fx\n", r.Workload, r.Cambium.PerSec, c.Baseline, c.Figures.PerSec, c.Ratio, c.Target)
 		}
 	}
 	w.Flush()
 	return b.String()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 10<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 10<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 // openCambium opens volume name in data directory dir.

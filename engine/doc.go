@@ -31,12 +31,15 @@
 //	0x03 | volume ID (8)                 head record: version, page count, page size
 //	0x04 | volume ID (8) | version (8)   commit record: parent, page count, page size, time, changeset
 //	0x05 | volume ID (8) | page (4) | ^version (8)
-//	                                     page value: kind (1) | page image
+//	                                     page value: kind (1) | payload: 0 image,
+//	                                     1 stub (where in the remote the image is), 2 zeros
 //	0x06 | volume ID (8)                 spill record: the version and pages of a write
 //	                                     transaction that spilled to disk before committing
 //	0x07 | volume ID (8)                 pruned record: the version the pruner is done through
-//	0x08 | volume ID (8)                 push record: newest pushed version, diverged flag,
-//	                                     and a pending remote commit (see remote.go)
+//	0x08 | volume ID (8)                 replication record: remote URL, newest pushed
+//	                                     version and its remote sequence number, newest
+//	                                     remote version seen, diverged flag, and a pending
+//	                                     remote commit (see remote.go)
 //
 // ^version is the bitwise complement of the version, so that for a page the
 // newest image sorts first, and "the newest image of P at or before V" is a
@@ -60,6 +63,22 @@
 // deletes it. It walks commit records in order, so its work is proportional
 // to the pages changed, and it records how far it got in the pruned record
 // (its own key, so that it never races a commit for the head record).
+//
+// # Replication
+//
+// A volume attached to a remote (Attach) pushes its new versions there
+// (Push) and pulls the versions others pushed (Pull); the object layout is
+// in remote.go, the commit and rollup format in remotemap.go. A pull is a
+// commit made of stubs: for each changed page, a value saying which segment
+// frame holds its image. Reading a stub fetches the frame (fetch.go) and
+// replaces the stubs of its pages with images. Local versions and remote
+// versions share one numbering; a pulled commit covers a range of versions,
+// so the local log is a chain of (parent, version] records, not always one
+// version apart.
+//
+// The pruner never prunes past the newest pushed version of a replicating
+// volume, so that Reset can always return to it: a writer that commits
+// without pushing keeps every version since its last push.
 //
 // # Concurrency
 //

@@ -37,9 +37,30 @@ var (
 	ErrClosed = errors.New("engine: closed")
 
 	// ErrDiverged is returned by Push when another writer claimed, in the
-	// remote, the version this volume's next push would have claimed. The
-	// volume's local commits are kept.
+	// remote, the version this volume's next push would have claimed, and
+	// afterwards by writes and pulls, until Reset. The volume's local
+	// commits are kept.
 	ErrDiverged = errors.New("engine: volume has diverged from the remote")
+
+	// ErrRemoteCorrupt is returned when an object read from the remote
+	// fails its checks, or the remote's log is not what it must be. The
+	// wrapping error names the object.
+	ErrRemoteCorrupt = errors.New("engine: corrupt remote data")
+
+	// ErrNoRemote is returned by replication calls on a volume with no
+	// remote attached.
+	ErrNoRemote = errors.New("engine: no remote attached (set remote=URL or CAMBIUM_REMOTE)")
+
+	// ErrRemoteMismatch is returned when a volume is attached to another
+	// remote than the one it replicates with.
+	ErrRemoteMismatch = errors.New("engine: volume replicates with another remote")
+
+	// ErrAhead is returned by Pull on a volume with local commits that are
+	// not in the remote yet.
+	ErrAhead = errors.New("engine: volume has unpushed commits")
+
+	// ErrVersion is returned for a version a volume does not have.
+	ErrVersion = errors.New("engine: no such version")
 
 	// ErrOptions is returned by Open for Options out of range.
 	ErrOptions = errors.New("engine: invalid options")

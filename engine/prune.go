@@ -67,11 +67,16 @@ func (e *Engine) pruneAll() (more bool, err error) {
 	return more, nil
 }
 
-// horizon returns the oldest version a live snapshot may read.
+// horizonLocked returns the oldest version the pruner must keep readable:
+// that of the oldest live snapshot, and, for a volume that replicates, the
+// newest pushed version, which Reset may return to.
 func (v *Volume) horizonLocked() Version {
 	h := v.head.Load().version
 	for ver := range v.mu.pins {
 		h = min(h, ver)
+	}
+	if rec := v.repl.Load(); rec.url != "" || v.rep.Load() != nil {
+		h = min(h, rec.pushed)
 	}
 	return h
 }
@@ -89,7 +94,13 @@ func (v *Volume) pruneStep() (more bool, err error) {
 		return false, nil
 	}
 	if to-from+1 > pruneBatchCommits {
-		to, more = from+pruneBatchCommits-1, true
+		// A pulled commit covers several versions: end the step where a
+		// commit ends, for forCommits.
+		end, err := v.e.commitEndingAtOrAfter(id, from+pruneBatchCommits-1, to)
+		if err != nil {
+			return false, err
+		}
+		to, more = end, end < to
 	}
 	b := v.e.db.NewBatch()
 	defer b.Close()
@@ -142,11 +153,28 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	if err := b.Set(prunedKey(id), encodePrunedRecord(to), nil); err != nil {
 		return false, err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	v.fetchMu.Lock() // no fetched frame replaces a stub this batch deletes
+	err = b.Commit(pebble.NoSync)
+	v.fetchMu.Unlock()
+	if err != nil {
 		return false, fmt.Errorf("prune %q through %d: %w", v.name, to, err)
 	}
 	v.mu.Lock()
 	v.mu.prunedThrough = to
 	v.mu.Unlock()
 	return more, nil
+}
+
+// commitEndingAtOrAfter returns the version of the first commit record of
+// volume id at or after version v, or limit if there is none up to it.
+func (e *Engine) commitEndingAtOrAfter(id VolumeID, v, limit Version) (Version, error) {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, v), UpperBound: commitKey(id, limit+1)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if it.First() && len(it.Key()) == 17 {
+		return Version(beUint64(it.Key()[9:17])), nil
+	}
+	return limit, it.Error()
 }

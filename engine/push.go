@@ -14,56 +14,64 @@ import (
 	"github.com/cambiumdb/cambium/segment"
 )
 
-// tagPush keys a volume's push record (see pushRecord).
-const tagPush byte = 0x08
+// tagRepl keys a volume's replication record (see replRecord).
+const tagRepl byte = 0x08
 
-func pushKey(id VolumeID) []byte { return idKey(tagPush, id) }
+func replKey(id VolumeID) []byte { return idKey(tagRepl, id) }
+
+// maxSegmentBytes bounds a segment a push builds in memory; a push that
+// changed more uploads several.
+const maxSegmentBytes = 32 << 20
 
 // PushResult describes one Push.
 type PushResult struct {
 	From, To     Version // the remote moved from version From to To; equal when there was nothing to push
 	Pages        int     // pages uploaded
+	Segments     int     // segments uploaded
 	Requests     int64   // object store requests made
 	BytesWritten int64   // payload bytes uploaded
 }
 
 // Push uploads the volume's commits that the remote does not have yet as
-// one remote commit: a segment holding the newest image of every page they
-// changed, then a record claiming the successor of the newest pushed
-// version. It is safe to retry after any error, and after a crash: a push
-// whose claim may not have happened is claimed again with the same bytes,
-// so the remote gets neither a duplicate nor a gap. If another writer
-// claimed that version first, Push returns ErrDiverged and changes nothing,
-// locally or remotely. Pushes of one volume are serialised.
-func (v *Volume) Push(ctx context.Context, store remote.Store) (PushResult, error) {
+// one remote commit: segments holding the newest image of every page they
+// changed, then a commit claiming the successor of the newest pushed
+// version, then the rollups that commit completes. It is safe to retry
+// after any error, and after a crash: a push whose claim may not have
+// happened is claimed again with the same bytes, so the remote gets neither
+// a duplicate nor a gap. If another writer claimed that version first, the
+// volume becomes diverged (ErrDiverged): its local commits are kept, the
+// remote is not touched, and writes are refused until Reset. Pushes and
+// pulls of one volume are serialised.
+func (v *Volume) Push(ctx context.Context) (PushResult, error) {
+	r, err := v.replica()
+	if err != nil {
+		return PushResult{}, fmt.Errorf("push %q: %w", v.name, err)
+	}
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
-	counted := remote.NewCountingStore(store)
-	res, err := v.push(ctx, counted)
-	st := counted.Stats()
+	before := r.store.Stats()
+	res, err := v.push(ctx, r)
+	st := r.store.Stats().Sub(before)
 	res.Requests, res.BytesWritten = st.Requests(), st.BytesWritten()
 	return res, err
 }
 
-func (v *Volume) push(ctx context.Context, store remote.Store) (PushResult, error) {
+func (v *Volume) push(ctx context.Context, r *replica) (PushResult, error) {
 	id := VolumeID(v.id.Load())
 	if id == 0 {
 		return PushResult{}, nil // never committed: nothing to push
 	}
-	rec, err := v.loadPushRecord(id)
-	if err != nil {
-		return PushResult{}, err
-	}
+	rec := *v.repl.Load()
 	if rec.diverged {
 		return PushResult{From: rec.pushed, To: rec.pushed}, v.divergedError(rec.pushed)
 	}
 	if len(rec.pending) > 0 {
 		// A push whose claim may not have happened: finish it first.
-		c, err := decodeRemoteCommit("pending push", rec.pending)
+		m, err := decodeRemoteMap("pending push of "+v.name, rec.pending)
 		if err != nil {
 			return PushResult{}, err
 		}
-		if err := v.claim(ctx, store, id, &rec, c); err != nil {
+		if err := v.claim(ctx, r, id, &rec, m); err != nil {
 			return PushResult{From: rec.pushed, To: rec.pushed}, err
 		}
 	}
@@ -75,156 +83,250 @@ func (v *Volume) push(ctx context.Context, store remote.Store) (PushResult, erro
 	if to <= from {
 		return res, nil
 	}
-	pages, err := v.pagesChanged(id, from, snap)
+	pages, minCount, err := v.pagesChanged(id, from, snap)
 	if err != nil {
 		return res, err
 	}
-	seg, err := buildSegment(snap, pages)
-	if err != nil {
-		return res, fmt.Errorf("push %q: %w", v.name, err)
+	m := &remoteMap{
+		fromSeq:   rec.seq,
+		toSeq:     rec.seq + 1,
+		parent:    from,
+		version:   to,
+		pageCount: snap.PageCount(),
+		pageSize:  uint32(snap.PageSize()),
+		minCount:  minCount,
+		time:      time.Now(),
+		changeset: pages,
 	}
-	segID, err := newSegmentID()
-	if err != nil {
+	if m.segments, err = v.uploadSegments(ctx, r, snap, pages); err != nil {
 		return res, err
 	}
-	if err := store.Put(ctx, remoteSegmentKey(v.name, segID), seg); err != nil {
-		return res, fmt.Errorf("push %q: upload segment: %w", v.name, err)
-	}
-	c := remoteCommit{
-		parent:      from,
-		version:     to,
-		pageCount:   snap.PageCount(),
-		pageSize:    uint32(snap.PageSize()),
-		time:        time.Now(),
-		segment:     segID,
-		segmentSize: int64(len(seg)),
-		changeset:   pages,
-	}
-	if rec.pending, err = c.encode(); err != nil {
+	if rec.pending, err = m.encode(); err != nil {
 		return res, err
 	}
+	rec.url = r.url
 	// Remember the claim before making it, so that a retry after a lost
 	// response or a crash makes exactly the same one.
-	if err := v.savePushRecord(id, rec); err != nil {
+	if err := v.saveRepl(id, rec); err != nil {
 		return res, err
 	}
-	if err := v.claim(ctx, store, id, &rec, c); err != nil {
+	if err := v.claim(ctx, r, id, &rec, m); err != nil {
 		return res, err
 	}
-	res.To, res.Pages = to, int(pages.GetCardinality())
+	res.To, res.Pages, res.Segments = to, int(pages.GetCardinality()), len(m.segments)
 	return res, nil
 }
 
-// claim creates the remote commit record rec.pending describes and, once
-// the remote has it, records the push as done.
-func (v *Volume) claim(ctx context.Context, store remote.Store, id VolumeID, rec *pushRecord, c remoteCommit) error {
-	key := remoteCommitKey(v.name, c.parent)
-	err := store.Create(ctx, key, rec.pending)
+// uploadSegments writes the images at snap of pages as segments of at most
+// about maxSegmentBytes each and returns their references.
+func (v *Volume) uploadSegments(ctx context.Context, r *replica, snap *Snapshot, pages *roaring.Bitmap) ([]segmentRef, error) {
+	var (
+		refs []segmentRef
+		buf  bytes.Buffer
+		w    *segment.Writer
+		page []byte
+		err  error
+	)
+	flush := func() error {
+		footer, err := w.Finish()
+		if err != nil {
+			return err
+		}
+		id, err := newSegmentID()
+		if err != nil {
+			return err
+		}
+		if err := r.store.Put(ctx, remoteSegmentKey(v.name, id), buf.Bytes()); err != nil {
+			return fmt.Errorf("push %q: upload segment: %w", v.name, err)
+		}
+		refs = append(refs, segmentRef{id: id, salt: footer.Salt, size: footer.Size, pages: footer.Pages, frames: footer.Frames})
+		w = nil
+		return nil
+	}
+	for p := range roaring.Values(pages) {
+		if w == nil {
+			buf.Reset()
+			if w, err = segment.NewWriter(&buf, snap.PageSize(), segment.Options{}); err != nil {
+				return nil, err
+			}
+		}
+		if page, err = snap.ReadPage(PageNo(p), page[:0]); err != nil {
+			return nil, fmt.Errorf("push %q: %w", v.name, err)
+		}
+		if err := w.Add(PageNo(p), page); err != nil {
+			return nil, err
+		}
+		if buf.Len() >= maxSegmentBytes {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if w != nil {
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	return refs, nil
+}
+
+// claim creates the remote commit rec.pending holds and, once the remote
+// has it, records the push as done and writes the rollups it completes.
+func (v *Volume) claim(ctx context.Context, r *replica, id VolumeID, rec *replRecord, m *remoteMap) error {
+	key := remoteCommitKey(v.name, m.parent)
+	err := r.store.Create(ctx, key, rec.pending)
 	if errors.Is(err, remote.ErrExists) {
 		// Either our own earlier claim whose response was lost, or another
 		// writer's: only the bytes tell.
-		existing, gerr := store.Get(ctx, key)
+		existing, gerr := r.store.Get(ctx, key)
 		if gerr != nil {
 			return fmt.Errorf("push %q: read back %s: %w", v.name, key, gerr)
 		}
 		if !bytes.Equal(existing, rec.pending) {
+			// Only another writer's valid commit proves divergence: bytes
+			// that fail their checks may be a bad read of our own, so the
+			// claim stays pending and a retry reads again.
+			other, derr := decodeRemoteMap(key, existing)
+			if derr != nil {
+				return fmt.Errorf("push %q: read back %s: %w: %v", v.name, key, ErrRemoteCorrupt, derr)
+			}
 			rec.pending, rec.diverged = nil, true
-			if serr := v.savePushRecord(id, *rec); serr != nil {
+			rec.remoteVersion = max(rec.remoteVersion, other.version)
+			if serr := v.saveRepl(id, *rec); serr != nil {
 				return serr
 			}
-			return v.divergedError(c.parent)
+			return v.divergedError(m.parent)
 		}
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("push %q: claim version %d: %w", v.name, c.version, err)
+		return fmt.Errorf("push %q: claim version %d: %w", v.name, m.version, err)
 	}
-	rec.pushed, rec.pending = c.version, nil
-	return v.savePushRecord(id, *rec)
+	prevParent := rec.lastParent
+	rec.pushed, rec.seq, rec.lastParent, rec.pending = m.version, m.toSeq, m.parent, nil
+	rec.remoteVersion = max(rec.remoteVersion, m.version)
+	if err := v.saveRepl(id, *rec); err != nil {
+		return err
+	}
+	v.writeRollups(ctx, r, m, prevParent)
+	return nil
+}
+
+// writeRollups writes the rollups that commit m completes: for each level
+// L where m ends a block of 2^(L+1) commits, the merge of the block's two
+// halves. The pusher keeps the left halves it will need in memory and
+// reads them back from the remote after a restart. Rollups only save
+// readers requests, so a failure here is logged, not returned.
+func (v *Volume) writeRollups(ctx context.Context, r *replica, m *remoteMap, prevParent Version) {
+	carry, n := m, m.toSeq
+	var l uint8
+	for ; l < maxRollupLevel && n%(1<<(l+1)) == 0; l++ {
+		start := n - 1<<(l+1)
+		left := r.levels[l]
+		if left == nil || left.fromSeq != start || left.toSeq != start+1<<l {
+			var key string
+			if l == 0 {
+				key = remoteCommitKey(v.name, prevParent)
+			} else {
+				key = remoteRollupKey(v.name, l, start)
+			}
+			raw, err := r.store.Get(ctx, key)
+			if err == nil {
+				left, err = decodeRemoteMap(key, raw)
+			}
+			if err != nil {
+				v.e.opts.Logger.Warn("cambium: cannot write a rollup; readers will read its parts instead", "volume", v.name, "level", l+1, "start", start, "err", err)
+				break
+			}
+		}
+		merged, err := mergeMaps(left, carry)
+		if err == nil {
+			merged.level = l + 1
+			var raw []byte
+			if raw, err = merged.encode(); err == nil {
+				err = r.store.Put(ctx, remoteRollupKey(v.name, l+1, start), raw)
+			}
+		}
+		if err != nil {
+			v.e.opts.Logger.Warn("cambium: cannot write a rollup; readers will read its parts instead", "volume", v.name, "level", l+1, "start", start, "err", err)
+			break
+		}
+		carry = merged
+	}
+	r.levels[l] = carry
 }
 
 func (v *Volume) divergedError(pushed Version) error {
 	head, _, _ := v.Head()
-	return fmt.Errorf("push %q: %w: another writer claimed the version after %d in the remote; this volume's local versions %d..%d are kept but cannot be pushed",
+	return fmt.Errorf("%q: %w: another writer claimed the version after %d in the remote; this volume's local versions %d..%d are kept but cannot be pushed, and writes are refused. PRAGMA cambium_reset (Volume.Reset) discards them and follows the remote",
 		v.name, ErrDiverged, pushed, pushed+1, head)
 }
 
 // pagesChanged returns the pages whose image at snap differs, or may
 // differ, from the one at version from: those the commits after it wrote,
-// and those a truncation among them cut off that snap has again.
-func (v *Volume) pagesChanged(id VolumeID, from Version, snap *Snapshot) (*roaring.Bitmap, error) {
-	pages := roaring.New()
+// and every page above the smallest page count in between (a truncation
+// followed by growth leaves zeros where nothing was written). minCount is
+// that smallest page count, from's included.
+func (v *Volume) pagesChanged(id VolumeID, from Version, snap *Snapshot) (pages *roaring.Bitmap, minCount uint32, err error) {
+	pages = roaring.New()
 	first := true
-	var fromCount, minCount uint32
-	err := v.e.forCommits(id, from+1, snap.Version(), func(_ Version, c commitRecord, parentCount uint32) error {
+	err = v.e.forCommits(id, from+1, snap.Version(), func(_ Version, c commitRecord, parentCount uint32) error {
 		if first {
-			fromCount, minCount, first = parentCount, parentCount, false
+			minCount, first = parentCount, false
 		}
 		pages.Or(c.changeset)
 		minCount = min(minCount, c.pageCount)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("push %q: %w", v.name, err)
+		return nil, 0, fmt.Errorf("push %q: %w", v.name, err)
 	}
-	if hi := min(fromCount, snap.PageCount()); minCount < hi {
-		pages.AddRange(uint64(minCount)+1, uint64(hi)+1)
+	n := snap.PageCount()
+	minCount = min(minCount, n)
+	if minCount < n {
+		pages.AddRange(uint64(minCount)+1, uint64(n)+1)
 	}
-	if n := snap.PageCount(); n < 1<<32-1 {
+	if n < 1<<32-1 {
 		pages.RemoveRange(uint64(n)+1, 1<<32)
 	}
 	pages.RunOptimize()
-	return pages, nil
+	return pages, minCount, nil
 }
 
-// buildSegment writes the images at snap of the given pages as a segment.
-// It holds the whole segment in memory.
-func buildSegment(snap *Snapshot, pages *roaring.Bitmap) ([]byte, error) {
-	var buf bytes.Buffer
-	w, err := segment.NewWriter(&buf, snap.PageSize(), segment.Options{})
-	if err != nil {
-		return nil, err
-	}
-	var page []byte
-	for p := range roaring.Values(pages) {
-		if page, err = snap.ReadPage(PageNo(p), page[:0]); err != nil {
-			return nil, err
-		}
-		if err := w.Add(PageNo(p), page); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := w.Finish(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func (v *Volume) loadPushRecord(id VolumeID) (pushRecord, error) {
-	raw, found, err := v.e.get(pushKey(id))
+func (v *Volume) loadRepl(id VolumeID) (replRecord, error) {
+	raw, found, err := v.e.get(replKey(id))
 	if err != nil || !found {
-		return pushRecord{}, err
+		return replRecord{}, err
 	}
-	return decodePushRecord(fmt.Sprintf("push record of %q", v.name), raw)
+	return decodeReplRecord(fmt.Sprintf("replication record of %q", v.name), raw)
 }
 
-// savePushRecord writes rec durably: a claim must not be forgotten.
-func (v *Volume) savePushRecord(id VolumeID, rec pushRecord) error {
+// saveRepl writes rec durably (a claim must not be forgotten) and makes it
+// the volume's current replication state.
+func (v *Volume) saveRepl(id VolumeID, rec replRecord) error {
 	v.e.durable.Add(1)
 	defer v.e.durable.Add(-1)
-	if err := v.e.db.Set(pushKey(id), rec.encode(), pebble.Sync); err != nil {
-		return v.e.fail(fmt.Errorf("save push state of %q: %w", v.name, err))
+	if err := v.e.db.Set(replKey(id), rec.encode(), pebble.Sync); err != nil {
+		return v.e.fail(fmt.Errorf("save replication state of %q: %w", v.name, err))
 	}
+	v.repl.Store(&rec)
 	return nil
 }
 
-// Replication returns the newest local version known to be in the remote,
-// and whether the volume has diverged from it.
-func (v *Volume) Replication() (pushed Version, diverged bool, err error) {
-	id := VolumeID(v.id.Load())
-	if id == 0 {
-		return 0, false, nil
+// ReplicationState is what a volume knows of its remote.
+type ReplicationState struct {
+	Remote        string  // URL of the remote the volume follows ("" if none)
+	Pushed        Version // newest local version known to be in the remote
+	RemoteVersion Version // newest remote version seen by the last push, pull or fetch
+	Diverged      bool    // another writer claimed the version after Pushed
+}
+
+// Replication returns the volume's replication state.
+func (v *Volume) Replication() ReplicationState {
+	rec := v.repl.Load()
+	url := rec.url
+	if r := v.rep.Load(); r != nil {
+		url = r.url
 	}
-	rec, err := v.loadPushRecord(id)
-	return rec.pushed, rec.diverged, err
+	return ReplicationState{Remote: url, Pushed: rec.pushed, RemoteVersion: rec.remoteVersion, Diverged: rec.diverged}
 }

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -17,33 +17,97 @@ import (
 
 func TestMain(m *testing.M) { testminio.Main(m) }
 
+// testRemote is one remote a test replicates through: its URL (what
+// volumes are attached with) and a store handle on it.
+type testRemote struct {
+	url   string
+	store remote.Store
+	// open returns another handle on the same remote, as another machine
+	// would have.
+	open func(t *testing.T) remote.Store
+}
+
+// storeKind makes a fresh, empty remote of one kind.
+type storeKind struct {
+	name string
+	new  func(t *testing.T) testRemote
+}
+
 // stores returns the object stores every replication test runs against:
-// a local directory and a real S3-compatible server.
-func stores(t *testing.T) map[string]func(t *testing.T) remote.Store {
-	return map[string]func(t *testing.T) remote.Store{
-		"file": func(t *testing.T) remote.Store {
-			s, err := remote.NewFileStore(filepath.Join(t.TempDir(), "remote"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-		"minio": func(t *testing.T) remote.Store {
+// a local directory and a real S3-compatible server. MinIO's
+// configuration goes through the environment (t.Setenv), so tests that
+// use it cannot be parallel.
+func stores(t *testing.T) []storeKind {
+	return []storeKind{
+		{"file", func(t *testing.T) testRemote { return newFileRemote(t) }},
+		{"minio", func(t *testing.T) testRemote {
 			srv := testminio.Shared(t)
 			srv.Env(t)
-			s, err := remote.Open(context.Background(), "s3://"+srv.NewBucket(t)+"/cambium")
-			if err != nil {
-				t.Fatal(err)
+			url := "s3://" + srv.NewBucket(t) + "/cambium"
+			open := func(t *testing.T) remote.Store {
+				s, err := remote.Open(context.Background(), url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				return s
 			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
+			return testRemote{url: url, store: open(t), open: open}
+		}},
 	}
+}
+
+// newFileRemote returns an empty file:// remote.
+func newFileRemote(t *testing.T) testRemote {
+	root := filepath.Join(t.TempDir(), "remote")
+	open := func(t *testing.T) remote.Store {
+		s, err := remote.NewFileStore(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	return testRemote{url: "file://" + root, store: open(t), open: open}
+}
+
+// forStores runs fn as a subtest per kind of store, each with an empty
+// remote.
+func forStores(t *testing.T, fn func(t *testing.T, rem testRemote)) {
+	for _, k := range stores(t) {
+		t.Run(k.name, func(t *testing.T) { fn(t, k.new(t)) })
+	}
+}
+
+// attach returns volume name of e attached to store, as url.
+func attach(t *testing.T, e *Engine, name, url string, store remote.Store) *Volume {
+	t.Helper()
+	v, err := e.Volume(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Attach(url, store); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // commitPages commits one version writing the given pages, each filled
 // with its tag, and returns the new version.
 func commitPages(t *testing.T, v *Volume, tag byte, pages ...PageNo) Version {
+	t.Helper()
+	return commitWith(t, v, func(txn *Txn) error {
+		for _, p := range pages {
+			if err := txn.WritePage(p, bytes.Repeat([]byte{tag + byte(p)}, 4096)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// commitWith runs fn in a write transaction and commits it; it returns the
+// new version.
+func commitWith(t testing.TB, v *Volume, fn func(txn *Txn) error) Version {
 	t.Helper()
 	base := v.Snapshot()
 	defer base.Release()
@@ -51,10 +115,9 @@ func commitPages(t *testing.T, v *Volume, tag byte, pages ...PageNo) Version {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range pages {
-		if err := txn.WritePage(p, bytes.Repeat([]byte{tag + byte(p)}, 4096)); err != nil {
-			t.Fatal(err)
-		}
+	if err := fn(txn); err != nil {
+		txn.Rollback()
+		t.Fatal(err)
 	}
 	s, err := txn.Commit(Buffered)
 	if err != nil {
@@ -64,119 +127,182 @@ func commitPages(t *testing.T, v *Volume, tag byte, pages ...PageNo) Version {
 	return s.Version()
 }
 
-// remoteCommits lists and decodes a volume's remote commit records.
-func remoteCommits(t *testing.T, store remote.Store, volume string) []remoteCommit {
+// remoteLog reads a volume's remote commits and checks that they form one
+// gap-free chain from version 0: commit i (from 0) is the only object
+// claiming its parent, is numbered i+1, starts where commit i-1 ended, and
+// names segments that exist with the sizes it records. Each version's
+// successor is therefore claimed exactly once.
+func remoteLog(t testing.TB, store remote.Store, volume string) []*remoteMap {
 	t.Helper()
 	ctx := context.Background()
 	objs, err := remote.ListAll(ctx, store, remotePrefix(volume)+"c/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []remoteCommit
-	for _, o := range objs {
-		b, err := store.Get(ctx, o.Key)
+	var out []*remoteMap
+	next := Version(0)
+	for i, o := range objs {
+		raw, err := store.Get(ctx, o.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := decodeRemoteCommit(o.Key, b)
+		m, err := decodeRemoteMap(o.Key, raw)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.Key != remoteCommitKey(volume, c.parent) {
-			t.Fatalf("record %s claims parent %d", o.Key, c.parent)
+		if o.Key != remoteCommitKey(volume, m.parent) {
+			t.Fatalf("%s holds a commit from version %d", o.Key, m.parent)
 		}
-		out = append(out, c)
+		if m.parent != next || m.level != 0 || m.fromSeq != uint64(i) || m.toSeq != uint64(i+1) {
+			t.Fatalf("chain broken at %s: commit %d..%d (level %d) of versions %d..%d follows version %d",
+				o.Key, m.fromSeq+1, m.toSeq, m.level, m.parent, m.version, next)
+		}
+		for _, ref := range m.segments {
+			size, err := store.Size(ctx, remoteSegmentKey(volume, ref.id))
+			if err != nil || size != ref.size {
+				t.Fatalf("segment %s of %s: %d bytes (%v), map says %d", ref.id, o.Key, size, err, ref.size)
+			}
+		}
+		out = append(out, m)
+		next = m.version
 	}
 	return out
 }
 
-// checkRemoteChain asserts the remote commits form one gap-free chain from
-// version 0 to want, and that every segment holds exactly its changeset
-// with the bytes the local snapshot at that version has.
-func checkRemoteChain(t *testing.T, store remote.Store, v *Volume, want Version) {
+// replayRemote rebuilds a volume from its remote log alone, reading whole
+// segments, and returns its state after each remote commit, by version.
+func replayRemote(t testing.TB, store remote.Store, volume string) map[Version]modelVersion {
 	t.Helper()
 	ctx := context.Background()
-	next := Version(0)
-	for _, c := range remoteCommits(t, store, v.name) {
-		if c.parent != next {
-			t.Fatalf("chain broken: commit with parent %d follows version %d", c.parent, next)
+	footers := map[SegmentID]*segment.Footer{}
+	objects := map[SegmentID][]byte{}
+	cur := modelVersion{pages: map[PageNo][]byte{}}
+	out := map[Version]modelVersion{0: cur.clone()}
+	for _, m := range remoteLog(t, store, volume) {
+		cur.pageSize = int(m.pageSize)
+		for p := range cur.pages {
+			if uint32(p) > m.pageCount {
+				delete(cur.pages, p)
+			}
 		}
-		seg, err := store.Get(ctx, remoteSegmentKey(v.name, c.segment))
-		if err != nil {
-			t.Fatalf("segment of version %d: %v", c.version, err)
+		for p := range roaring.Values(m.changeset) {
+			cur.pages[PageNo(p)] = make([]byte, m.pageSize)
 		}
-		if int64(len(seg)) != c.segmentSize {
-			t.Fatalf("segment of version %d is %d bytes, record says %d", c.version, len(seg), c.segmentSize)
+		for _, ref := range m.segments {
+			f, ok := footers[ref.id]
+			if !ok {
+				raw, err := store.Get(ctx, remoteSegmentKey(volume, ref.id))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f, err = segment.ReadFooter(bytes.NewReader(raw), int64(len(raw))); err != nil {
+					t.Fatal(err)
+				}
+				if f.Salt != ref.salt || !roaring.AndNot(ref.pages, f.Pages).IsEmpty() {
+					t.Fatalf("segment %s: salt %x holding %v; map says salt %x holding %v", ref.id, f.Salt, f.Pages.ToArray(), ref.salt, ref.pages.ToArray())
+				}
+				footers[ref.id], objects[ref.id] = f, raw
+			}
+			for p := range roaring.Values(ref.pages) {
+				img, err := f.ReadPage(bytes.NewReader(objects[ref.id]), PageNo(p), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cur.pages[PageNo(p)] = img
+			}
 		}
-		footer, err := segment.ReadFooter(bytes.NewReader(seg), int64(len(seg)))
+		cur.count = m.pageCount
+		out[m.version] = cur.clone()
+	}
+	return out
+}
+
+// TestVolume_Push: a push uploads the newest image of every page changed
+// since the last push, in one remote commit; nothing new sends nothing.
+func TestVolume_Push(t *testing.T) {
+	forStores(t, func(t *testing.T, rem testRemote) {
+		ctx := context.Background()
+		e := openTestEngine(t, t.TempDir(), Options{})
+		defer e.Close()
+		v, _ := e.Volume("tenant/42.db")
+		if _, err := v.Push(ctx); !errors.Is(err, ErrNoRemote) {
+			t.Fatalf("push without a remote: %v, want ErrNoRemote", err)
+		}
+		if err := v.Attach(rem.url, rem.store); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Attach("file:///elsewhere", rem.store); !errors.Is(err, ErrRemoteMismatch) {
+			t.Fatalf("attach to another remote: %v, want ErrRemoteMismatch", err)
+		}
+		if res, err := v.Push(ctx); err != nil || res.To != 0 {
+			t.Fatalf("push of an empty volume: %+v %v", res, err)
+		}
+		commitPages(t, v, 1, 1, 2, 3)
+		commitPages(t, v, 2, 2, 4)
+		h := commitPages(t, v, 3, 2)
+		res, err := v.Push(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !footer.Pages.Equals(c.changeset) {
-			t.Fatalf("segment of version %d holds %v, changeset %v", c.version, footer.Pages.ToArray(), c.changeset.ToArray())
+		if res.From != 0 || res.To != h || res.Pages != 4 || res.Segments != 1 || res.Requests != 2 || res.BytesWritten == 0 {
+			t.Fatalf("first push: %+v (want a segment and a commit)", res)
 		}
-		next = c.version
-	}
-	if next != want {
-		t.Fatalf("remote chain ends at %d, want %d", next, want)
-	}
+		// Nothing new: nothing sent.
+		if res, err := v.Push(ctx); err != nil || res.From != h || res.To != h || res.Requests != 0 {
+			t.Fatalf("second push: %+v %v", res, err)
+		}
+		// Pages 2 and 5 change; a truncation follows.
+		commitPages(t, v, 4, 2, 5)
+		h2 := commitWith(t, v, func(txn *Txn) error { return txn.Truncate(4) })
+		res, err = v.Push(ctx)
+		if err != nil || res.From != h || res.To != h2 || res.Pages != 1 || res.Requests != 3 {
+			t.Fatalf("third push: %+v %v (want page 2 only, 5 was cut off; a segment, a commit and a rollup)", res, err)
+		}
+		log := remoteLog(t, rem.store, v.Name())
+		if len(log) != 2 {
+			t.Fatalf("%d remote commits, want 2", len(log))
+		}
+		if c := log[1]; c.pageCount != 4 || c.minCount != 4 || !c.changeset.Equals(roaring.BitmapOf(2)) || c.version != h2 {
+			t.Fatalf("last remote commit: %d pages (min %d), changeset %v, version %d", c.pageCount, c.minCount, c.changeset.ToArray(), c.version)
+		}
+		// The second commit completes the rollup of commits 1..2.
+		raw, err := rem.store.Get(ctx, remoteRollupKey(v.Name(), 1, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := decodeRemoteMap("rollup", raw)
+		if err != nil || r.level != 1 || r.parent != 0 || r.version != h2 || r.pageCount != 4 || !r.changeset.Equals(roaring.BitmapOf(1, 2, 3, 4)) {
+			t.Fatalf("rollup %+v %v", r, err)
+		}
+		snap := v.Snapshot()
+		defer snap.Release()
+		checkModel(t, snap, replayRemote(t, rem.store, v.Name())[h2])
+		if st := v.Replication(); st.Pushed != h2 || st.RemoteVersion != h2 || st.Diverged || st.Remote != rem.url {
+			t.Fatalf("replication state: %+v", st)
+		}
+	})
 }
 
-func TestVolume_Push(t *testing.T) {
-	for name, newStore := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			store := newStore(t)
-			e := openTestEngine(t, t.TempDir(), Options{})
-			defer e.Close()
-			v, _ := e.Volume("tenant/42.db")
-			if res, err := v.Push(ctx, store); err != nil || res.To != 0 {
-				t.Fatalf("push of an empty volume: %+v %v", res, err)
-			}
-			commitPages(t, v, 1, 1, 2, 3)
-			commitPages(t, v, 2, 2, 4)
-			h := commitPages(t, v, 3, 2)
-			res, err := v.Push(ctx, store)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.From != 0 || res.To != h || res.Pages != 4 || res.Requests != 2 || res.BytesWritten == 0 {
-				t.Fatalf("first push: %+v", res)
-			}
-			// Nothing new: nothing sent.
-			if res, err := v.Push(ctx, store); err != nil || res.From != h || res.To != h || res.Requests != 0 {
-				t.Fatalf("second push: %+v %v", res, err)
-			}
-			// Pages 2 and 5 change; a truncation follows.
-			commitPages(t, v, 4, 2, 5)
-			base := v.Snapshot()
-			txn, _ := v.Begin(base)
-			txn.Truncate(4)
-			s, err := txn.Commit(Buffered)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h2 := s.Version()
-			s.Release()
-			base.Release()
-			res, err = v.Push(ctx, store)
-			if err != nil || res.From != h || res.To != h2 || res.Pages != 1 {
-				t.Fatalf("third push: %+v %v (want page 2 only: 5 was cut off)", res, err)
-			}
-			checkRemoteChain(t, store, v, h2)
-			last := remoteCommits(t, store, v.name)
-			if c := last[len(last)-1]; c.pageCount != 4 || !c.changeset.Equals(roaring.BitmapOf(2)) {
-				t.Fatalf("last remote commit: %d pages, changeset %v", c.pageCount, c.changeset.ToArray())
-			}
-			if pushed, diverged, err := v.Replication(); err != nil || pushed != h2 || diverged {
-				t.Fatalf("replication state: %d %v %v", pushed, diverged, err)
-			}
-		})
+// checkModel compares every page of snap with want.
+func checkModel(t testing.TB, snap *Snapshot, want modelVersion) {
+	t.Helper()
+	if snap.PageCount() != want.count {
+		t.Fatalf("version %d has %d pages, want %d", snap.Version(), snap.PageCount(), want.count)
+	}
+	for p := PageNo(1); uint32(p) <= want.count; p++ {
+		got, err := snap.ReadPage(p, nil)
+		if err != nil {
+			t.Fatalf("version %d page %d: %v", snap.Version(), p, err)
+		}
+		if !bytes.Equal(got, want.read(p)) {
+			t.Fatalf("version %d page %d differs", snap.Version(), p)
+		}
 	}
 }
 
 // A push whose claim's response is lost, or that fails before the claim,
-// completes on retry without a duplicate or a gap, also across a restart.
+// completes on retry without a duplicate or a gap, also across a restart,
+// and uploads its segment once.
 func TestVolume_PushRetry(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -184,21 +310,25 @@ func TestVolume_PushRetry(t *testing.T) {
 		fault remote.Fault
 	}{{"LostResponse", remote.FailAfter}, {"FailedClaim", remote.FailBefore}} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			mem := remote.NewMemStore()
 			faulty := remote.NewFaultStore(mem, remote.Nth(remote.OpCreate, "", 1, 1, remote.Action{Fault: c.fault}))
 			dir := t.TempDir()
 			e := openTestEngine(t, dir, Options{})
-			v, _ := e.Volume("retry")
+			v := attach(t, e, "retry", "mem://retry", faulty)
 			h := commitPages(t, v, 1, 1, 2)
-			if _, err := v.Push(ctx, faulty); !errors.Is(err, remote.ErrInjected) {
+			if _, err := v.Push(ctx); !errors.Is(err, remote.ErrInjected) {
 				t.Fatalf("first push: %v, want the injected fault", err)
+			}
+			if st := v.Replication(); st.Pushed != 0 || st.Diverged {
+				t.Fatalf("after the failed push: %+v", st)
 			}
 			// Restart between the failed push and its retry.
 			e.Close()
 			e = openTestEngine(t, dir, Options{})
 			defer e.Close()
-			v, _ = e.Volume("retry")
-			res, err := v.Push(ctx, faulty)
+			v = attach(t, e, "retry", "mem://retry", faulty)
+			res, err := v.Push(ctx)
 			if err != nil || res.To != h {
 				t.Fatalf("retry: %+v %v", res, err)
 			}
@@ -206,68 +336,130 @@ func TestVolume_PushRetry(t *testing.T) {
 			if len(segs) != 1 {
 				t.Fatalf("%d segments uploaded; the retry must reuse the first", len(segs))
 			}
-			checkRemoteChain(t, mem, v, h)
+			if log := remoteLog(t, mem, "retry"); len(log) != 1 || log[0].version != h {
+				t.Fatalf("remote log %v", log)
+			}
+			// And the next push goes on from there.
+			h2 := commitPages(t, v, 2, 3)
+			if res, err := v.Push(ctx); err != nil || res.From != h || res.To != h2 {
+				t.Fatalf("next push: %+v %v", res, err)
+			}
+			snap := v.Snapshot()
+			defer snap.Release()
+			checkModel(t, snap, replayRemote(t, mem, "retry")[h2])
+		})
+	}
+	// A read-back whose bytes arrive corrupt or short proves nothing: the
+	// push must fail and retry, not conclude that another writer won.
+	for _, fault := range []remote.Fault{remote.Corrupt, remote.Truncate} {
+		t.Run("ReadBack"+strings.ToUpper(fault.String()[:1])+fault.String()[1:], func(t *testing.T) {
+			t.Parallel()
+			mem := remote.NewMemStore()
+			var creates, gets int
+			faulty := remote.NewFaultStore(mem, remote.ScheduleFunc(func(r remote.Request) remote.Action {
+				switch {
+				case r.Op == remote.OpCreate:
+					if creates++; creates == 1 {
+						return remote.Action{Fault: remote.FailAfter}
+					}
+				case r.Op == remote.OpGet && strings.Contains(r.Key, "/c/"):
+					if gets++; gets == 1 {
+						return remote.Action{Fault: fault}
+					}
+				}
+				return remote.Action{}
+			}))
+			e := openTestEngine(t, t.TempDir(), Options{})
+			defer e.Close()
+			v := attach(t, e, "rb", "mem://rb", faulty)
+			h := commitPages(t, v, 1, 1, 2)
+			for i := range 2 {
+				if _, err := v.Push(ctx); err == nil || errors.Is(err, ErrDiverged) {
+					t.Fatalf("push %d: %v, want an error other than ErrDiverged", i, err)
+				}
+			}
+			if res, err := v.Push(ctx); err != nil || res.To != h {
+				t.Fatalf("third push: %+v %v", res, err)
+			}
+			if st := v.Replication(); st.Diverged || st.Pushed != h {
+				t.Fatalf("state %+v", st)
+			}
 		})
 	}
 }
 
 // Two writers, one remote: exactly one claims each version; the other is
 // told it diverged, keeps its local commits, and changes nothing remotely.
+// (TestReplication_Diverged covers racing pushes and Reset.)
 func TestVolume_PushDiverged(t *testing.T) {
-	for name, newStore := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			store := newStore(t)
-			a := openTestEngine(t, t.TempDir(), Options{})
-			defer a.Close()
-			b := openTestEngine(t, t.TempDir(), Options{})
-			defer b.Close()
-			va, _ := a.Volume("shared")
-			vb, _ := b.Volume("shared")
-			ha := commitPages(t, va, 1, 1, 2)
-			commitPages(t, vb, 9, 1)
-			hb := commitPages(t, vb, 9, 3)
-			if _, err := va.Push(ctx, store); err != nil {
-				t.Fatal(err)
+	forStores(t, func(t *testing.T, rem testRemote) {
+		ctx := context.Background()
+		a := openTestEngine(t, t.TempDir(), Options{})
+		defer a.Close()
+		b := openTestEngine(t, t.TempDir(), Options{})
+		defer b.Close()
+		va := attach(t, a, "shared", rem.url, rem.store)
+		vb := attach(t, b, "shared", rem.url, rem.open(t))
+		ha := commitPages(t, va, 1, 1, 2)
+		commitPages(t, vb, 9, 1)
+		hb := commitPages(t, vb, 9, 3)
+		if _, err := va.Push(ctx); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := rem.store.Get(ctx, remoteCommitKey("shared", 0))
+		for range 2 {
+			if _, err := vb.Push(ctx); !errors.Is(err, ErrDiverged) {
+				t.Fatalf("loser's push: %v, want ErrDiverged", err)
 			}
-			before, _ := store.Get(ctx, remoteCommitKey("shared", 0))
-			for range 2 {
-				if _, err := vb.Push(ctx, store); !errors.Is(err, ErrDiverged) {
-					t.Fatalf("loser's push: %v, want ErrDiverged", err)
-				}
-			}
-			after, _ := store.Get(ctx, remoteCommitKey("shared", 0))
-			if !bytes.Equal(before, after) {
-				t.Fatal("the loser changed the winner's commit")
-			}
-			if h, _, _ := vb.Head(); h != hb {
-				t.Fatalf("loser's head %d, want its own %d kept", h, hb)
-			}
-			if _, diverged, _ := vb.Replication(); !diverged {
-				t.Fatal("loser not marked diverged")
-			}
-			checkRemoteChain(t, store, va, ha)
-		})
-	}
+		}
+		after, _ := rem.store.Get(ctx, remoteCommitKey("shared", 0))
+		if !bytes.Equal(before, after) {
+			t.Fatal("the loser changed the winner's commit")
+		}
+		if h, _, _ := vb.Head(); h != hb {
+			t.Fatalf("loser's head %d, want its own %d kept", h, hb)
+		}
+		if st := vb.Replication(); !st.Diverged || st.Pushed != 0 || st.RemoteVersion != ha {
+			t.Fatalf("loser's state %+v, want diverged at 0 knowing remote version %d", st, ha)
+		}
+		if log := remoteLog(t, rem.store, "shared"); len(log) != 1 || log[0].version != ha {
+			t.Fatalf("remote log %+v", log)
+		}
+	})
 }
 
-func TestRemoteCommit_ErrCorrupt(t *testing.T) {
-	c := remoteCommit{parent: 3, version: 7, pageCount: 9, pageSize: 4096, changeset: roaring.BitmapOf(1, 9)}
-	b, err := c.encode()
-	if err != nil {
+// A remote commit that fails its checks stops a pull with
+// ErrRemoteCorrupt naming the object; the volume stays where it was.
+func TestVolume_PullErrRemoteCorrupt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	w := openTestEngine(t, t.TempDir(), Options{})
+	defer w.Close()
+	wv := attach(t, w, "c", rem.url, rem.store)
+	commitPages(t, wv, 1, 1, 2)
+	if _, err := wv.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := decodeRemoteCommit("ok", b); err != nil || got.version != 7 || !got.changeset.Equals(c.changeset) {
-		t.Fatalf("%+v %v", got, err)
-	}
-	for i := range b {
-		bad := bytes.Clone(b)
-		bad[i] ^= 0x08
-		if _, err := decodeRemoteCommit(fmt.Sprintf("byte %d", i), bad); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("byte %d flipped: %v", i, err)
+	key := remoteCommitKey("c", 0)
+	good, _ := rem.store.Get(ctx, key)
+	for _, bad := range [][]byte{
+		append(bytes.Clone(good[:40]), good[41:]...), // a byte missing
+		func() []byte { b := bytes.Clone(good); b[len(b)/2] ^= 1; return b }(),
+		good[:len(good)-4],
+	} {
+		if err := rem.store.Put(ctx, key, bad); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if _, err := decodeRemoteCommit("short", b[:20]); !errors.Is(err, ErrCorrupt) {
-		t.Fatal("a truncated record was accepted")
+		r := openTestEngine(t, t.TempDir(), Options{})
+		rv := attach(t, r, "c", rem.url, rem.store)
+		_, err := rv.Pull(ctx)
+		if !errors.Is(err, ErrRemoteCorrupt) || !strings.Contains(err.Error(), key) {
+			t.Fatalf("pull of a corrupt commit: %v, want ErrRemoteCorrupt naming %s", err, key)
+		}
+		if h, _, _ := rv.Head(); h != 0 {
+			t.Fatalf("reader moved to %d", h)
+		}
+		r.Close()
 	}
 }

@@ -54,8 +54,24 @@ type Volume struct {
 	// mirrors it for observers that must not contend for it.
 	writer  sync.Mutex
 	writing atomic.Bool
-	// pushMu serialises pushes.
+	// pushMu serialises pushes, pulls and resets.
 	pushMu sync.Mutex
+	// repl is the replication record's current value (never nil); rep the
+	// attached remote, if any.
+	repl atomic.Pointer[replRecord]
+	rep  atomic.Pointer[replica]
+	// fetchMu keeps the pruner (writer) from deleting stubs that fetched
+	// frames replace (readers).
+	fetchMu sync.RWMutex
+	// ra is the readahead state of remote page reads (see readahead).
+	ra struct {
+		sync.Mutex
+		next   PageNo // the page after the last frame fetched
+		window int
+	}
+	// lineage changes when Reset replaces versions this process may have
+	// seen with the remote's; see Lineage.
+	lineage atomic.Uint64
 
 	// id is the volume's ID, 0 until a write stores the volume.
 	id atomic.Uint64
@@ -71,24 +87,30 @@ type Volume struct {
 
 // volumeStats count what this process did with the volume.
 type volumeStats struct {
-	pageReads atomic.Int64
-	cacheHits atomic.Int64
-	commits   atomic.Int64
+	pageReads     atomic.Int64
+	cacheHits     atomic.Int64
+	commits       atomic.Int64
+	pagesFetched  atomic.Int64
+	framesFetched atomic.Int64
 }
 
 // Stats are a volume's counters since this process opened it.
 type Stats struct {
-	PageReads int64 // pages read through snapshots and transactions
-	CacheHits int64 // of those, served from the in-memory page cache
-	Commits   int64 // versions committed
+	PageReads     int64 // pages read through snapshots and transactions
+	CacheHits     int64 // of those, served from the in-memory page cache
+	Commits       int64 // versions committed
+	PagesFetched  int64 // page images downloaded from the remote and stored
+	FramesFetched int64 // segment frames downloaded from the remote
 }
 
 // Stats returns the volume's counters.
 func (v *Volume) Stats() Stats {
 	return Stats{
-		PageReads: v.stats.pageReads.Load(),
-		CacheHits: v.stats.cacheHits.Load(),
-		Commits:   v.stats.commits.Load(),
+		PageReads:     v.stats.pageReads.Load(),
+		CacheHits:     v.stats.cacheHits.Load(),
+		Commits:       v.stats.commits.Load(),
+		PagesFetched:  v.stats.pagesFetched.Load(),
+		FramesFetched: v.stats.framesFetched.Load(),
 	}
 }
 
@@ -109,6 +131,7 @@ func (v *Volume) Head() (Version, uint32, int) {
 func (e *Engine) loadVolume(name string) (*Volume, error) {
 	v := &Volume{e: e, name: name, cacheSeed: e.nextSeed.Add(0x9e3779b97f4a7c15)}
 	v.mu.pins = map[Version]int{}
+	v.repl.Store(&replRecord{})
 	raw, found, err := e.get(volumeKey(name))
 	if err != nil {
 		return nil, fmt.Errorf("open volume %q: %w", name, err)
@@ -141,6 +164,11 @@ func (e *Engine) loadVolume(name string) (*Volume, error) {
 			return nil, err
 		}
 	}
+	repl, err := v.loadRepl(rec.id)
+	if err != nil {
+		return nil, err
+	}
+	v.repl.Store(&repl)
 	st := &state{version: head.version, pageCount: head.pageCount, pageSize: head.pageSize}
 	// Truncations the pruner has not applied yet still hide old images.
 	if err := e.forCommits(rec.id, v.mu.prunedThrough+1, head.version, func(ver Version, c commitRecord, parentCount uint32) error {
@@ -182,31 +210,33 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 		return err
 	}
 	defer it.Close()
-	want := from
+	// A commit covers (parent, version]: one version when made locally,
+	// any number when pulled from the remote.
+	prev := from - 1
 	for it.First(); it.Valid(); it.Next() {
 		if len(it.Key()) != 17 {
 			return fmt.Errorf("%w: commit key %x of volume %d", ErrCorrupt, it.Key(), id)
 		}
 		ver := Version(beUint64(it.Key()[9:17]))
 		what := fmt.Sprintf("commit record %d of volume %d", ver, id)
-		if ver != want {
-			return fmt.Errorf("%w: %s follows %d: a gap in the log", ErrCorrupt, what, want-1)
-		}
 		c, err := decodeCommitRecord(what, it.Value())
 		if err != nil {
 			return err
+		}
+		if c.parent != prev || ver <= prev {
+			return fmt.Errorf("%w: %s has parent %d, the log before it ends at %d", ErrCorrupt, what, c.parent, prev)
 		}
 		if err := fn(ver, c, parentCount); err != nil {
 			return err
 		}
 		parentCount = c.pageCount
-		want++
+		prev = ver
 	}
 	if err := it.Error(); err != nil {
 		return err
 	}
-	if want != to+1 {
-		return fmt.Errorf("%w: commit records of volume %d end at %d, head is %d", ErrCorrupt, id, want-1, to)
+	if prev != to {
+		return fmt.Errorf("%w: commit records of volume %d end at %d, head is %d", ErrCorrupt, id, prev, to)
 	}
 	return nil
 }
@@ -245,6 +275,7 @@ func (v *Volume) unpin(ver Version) {
 type Snapshot struct {
 	v        *Volume
 	st       *state
+	rem      *remoteView // for a past version read from the remote (SnapshotAt)
 	released atomic.Bool
 }
 
@@ -264,7 +295,7 @@ func (s *Snapshot) Volume() *Volume { return s.v }
 // Release unpins the snapshot; it must not be used afterwards. Releasing
 // twice is harmless.
 func (s *Snapshot) Release() {
-	if s.released.CompareAndSwap(false, true) {
+	if s.released.CompareAndSwap(false, true) && s.rem == nil {
 		s.v.unpin(s.st.version)
 	}
 }
@@ -278,6 +309,9 @@ func (s *Snapshot) ReadPage(p PageNo, dst []byte) ([]byte, error) {
 	}
 	if p == 0 || uint32(p) > s.st.pageCount {
 		return nil, fmt.Errorf("read page %d of %q: version %d has pages 1..%d", p, s.v.name, s.st.version, s.st.pageCount)
+	}
+	if s.rem != nil {
+		return s.readRemote(p, dst)
 	}
 	return s.v.readPage(s.st, p, dst)
 }
@@ -293,32 +327,55 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 	if id == 0 {
 		return appendZeros(dst, int(st.pageSize)), nil
 	}
+	u, val, found, err := v.lookupPage(id, p, st.version)
+	if err != nil {
+		return nil, err
+	}
+	if !found || st.cutOff(p, u, st.version) {
+		return appendZeros(dst, int(st.pageSize)), nil
+	}
+	var img []byte
+	switch {
+	case len(val) == 1+int(st.pageSize) && val[0] == pageKindImage:
+		img = val[1:]
+	case len(val) == 1 && val[0] == pageKindZero:
+		img = make([]byte, st.pageSize)
+	case len(val) > 0 && val[0] == pageKindStub:
+		s, err := decodeStub(fmt.Sprintf("page %d of %q at version %d", p, v.name, u), val)
+		if err != nil {
+			return nil, err
+		}
+		if img, err = v.pageFromFrame(s, p, int(st.pageSize)); err != nil {
+			return nil, err
+		}
+		img = bytes.Clone(img)
+	default:
+		return nil, fmt.Errorf("%w: page %d of %q at version %d: %d-byte value of kind %d, want a %d-byte image",
+			ErrCorrupt, p, v.name, u, len(val), firstByte(val), st.pageSize)
+	}
+	v.e.cache.insert(v, p, u, st.version, img)
+	return append(dst, img...), nil
+}
+
+// lookupPage returns a copy of the newest value of page p written at or
+// before version ver, and the version it was written at.
+func (v *Volume) lookupPage(id VolumeID, p PageNo, ver Version) (Version, []byte, bool, error) {
 	it, err := v.e.db.NewIter(&pebble.IterOptions{
-		LowerBound: pageKey(id, p, st.version),
+		LowerBound: pageKey(id, p, ver),
 		UpperBound: pagePrefixEnd(id, p),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read page %d of %q: %w", p, v.name, err)
+		return 0, nil, false, fmt.Errorf("read page %d of %q: %w", p, v.name, err)
 	}
 	defer it.Close()
 	if !it.First() {
 		if err := it.Error(); err != nil {
-			return nil, fmt.Errorf("read page %d of %q: %w", p, v.name, err)
+			return 0, nil, false, fmt.Errorf("read page %d of %q: %w", p, v.name, err)
 		}
-		return appendZeros(dst, int(st.pageSize)), nil
+		return 0, nil, false, nil
 	}
 	_, _, u, _ := decodePageKey(it.Key())
-	if st.cutOff(p, u, st.version) {
-		return appendZeros(dst, int(st.pageSize)), nil
-	}
-	val := it.Value()
-	if len(val) != 1+int(st.pageSize) || val[0] != pageKindImage {
-		return nil, fmt.Errorf("%w: page %d of %q at version %d: %d-byte value of kind %d, want a %d-byte image",
-			ErrCorrupt, p, v.name, u, len(val), firstByte(val), st.pageSize)
-	}
-	img := bytes.Clone(val[1:])
-	v.e.cache.insert(v, p, u, st.version, img)
-	return append(dst, img...), nil
+	return u, bytes.Clone(it.Value()), true, nil
 }
 
 func appendZeros(dst []byte, n int) []byte {

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/cambiumdb/cambium/engine"
+	"github.com/cambiumdb/cambium/remote"
 	"github.com/cambiumdb/cambium/segment"
 )
 
@@ -112,8 +113,13 @@ func ErrorCode(err error, def Code) Code {
 		return CodeBusy
 	case errors.Is(err, engine.ErrCorrupt), errors.Is(err, segment.ErrCorrupt):
 		return CodeCorrupt
-	case errors.Is(err, engine.ErrInvalidName), errors.Is(err, ErrConfig):
+	case errors.Is(err, engine.ErrInvalidName), errors.Is(err, ErrConfig), errors.Is(err, remote.ErrInvalidURL),
+		errors.Is(err, engine.ErrRemoteMismatch), errors.Is(err, engine.ErrVersion):
 		return CodeCantOpen
+	case errors.Is(err, engine.ErrDiverged):
+		return CodeReadOnly
+	case errors.Is(err, engine.ErrAhead), errors.Is(err, engine.ErrNoRemote):
+		return CodeError
 	}
 	return def
 }

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is a database's Cambium settings. Each is read from the URI
@@ -15,7 +17,22 @@ type Config struct {
 	// Dir is the local data directory (dir= / CAMBIUM_DIR; default
 	// $XDG_DATA_HOME/cambium, else ~/.local/share/cambium).
 	Dir string
+	// Remote is the object store URL the volume replicates with (remote= /
+	// CAMBIUM_REMOTE): file:///path, s3://bucket/prefix, mem://name; ""
+	// for a local-only volume.
+	Remote string
+	// Sync is the interval of background replication (sync= /
+	// CAMBIUM_SYNC): "manual" (0, the default) or a duration such as
+	// "5s"; a writer pushes and a reader pulls every Sync.
+	Sync time.Duration
+	// Version, when HasVersion, opens the volume read-only at that version
+	// (version=N, URI only): time travel.
+	Version    uint64
+	HasVersion bool
 }
+
+// MinSync is the shortest background replication interval.
+const MinSync = 100 * time.Millisecond
 
 // Settings Cambium reads, and URI parameters SQLite itself uses, which
 // ParseConfig lets pass, as it does any parameter starting with '_' (the
@@ -66,16 +83,28 @@ func ParseConfig(params map[string][]string, env func(string) string) (Config, e
 	default:
 		c.Dir = filepath.Clean(dir)
 	}
-	for _, s := range []struct{ param, env string }{{"remote", "CAMBIUM_REMOTE"}, {"sync", "CAMBIUM_SYNC"}, {"version", ""}} {
-		var v, from string
-		if s.env != "" {
-			v, from = get(s.param, s.env)
-		} else if vs, ok := params[s.param]; ok {
-			v, from = vs[0], "URI parameter "+s.param
+	if v, from := get("remote", "CAMBIUM_REMOTE"); v != "" {
+		if !strings.Contains(v, "://") || strings.ContainsAny(v, "\x00\n") {
+			return Config{}, fmt.Errorf("%w: %s=%q: want file:///absolute/path, s3://bucket/prefix or mem://name", ErrConfig, from, v)
 		}
-		if v != "" && !(s.param == "sync" && v == "manual") {
-			return Config{}, fmt.Errorf("%w: %s=%q: replication and time travel are not in this build yet (local volumes only)", ErrConfig, from, v)
+		c.Remote = v
+	}
+	if v, from := get("sync", "CAMBIUM_SYNC"); v != "" && v != "manual" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < MinSync {
+			return Config{}, fmt.Errorf("%w: %s=%q: want manual or an interval of at least %s, such as 5s or 1m", ErrConfig, from, v, MinSync)
 		}
+		if c.Remote == "" {
+			return Config{}, fmt.Errorf("%w: %s=%q needs a remote (remote= or CAMBIUM_REMOTE) to sync with", ErrConfig, from, v)
+		}
+		c.Sync = d
+	}
+	if vs, ok := params["version"]; ok {
+		n, err := strconv.ParseUint(vs[0], 10, 64)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w: URI parameter version=%q: want a version number (0, 1, 2, ...)", ErrConfig, vs[0])
+		}
+		c.Version, c.HasVersion = n, true
 	}
 	return c, nil
 }

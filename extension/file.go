@@ -1,9 +1,11 @@
 package extension
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"sync"
 
@@ -89,11 +91,19 @@ type File struct {
 	release  func() error
 	vol      *engine.Volume
 
-	lock LockLevel
-	snap *engine.Snapshot // pinned from SHARED up
-	txn  *engine.Txn      // open from RESERVED up, until committed
-	sync syncLevel        // from PRAGMA synchronous
-	buf  []byte
+	lock  LockLevel
+	fixed *engine.Snapshot // the version=N snapshot of a time-travel open
+	snap  *engine.Snapshot // pinned from SHARED up
+	txn   *engine.Txn      // open from RESERVED up, until committed
+	sync  syncLevel        // from PRAGMA synchronous
+	buf   []byte
+
+	remote   string // URL of the volume's remote, "" if none
+	stopSync func() // ends this file's share of background sync
+	// lineage is the volume's lineage when this file last told SQLite
+	// the database's change counter (see ReadAt).
+	lineage uint64
+	warned  bool // the diverged refusal was logged
 }
 
 // syncLevel is SQLite's PRAGMA synchronous.
@@ -106,7 +116,10 @@ const (
 	syncExtra
 )
 
-// OpenMain opens the volume called name as a main database file.
+// OpenMain opens the volume called name as a main database file. With a
+// remote, a volume that does not exist locally is pulled from it first
+// (metadata only); with a version, the file is a read-only view of that
+// version.
 func OpenMain(name string, cfg Config, flags OpenFlags) (*File, error) {
 	if err := engine.ValidateName(name); err != nil {
 		return nil, err
@@ -115,18 +128,54 @@ func OpenMain(name string, cfg Config, flags OpenFlags) (*File, error) {
 	if err != nil {
 		return nil, withCode(fmt.Errorf("open %q: %w", name, err), ErrorCode(err, CodeCantOpen))
 	}
-	vol, err := e.Volume(name)
+	f, err := openMain(e, name, cfg, flags)
 	if err != nil {
 		release()
 		return nil, err
 	}
+	f.release = release
+	return f, nil
+}
+
+func openMain(e *engine.Engine, name string, cfg Config, flags OpenFlags) (*File, error) {
+	vol, err := e.Volume(name)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{name: name, readOnly: flags.ReadOnly || cfg.HasVersion, eng: e, vol: vol, sync: syncFull, remote: cfg.Remote, lineage: vol.Lineage()}
+	if cfg.Remote != "" {
+		if err := attach(vol, cfg.Remote); err != nil {
+			return nil, withCode(fmt.Errorf("open %q: %w", name, err), CodeCantOpen)
+		}
+		if v, _, _ := vol.Head(); v == 0 && vol.Replication().Pushed == 0 {
+			// Not here yet: take the remote's newest version, if any.
+			ctx, cancel := context.WithTimeout(context.Background(), pragmaTimeout)
+			_, err := vol.Pull(ctx)
+			cancel()
+			if err != nil && !errors.Is(err, engine.ErrAhead) {
+				return nil, withCode(fmt.Errorf("open %q from %s: %w", name, cfg.Remote, err), CodeCantOpen)
+			}
+		}
+	}
+	if cfg.HasVersion {
+		ctx, cancel := context.WithTimeout(context.Background(), pragmaTimeout)
+		snap, err := vol.SnapshotAt(ctx, engine.Version(cfg.Version))
+		cancel()
+		if err != nil {
+			return nil, withCode(fmt.Errorf("open %q at version %d: %w", name, cfg.Version, err), CodeCantOpen)
+		}
+		f.fixed = snap
+		return f, nil
+	}
 	if v, _, _ := vol.Head(); v == 0 && !flags.Create && flags.ReadOnly {
 		// A read-only open of a volume that does not exist: SQLite would
 		// see an empty database; say plainly that there is none.
-		release()
 		return nil, withCode(fmt.Errorf("open %q read-only: no such volume in %s", name, cfg.Dir), CodeCantOpen)
 	}
-	return &File{name: name, readOnly: flags.ReadOnly, eng: e, release: release, vol: vol, sync: syncFull}, nil
+	if cfg.Sync > 0 {
+		f.stopSync = startSync(vol, cfg.Sync)
+	}
+	return f, nil
 }
 
 // Volume returns the file's volume.
@@ -138,6 +187,14 @@ func (f *File) LockState() LockLevel { return f.lock }
 // Close ends any transaction (uncommitted changes are dropped) and releases
 // the file's snapshot and engine.
 func (f *File) Close() error {
+	if f.stopSync != nil {
+		f.stopSync()
+		f.stopSync = nil
+	}
+	if f.fixed != nil {
+		f.fixed.Release()
+		f.fixed = nil
+	}
 	if f.txn != nil {
 		f.txn.Rollback()
 		f.txn = nil
@@ -164,6 +221,9 @@ type view interface {
 }
 
 func (f *File) view() (view, func()) {
+	if f.fixed != nil {
+		return f.fixed, func() {}
+	}
 	if f.txn != nil {
 		return f.txn, func() {}
 	}
@@ -202,9 +262,25 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		var err error
 		f.buf, err = v.ReadPage(pg, f.buf[:0])
 		if err != nil {
-			return n, withCode(fmt.Errorf("read page %d of %q: %w", pg, f.name, err), ErrorCode(err, CodeIOErrRead))
+			err = fmt.Errorf("read page %d of %q: %w", pg, f.name, err)
+			// SQLite reports only a code; the log says what failed.
+			slog.Error("cambium: read failed", "err", err)
+			return n, withCode(err, ErrorCode(err, CodeIOErrRead))
 		}
 		n += copy(p[n:], f.buf[at%ps:])
+	}
+	if off == 24 && len(p) == 16 {
+		// SQLite reads these 16 bytes of the header (the change counter
+		// first) to decide whether its page cache is still good. After a
+		// reset replaced versions it may have cached, the counter of the
+		// new version can equal the old one's: report a change once, so
+		// that SQLite drops its cache.
+		if l := f.vol.Lineage(); l != f.lineage {
+			f.lineage = l
+			for i := range p {
+				p[i] ^= 0xff
+			}
+		}
 	}
 	return n, nil
 }
@@ -270,7 +346,9 @@ func (f *File) Lock(level LockLevel) error {
 		return nil
 	}
 	if f.lock == LockNone {
-		f.snap = f.vol.Snapshot()
+		if f.fixed == nil {
+			f.snap = f.vol.Snapshot()
+		}
 		f.lock = LockShared
 	}
 	if level >= LockReserved && f.lock < LockReserved {
@@ -279,6 +357,11 @@ func (f *File) Lock(level LockLevel) error {
 		}
 		txn, err := f.vol.Begin(f.snap)
 		if err != nil {
+			if errors.Is(err, engine.ErrDiverged) && !f.warned {
+				// SQLite says only "attempt to write a readonly database".
+				slog.Warn("cambium: write refused", "err", err)
+				f.warned = true
+			}
 			return withCode(fmt.Errorf("lock %q for writing: %w", f.name, err), ErrorCode(err, CodeIOErrLock))
 		}
 		f.txn = txn
@@ -343,3 +426,7 @@ func (f *File) CheckReservedLock() (bool, error) {
 // errNotFound tells a binding that a pragma is not Cambium's: SQLite should
 // handle it itself.
 var errNotFound = withCode(errors.New("not a cambium pragma"), CodeNotFound)
+
+// ReadOnly reports whether the file refuses writes: opened read-only, or
+// at a past version.
+func (f *File) ReadOnly() bool { return f.readOnly }

@@ -12,7 +12,8 @@ import (
 const Version = "0.1.0-dev"
 
 // Pragmas lists the cambium_* pragmas, for error messages and docs.
-var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats"}
+var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
+	"cambium_push", "cambium_pull", "cambium_fetch", "cambium_hydrate", "cambium_reset"}
 
 // Pragma handles PRAGMA name[=value] for SQLite's FCNTL_PRAGMA. It returns
 // the result text for a Cambium pragma, an error for a refused one, and an
@@ -26,6 +27,18 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats"}
 //	cambium_stats    JSON counters for this volume in this process: page_reads,
 //	                 cache_hits, pages_fetched, frames_fetched, remote_requests,
 //	                 remote_bytes_read, remote_bytes_written, commits
+//	cambium_push     push the local versions the remote lacks; JSON: from, to,
+//	                 pages, segments, remote_requests, remote_bytes_written
+//	cambium_pull     fast-forward to the remote's newest version (metadata
+//	                 only); JSON: from, to, commits, pages_changed,
+//	                 remote_requests, remote_bytes_read
+//	cambium_fetch    learn the remote's newest version without applying it;
+//	                 JSON: version, remote_version, commits, remote_requests
+//	cambium_hydrate  download every page not yet local; JSON: pages, frames,
+//	                 remote_requests, remote_bytes_read
+//	cambium_reset    discard local versions not in the remote (a diverged
+//	                 volume's) and pull; JSON: discarded, from, to,
+//	                 pages_changed, remote_requests, remote_bytes_read
 func (f *File) Pragma(name, value string) (string, error) {
 	name = strings.ToLower(name)
 	value = strings.Trim(strings.TrimSpace(value), `'"`)
@@ -58,6 +71,8 @@ func (f *File) Pragma(name, value string) (string, error) {
 		return f.status()
 	case "cambium_stats":
 		return f.stats()
+	case "cambium_push", "cambium_pull", "cambium_fetch", "cambium_hydrate", "cambium_reset":
+		return f.replicate(name, value)
 	}
 	if strings.HasPrefix(name, "cambium_") {
 		return "", withCode(fmt.Errorf("unknown pragma %s; Cambium knows %s", name, strings.Join(Pragmas, ", ")), CodeError)
@@ -68,6 +83,9 @@ func (f *File) Pragma(name, value string) (string, error) {
 // seenVersion is the version this connection reads: its snapshot's while it
 // holds a lock, else the newest.
 func (f *File) seenVersion() engine.Version {
+	if f.fixed != nil {
+		return f.fixed.Version()
+	}
 	if f.txn != nil {
 		return f.txn.Base()
 	}
@@ -82,17 +100,33 @@ func (f *File) status() (string, error) {
 	v, done := f.view()
 	defer done()
 	head, _, _ := f.vol.Head()
+	rs := f.vol.Replication()
+	state := "local-only"
+	switch {
+	case rs.Remote == "":
+	case rs.Diverged:
+		state = "diverged"
+	case head > rs.Pushed:
+		state = "ahead"
+	case rs.RemoteVersion > head:
+		state = "behind"
+	default:
+		state = "synced"
+	}
 	out := map[string]any{
 		"volume":         f.name,
 		"page_size":      v.PageSize(),
 		"page_count":     v.PageCount(),
 		"version":        uint64(head),
-		"remote":         "",
-		"remote_version": 0,
-		"pushed_version": 0,
-		"state":          "local-only",
+		"remote":         rs.Remote,
+		"remote_version": uint64(rs.RemoteVersion),
+		"pushed_version": uint64(rs.Pushed),
+		"state":          state,
 		"cambium":        Version,
 		"dir":            f.eng.Dir(),
+	}
+	if f.fixed != nil {
+		out["snapshot_version"] = uint64(f.fixed.Version())
 	}
 	b, err := json.Marshal(out)
 	return string(b), err
@@ -100,14 +134,15 @@ func (f *File) status() (string, error) {
 
 func (f *File) stats() (string, error) {
 	s := f.vol.Stats()
+	r := f.vol.RemoteStats()
 	b, err := json.Marshal(map[string]int64{
 		"page_reads":           s.PageReads,
 		"cache_hits":           s.CacheHits,
-		"pages_fetched":        0,
-		"frames_fetched":       0,
-		"remote_requests":      0,
-		"remote_bytes_read":    0,
-		"remote_bytes_written": 0,
+		"pages_fetched":        s.PagesFetched,
+		"frames_fetched":       s.FramesFetched,
+		"remote_requests":      r.Requests(),
+		"remote_bytes_read":    r.BytesRead(),
+		"remote_bytes_written": r.BytesWritten(),
 		"commits":              s.Commits,
 	})
 	return string(b), err

@@ -12,15 +12,28 @@
 //
 // The file name is the volume name ('/' separates tenant namespaces; no
 // empty, "." or ".." parts). URI parameters, each falling back to its
-// environment variable: dir (CAMBIUM_DIR; default $XDG_DATA_HOME/cambium or
-// ~/.local/share/cambium). An unknown URI parameter is an error.
+// environment variable:
+//
+//	dir      CAMBIUM_DIR     data directory (default $XDG_DATA_HOME/cambium
+//	                         or ~/.local/share/cambium)
+//	remote   CAMBIUM_REMOTE  object store to replicate with: file:///path,
+//	                         s3://bucket/prefix (credentials, region and
+//	                         endpoint from the AWS chain), mem://name
+//	sync     CAMBIUM_SYNC    manual (default) or an interval such as 5s:
+//	                         push (writer) or pull (reader) in the background
+//	version  (URI only)      open read-only at that version: time travel
+//
+// An unknown URI parameter is an error. A volume that exists only in the
+// remote opens at the remote's newest version without downloading pages:
+// each is fetched when SQLite first reads it.
 //
 // Journals and temporary files live in memory: the engine makes commits
 // durable, per PRAGMA synchronous (FULL, the default: fsync before COMMIT
 // returns; NORMAL and OFF: the commit survives a crash of the process but
 // not of the machine). journal_mode=WAL is refused. PRAGMA cambium_version,
-// cambium_status and cambium_stats report on the volume (see the extension
-// package).
+// cambium_status and cambium_stats report on the volume; cambium_push,
+// cambium_pull, cambium_fetch, cambium_hydrate and cambium_reset replicate
+// it (see the extension package).
 //
 // Every connection of the process shares one engine per data directory;
 // another process cannot open the same directory while it is in use.
@@ -74,7 +87,11 @@ func (cambiumVFS) OpenFilename(name *vfs.Filename, flags vfs.OpenFlag) (f vfs.Fi
 	}
 	// OPEN_MEMORY tells SQLite to keep this database's rollback journal in
 	// memory: the engine, not the journal, makes commits atomic.
-	return &mainFile{f: file}, flags | vfs.OPEN_MEMORY, nil
+	flags |= vfs.OPEN_MEMORY
+	if file.ReadOnly() {
+		flags = flags&^(vfs.OPEN_READWRITE|vfs.OPEN_CREATE) | vfs.OPEN_READONLY
+	}
+	return &mainFile{f: file}, flags, nil
 }
 
 func (cambiumVFS) Delete(name string, syncDir bool) error {

@@ -1,0 +1,331 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/cambiumdb/cambium/extension"
+	"github.com/cambiumdb/cambium/remote"
+)
+
+// RemoteConfig says what object store the replication workloads use.
+type RemoteConfig struct {
+	// URL of a real store (s3://..., file:///...); "" uses a directory
+	// under the workload's Dir.
+	URL string
+	// Latency emulates object storage in front of the store (default: 20
+	// ms to first byte, 100 MB/s per stream, as BENCHMARKS.md asks);
+	// Disabled turns emulation off.
+	Latency  remote.LatencyOptions
+	Disabled bool
+}
+
+var benchRemotes atomic.Int64
+
+// open returns the store and a URL the cambium VFS resolves to it,
+// wrapped in latency emulation and a counting store.
+func (c RemoteConfig) open(ctx context.Context, dir string) (string, *remote.CountingStore, error) {
+	var s remote.Store
+	var err error
+	if c.URL != "" {
+		s, err = remote.Open(ctx, c.URL)
+	} else {
+		s, err = remote.NewFileStore(filepath.Join(dir, "remote"))
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if !c.Disabled {
+		lat := c.Latency
+		if lat == (remote.LatencyOptions{}) {
+			lat = remote.LatencyOptions{FirstByte: 20 * time.Millisecond, BytesPerSecond: 100e6}
+		}
+		if s, err = remote.NewLatencyStore(s, lat); err != nil {
+			return "", nil, err
+		}
+	}
+	counted := remote.NewCountingStore(s)
+	url := fmt.Sprintf("mem://bench-%d-%d", time.Now().UnixNano(), benchRemotes.Add(1))
+	extension.RegisterRemote(url, counted)
+	return url, counted, nil
+}
+
+// measure runs fn and returns its time and what it moved through store.
+func measure(store *remote.CountingStore, ops int, fn func() error) (Figures, error) {
+	before := store.Stats()
+	start := time.Now()
+	err := fn()
+	f := figures(ops, time.Since(start))
+	st := store.Stats().Sub(before)
+	f.Bytes, f.Requests = st.BytesRead(), st.Requests()
+	return f, err
+}
+
+func pragma(db *sql.DB, name string) (map[string]any, error) {
+	var s string
+	if err := db.QueryRow("PRAGMA " + name).Scan(&s); err != nil {
+		return nil, fmt.Errorf("PRAGMA %s: %w", name, err)
+	}
+	out := map[string]any{}
+	return out, json.Unmarshal([]byte(s), &out)
+}
+
+// fullCopy is the baseline of every replication workload: a replica with
+// an empty data directory that downloads the whole newest version.
+func fullCopy(dir, name, url string, store *remote.CountingStore) (Figures, error) {
+	return measure(store, 1, func() error {
+		db, err := openCambium(dir, name, "&remote="+url)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		_, err = pragma(db, "cambium_hydrate")
+		return err
+	})
+}
+
+// FastForwardConfig configures the fastforward workload (W1, W2): a
+// replica that was current catches up after Commits small transactions.
+type FastForwardConfig struct {
+	Dir          string
+	Rows         int  // reference table size, default 50,000
+	Commits      int  // default 1,000
+	RowsPerTxn   int  // rows updated per transaction, default 3
+	HotRows      int  // 0: random rows of the whole table (W1); N: of the first N rows (W2)
+	PushEach     bool // push after every commit (W1: paced); else once at the end (W2: burst)
+	Compressible bool // rows of repeated text instead of random bytes
+	Remote       RemoteConfig
+}
+
+// RunFastForward measures a replica's catch-up: the pull (metadata only),
+// and the pull plus reading every changed row, against a full copy of the
+// newest version.
+func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error) {
+	if cfg.Rows == 0 {
+		cfg.Rows = 50000
+	}
+	if cfg.Commits == 0 {
+		cfg.Commits = 1000
+	}
+	if cfg.RowsPerTxn == 0 {
+		cfg.RowsPerTxn = 3
+	}
+	url, store, err := cfg.Remote.open(ctx, cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	w, err := openCambium(filepath.Join(cfg.Dir, "writer"), "ff.db", "&remote="+url+"&_pragma=synchronous(normal)")
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	w.SetMaxOpenConns(1)
+	if err := referenceBodies(w, cfg.Rows, cfg.Compressible); err != nil {
+		return nil, err
+	}
+	if _, err := pragma(w, "cambium_push"); err != nil {
+		return nil, err
+	}
+	r, err := openCambium(filepath.Join(cfg.Dir, "replica"), "ff.db", "&remote="+url)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	r.SetMaxOpenConns(1)
+	var n int
+	if err := r.QueryRow("SELECT count(*) FROM items").Scan(&n); err != nil {
+		return nil, err
+	}
+
+	span := cfg.Rows
+	if cfg.HotRows > 0 {
+		span = min(cfg.HotRows, cfg.Rows)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	changed := map[int]bool{}
+	body := "randomblob(960)"
+	if cfg.Compressible {
+		body = "substr(replace(hex(zeroblob(480)), '00', 'lorem ipsum '), 1, 960)"
+	}
+	for i := range cfg.Commits {
+		tx, err := w.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for range cfg.RowsPerTxn {
+			id := 1 + rng.IntN(span)
+			changed[id] = true
+			if _, err := tx.Exec("UPDATE items SET qty = ?, body = "+body+" WHERE id = ?", i, id); err != nil {
+				tx.Rollback()
+				return nil, err
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		if cfg.PushEach {
+			if _, err := pragma(w, "cambium_push"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !cfg.PushEach {
+		if _, err := pragma(w, "cambium_push"); err != nil {
+			return nil, err
+		}
+	}
+
+	pull, err := measure(store, cfg.Commits, func() error { _, err := pragma(r, "cambium_pull"); return err })
+	if err != nil {
+		return nil, err
+	}
+	read, err := measure(store, len(changed), func() error {
+		for id := range changed {
+			var q int
+			if err := r.QueryRow("SELECT qty FROM items WHERE id = ?", id).Scan(&q); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	full, err := fullCopy(filepath.Join(cfg.Dir, "fullcopy"), "ff.db", url, store)
+	if err != nil {
+		return nil, err
+	}
+	name := "fastforward"
+	if cfg.HotRows > 0 {
+		name += "/hot"
+	}
+	if cfg.Compressible {
+		name += "/text"
+	}
+	both := pull
+	both.Bytes += read.Bytes
+	both.Requests += read.Requests
+	both.Elapsed += read.Elapsed
+	res := []Result{{Workload: name + "/pull", Cambium: pull}, {Workload: name + "/pull+read", Cambium: both}}
+	for i := range res {
+		res[i].compareBytes("full copy of the newest version", full, 1)
+	}
+	return res, nil
+}
+
+// referenceBodies builds the reference table with random or text bodies.
+func referenceBodies(db *sql.DB, rows int, text bool) error {
+	if !text {
+		return reference(db, rows)
+	}
+	for _, q := range []string{
+		"CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)",
+		fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)
+			INSERT INTO items SELECT i, abs(random()) %% 1000, substr(replace(hex(zeroblob(480)), '00', 'lorem ipsum ' || i), 1, 960) FROM n`, rows),
+		"CREATE INDEX items_qty ON items(qty)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			return fmt.Errorf("build reference table: %w", err)
+		}
+	}
+	return nil
+}
+
+// ColdOpenConfig configures the coldopen workload (W3, W3b): a replica
+// with an empty data directory opens a remote volume and reads.
+type ColdOpenConfig struct {
+	Dir          string
+	Rows         int // default 50,000 (~51 MB)
+	Reads        int // random point reads by id, default 200
+	Compressible bool
+	Remote       RemoteConfig
+}
+
+// RunColdOpen measures, from an empty data directory: the open and first
+// query, Reads random point reads, and a full scan, each against a full
+// copy of the newest version.
+func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
+	if cfg.Rows == 0 {
+		cfg.Rows = 50000
+	}
+	if cfg.Reads == 0 {
+		cfg.Reads = 200
+	}
+	url, store, err := cfg.Remote.open(ctx, cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	w, err := openCambium(filepath.Join(cfg.Dir, "writer"), "cold.db", "&remote="+url)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	if err := referenceBodies(w, cfg.Rows, cfg.Compressible); err != nil {
+		return nil, err
+	}
+	if _, err := pragma(w, "cambium_push"); err != nil {
+		return nil, err
+	}
+	var r *sql.DB
+	open, err := measure(store, 1, func() error {
+		var err error
+		if r, err = openCambium(filepath.Join(cfg.Dir, "replica"), "cold.db", "&remote="+url); err != nil {
+			return err
+		}
+		r.SetMaxOpenConns(1)
+		var q int
+		return r.QueryRow("SELECT qty FROM items WHERE id = 1").Scan(&q)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(7, 8))
+	reads, err := measure(store, cfg.Reads, func() error {
+		for range cfg.Reads {
+			var q int
+			if err := r.QueryRow("SELECT qty FROM items WHERE id = ?", 1+rng.IntN(cfg.Rows)).Scan(&q); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	scanDB, err := openCambium(filepath.Join(cfg.Dir, "scanner"), "cold.db", "&remote="+url)
+	if err != nil {
+		return nil, err
+	}
+	defer scanDB.Close()
+	scan, err := measure(store, 1, func() error {
+		var n int64
+		return scanDB.QueryRow("SELECT sum(length(body)) FROM items").Scan(&n)
+	})
+	if err != nil {
+		return nil, err
+	}
+	full, err := fullCopy(filepath.Join(cfg.Dir, "fullcopy"), "cold.db", url, store)
+	if err != nil {
+		return nil, err
+	}
+	suffix := ""
+	if cfg.Compressible {
+		suffix = "/text"
+	}
+	res := []Result{
+		{Workload: "coldopen/open" + suffix, Cambium: open},
+		{Workload: fmt.Sprintf("coldopen/%d-reads%s", cfg.Reads, suffix), Cambium: reads},
+		{Workload: "coldopen/scan" + suffix, Cambium: scan},
+	}
+	for i := range res {
+		res[i].compareBytes("full copy of the newest version", full, 1)
+	}
+	return res, nil
+}

@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// SnapshotAt pins a read-only snapshot of version n, for point-in-time
+// reads and restores. It is local when the volume still stores version n
+// (a version it committed or pulled that the pruner has not passed), else
+// it is read from the remote: the maps of the commits up to n (about
+// log2(n) objects), and then page frames as they are read, kept in memory
+// for the snapshot's life. Version n must be a version of the remote's
+// log: a push rolls several local versions into one, and only its last is
+// a remote version (ErrVersion says which are near).
+func (v *Volume) SnapshotAt(ctx context.Context, n Version) (*Snapshot, error) {
+	if s, ok, err := v.localSnapshotAt(n); ok || err != nil {
+		return s, err
+	}
+	r, err := v.replica()
+	if err != nil {
+		return nil, fmt.Errorf("open %q at version %d: %w: it is not stored locally (newest %d) and no remote is attached", v.name, n, ErrVersion, v.head.Load().version)
+	}
+	parents, err := v.listCommits(ctx, r, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %q at version %d: %w", v.name, n, err)
+	}
+	// Commit i (1-based) covers (parents[i-1], parents[i]]; the last one's
+	// version is only in its map.
+	seq := uint64(0)
+	for i := 1; i < len(parents); i++ {
+		if parents[i] == n {
+			seq = uint64(i)
+		}
+	}
+	if seq == 0 && len(parents) > 0 && n > parents[len(parents)-1] {
+		seq = uint64(len(parents))
+	}
+	if seq == 0 {
+		return nil, fmt.Errorf("open %q at version %d: %w in the remote%s", v.name, n, ErrVersion, nearVersions(parents, n))
+	}
+	m, err := v.readRange(ctx, r, 0, 0, parents[:seq])
+	if err != nil {
+		return nil, fmt.Errorf("open %q at version %d: %w", v.name, n, err)
+	}
+	if m.version != n {
+		return nil, fmt.Errorf("open %q at version %d: %w in the remote: its newest is %d", v.name, n, ErrVersion, m.version)
+	}
+	return &Snapshot{
+		v:   v,
+		st:  &state{version: n, pageCount: m.pageCount, pageSize: m.pageSize},
+		rem: &remoteView{m: m, frames: map[frameKey][]byte{}},
+	}, nil
+}
+
+func nearVersions(parents []Version, n Version) string {
+	for i := 1; i < len(parents); i++ {
+		if parents[i-1] < n && n < parents[i] {
+			return fmt.Sprintf(": one push rolled versions %d..%d into one; the nearest remote versions are %d and %d", parents[i-1]+1, parents[i], parents[i-1], parents[i])
+		}
+	}
+	if len(parents) == 0 {
+		return ": the remote has no commits"
+	}
+	return ""
+}
+
+// localSnapshotAt pins version n if the volume stores it whole.
+func (v *Volume) localSnapshotAt(n Version) (*Snapshot, bool, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	head := v.head.Load()
+	if n == head.version {
+		return v.pinLocked(head), true, nil
+	}
+	if n > head.version && v.rep.Load() == nil {
+		return nil, false, fmt.Errorf("open %q at version %d: %w: the newest is %d", v.name, n, ErrVersion, head.version)
+	}
+	id := VolumeID(v.id.Load())
+	if n > head.version || n < v.mu.prunedThrough || id == 0 || n == 0 {
+		return nil, false, nil
+	}
+	raw, found, err := v.e.get(commitKey(id, n))
+	if err != nil || !found {
+		return nil, false, err
+	}
+	c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of %q", n, v.name), raw)
+	if err != nil {
+		return nil, false, err
+	}
+	// Pinned under v.mu, so the pruner, which reads the pins under it,
+	// keeps every image this version reads.
+	st := &state{version: n, pageCount: c.pageCount, pageSize: c.pageSize, shrinks: head.shrinks}
+	return v.pinLocked(st), true, nil
+}
+
+// remoteView is what a snapshot read from the remote reads through: the
+// full page map of its version, and the frames it fetched.
+type remoteView struct {
+	m      *remoteMap
+	mu     sync.Mutex
+	frames map[frameKey][]byte
+	bytes  int
+}
+
+// remoteViewBudget bounds the frames a remote snapshot keeps in memory.
+const remoteViewBudget = 64 << 20
+
+func (s *Snapshot) readRemote(p PageNo, dst []byte) ([]byte, error) {
+	rv := s.rem
+	ref, fr, zero, ok := rv.m.locate(p)
+	ps := int(s.st.pageSize)
+	if !ok || zero {
+		return appendZeros(dst, ps), nil
+	}
+	st := stub{seg: ref.id, salt: ref.salt, size: ref.size, frame: fr}
+	k := frameKey{st.seg, fr.Offset}
+	rv.mu.Lock()
+	pages, hit := rv.frames[k]
+	rv.mu.Unlock()
+	if !hit {
+		r, err := s.v.replica()
+		if err != nil {
+			return nil, err
+		}
+		if pages, err = s.v.fetchFrame(r, st, ps); err != nil {
+			return nil, err
+		}
+		rv.mu.Lock()
+		if rv.bytes+len(pages) > remoteViewBudget {
+			clear(rv.frames)
+			rv.bytes = 0
+		}
+		rv.frames[k] = pages
+		rv.bytes += len(pages)
+		rv.mu.Unlock()
+	}
+	at := int(p-fr.First) * ps
+	return append(dst, pages[at:at+ps]...), nil
+}

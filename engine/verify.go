@@ -1,0 +1,461 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cambiumdb/cambium/remote"
+	"github.com/cambiumdb/cambium/segment"
+)
+
+// VerifyOptions configure Verify. The zero value checks local data only.
+type VerifyOptions struct {
+	// Remote also checks the volume's remote (it must be attached): every
+	// commit and rollup object, the footer of every segment the remote's
+	// newest version reads from, and every frame of those segments that
+	// the version reads, each fetched and checked against its checksum.
+	Remote bool
+	// Progress, if set, is called as the check proceeds, one call at a
+	// time: stage "pages" counts the local pages of the newest version,
+	// stage "frames" the remote frames.
+	Progress func(stage string, done, total int64)
+	// MaxProblems bounds how many problems Verify describes (default 100);
+	// it counts them all.
+	MaxProblems int
+}
+
+// VerifyResult is what Verify checked and found.
+type VerifyResult struct {
+	// Version is the local version checked, the newest, with Pages pages:
+	// LocalPages of them stored here as images (each read from disk, so
+	// the store's block checksums were verified), ZeroPages all zeros
+	// (nothing stored), and RemotePages known only by where their image
+	// lives in the remote (checked with Remote).
+	Version                                   Version
+	Pages, LocalPages, ZeroPages, RemotePages int
+	Commits                                   int // local commit records checked
+	RemoteVersion                             Version
+	RemoteObjects, Segments, Frames           int   // remote commits and rollups; segments; frames checked
+	FrameBytes                                int64 // bytes of the frames checked
+	Problems                                  []string
+	ProblemCount                              int
+}
+
+// OK reports whether Verify found nothing wrong.
+func (r *VerifyResult) OK() bool { return r.ProblemCount == 0 }
+
+// Verify checks the volume's newest version by reading all of it: the
+// local commit log (each record's checksum and the chain of versions), and
+// every page stored locally, straight from disk rather than through the
+// page cache, so that the store verifies the checksum of every block that
+// holds one. With opts.Remote it then checks the remote (see VerifyOptions)
+// without storing anything it reads.
+//
+// Damage is reported in the result, one problem per damaged record, page,
+// object or frame, and the check goes on past it; the error is for a check
+// that could not run (no remote attached, a cancelled context, a listing
+// that failed). Verify changes nothing.
+func (v *Volume) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, error) {
+	if opts.MaxProblems <= 0 {
+		opts.MaxProblems = 100
+	}
+	var res VerifyResult
+	var mu sync.Mutex
+	add := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		res.ProblemCount++
+		if len(res.Problems) < opts.MaxProblems {
+			res.Problems = append(res.Problems, fmt.Sprintf(format, args...))
+		}
+	}
+	progress := func(stage string, done, total int64) {
+		if opts.Progress != nil {
+			mu.Lock()
+			opts.Progress(stage, done, total)
+			mu.Unlock()
+		}
+	}
+	var r *replica
+	if opts.Remote {
+		var err error
+		if r, err = v.replica(); err != nil {
+			return res, fmt.Errorf("verify %q: %w", v.name, err)
+		}
+	}
+	if err := v.verifyLocal(ctx, &res, add, progress); err != nil {
+		return res, fmt.Errorf("verify %q: %w", v.name, err)
+	}
+	if r != nil {
+		if err := v.verifyRemote(ctx, r, &res, add, progress); err != nil {
+			return res, fmt.Errorf("verify %q: %w", v.name, err)
+		}
+	}
+	return res, nil
+}
+
+func (v *Volume) verifyLocal(ctx context.Context, res *VerifyResult, add func(string, ...any), progress func(string, int64, int64)) error {
+	snap := v.Snapshot() // pinned: the pruner keeps every image it reads
+	defer snap.Release()
+	st := snap.st
+	res.Version, res.Pages = st.version, int(st.pageCount)
+	id := VolumeID(v.id.Load())
+	if id == 0 {
+		res.ZeroPages = res.Pages
+		return nil
+	}
+	err := v.e.forCommits(id, 1, st.version, func(Version, commitRecord, uint32) error {
+		res.Commits++
+		return nil
+	})
+	if err != nil {
+		add("local commit log: %v", err)
+	}
+
+	var it *pebble.Iterator
+	defer func() {
+		if it != nil {
+			it.Close()
+		}
+	}()
+	total := int64(st.pageCount)
+	for p := PageNo(1); uint32(p) <= st.pageCount; p++ {
+		if p%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			progress("pages", int64(p), total)
+		}
+		q, u, val, found, err := v.seekForVerify(&it, id, p, st.version)
+		switch {
+		case err != nil:
+			add("page %d: %v", p, err)
+			continue
+		case !found:
+			// No entry for any page from p on: all zeros.
+			res.ZeroPages += int(st.pageCount - uint32(p) + 1)
+			p = PageNo(st.pageCount)
+			continue
+		case q != p:
+			// No entry for pages p..q-1.
+			skip := min(uint32(q), st.pageCount+1) - uint32(p)
+			res.ZeroPages += int(skip)
+			p += PageNo(skip) - 1
+			continue
+		case st.cutOff(p, u, st.version):
+			res.ZeroPages++
+			continue
+		}
+		switch {
+		case len(val) == 1+int(st.pageSize) && val[0] == pageKindImage:
+			res.LocalPages++
+		case len(val) == 1 && val[0] == pageKindZero:
+			res.ZeroPages++
+		case len(val) > 0 && val[0] == pageKindStub:
+			if _, err := decodeStub(fmt.Sprintf("page %d at version %d", p, u), val); err != nil {
+				add("%v", err)
+			} else {
+				res.RemotePages++
+			}
+		default:
+			add("page %d at version %d: %d-byte value of kind %d, want a %d-byte image", p, u, len(val), firstByte(val), st.pageSize)
+		}
+	}
+	progress("pages", total, total)
+	return nil
+}
+
+// seekForVerify finds the newest entry of page p at or before version ver,
+// or of the first page after p that has one (q is its page). A store that
+// fails, or panics, reading it gives an error, and the iterator is
+// replaced, so that the next page is read afresh.
+func (v *Volume) seekForVerify(it **pebble.Iterator, id VolumeID, p PageNo, ver Version) (q PageNo, u Version, val []byte, found bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// The store's state after a panic is unknown; drop the
+			// iterator without closing it.
+			*it = nil
+			err = fmt.Errorf("%w: the store failed reading it: %v", ErrCorrupt, r)
+		}
+	}()
+	if *it == nil {
+		if *it, err = v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)}); err != nil {
+			*it = nil
+			return 0, 0, nil, false, err
+		}
+	}
+	if !(*it).SeekGE(pageKey(id, p, ver)) {
+		if err := (*it).Error(); err != nil {
+			(*it).Close()
+			*it = nil
+			return 0, 0, nil, false, err
+		}
+		return 0, 0, nil, false, nil
+	}
+	_, q, u, ok := decodePageKey((*it).Key())
+	if !ok {
+		return 0, 0, nil, false, fmt.Errorf("%w: page key %x", ErrCorrupt, (*it).Key())
+	}
+	if q == p && u > ver {
+		// SeekGE lands at or after (p, ver): an entry of p is never newer.
+		return 0, 0, nil, false, fmt.Errorf("%w: page key %x sorts wrong", ErrCorrupt, (*it).Key())
+	}
+	val, err = (*it).ValueAndErr()
+	if err != nil {
+		(*it).Close()
+		*it = nil
+		return 0, 0, nil, false, err
+	}
+	return q, u, append([]byte(nil), val...), true, nil
+}
+
+// verifyRemote checks the remote's log up to its newest version, its
+// rollups, and the segments and frames that version reads.
+func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult, add func(string, ...any), progress func(string, int64, int64)) error {
+	parents, err := v.listCommits(ctx, r, 0)
+	if err != nil {
+		if errors.Is(err, ErrRemoteCorrupt) {
+			add("remote log: %v", err)
+			return nil
+		}
+		return err
+	}
+	pushed := v.repl.Load().pushed
+	if len(parents) == 0 {
+		if pushed > 0 {
+			add("the remote has no commits of %q, yet this volume pushed version %d to it", v.name, pushed)
+		}
+		return nil
+	}
+	// Read every commit, not the rollups a pull would, so that each is
+	// checked; merged, they are the full page map of the newest version.
+	var m *remoteMap
+	for i, parent := range parents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		key := remoteCommitKey(v.name, parent)
+		raw, err := r.store.Get(ctx, key)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			add("remote commit %s: %v", key, err)
+			break
+		}
+		res.RemoteObjects++
+		c, err := decodeRemoteMap(key, raw)
+		if err == nil && (c.level != 0 || c.parent != parent || c.fromSeq != uint64(i)) {
+			err = fmt.Errorf("it is commit %d (level %d) from version %d, want commit %d from %d", c.toSeq, c.level, c.parent, i+1, parent)
+		}
+		if err == nil && m != nil {
+			c, err = mergeMaps(m, c)
+		}
+		if err != nil {
+			add("remote commit %s: %v (versions after %d cannot be read)", key, err, parent)
+			break
+		}
+		m = c
+	}
+	if m == nil {
+		return nil
+	}
+	res.RemoteVersion = m.version
+	if pushed > m.version {
+		add("the remote's log ends at version %d, but this volume pushed version %d to it", m.version, pushed)
+	}
+
+	if err := v.verifyRollups(ctx, r, res, add); err != nil {
+		return err
+	}
+
+	// Segments: the footer of each, then its frames in coalesced ranged
+	// reads, a few at a time.
+	type run struct {
+		ref    *segmentRef
+		frames []segment.Frame
+	}
+	var runs []run
+	total := int64(0)
+	for i := range m.segments {
+		ref := &m.segments[i]
+		total += int64(len(ref.frames))
+		for j := 0; j < len(ref.frames); {
+			k := j + 1
+			for k < len(ref.frames) &&
+				ref.frames[k].Offset-ref.frames[k-1].End() <= hydrateGapBytes &&
+				ref.frames[k].End()-ref.frames[j].Offset <= hydrateRunBytes {
+				k++
+			}
+			runs = append(runs, run{ref: ref, frames: ref.frames[j:k]})
+			j = k
+		}
+	}
+	res.Segments = len(m.segments)
+	for i := range m.segments {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v.verifyFooter(ctx, r, &m.segments[i], add)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		done   int64
+		frames int
+		bytes  int64
+	)
+	progress("frames", 0, total)
+	sem := make(chan struct{}, hydrateConcurrency)
+	for _, rn := range runs {
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			key := remoteSegmentKey(v.name, rn.ref.id)
+			off := rn.frames[0].Offset
+			length := rn.frames[len(rn.frames)-1].End() - off
+			data, err := r.store.GetRange(ctx, key, off, length)
+			ok, n := 0, int64(0)
+			if err != nil {
+				if ctx.Err() == nil {
+					add("segment %s: read %d bytes at offset %d (pages %d..%d): %v", key, length, off, rn.frames[0].First, rn.frames[len(rn.frames)-1].Last, err)
+				}
+			} else {
+				f := segment.Footer{PageSize: int(m.pageSize), Salt: rn.ref.salt, Frames: rn.frames}
+				for i, fr := range rn.frames {
+					lo := fr.Offset - off
+					if int64(len(data)) < lo+int64(fr.Length) {
+						add("segment %s: frame of pages %d..%d at offset %d: the object ends at %d", key, fr.First, fr.Last, fr.Offset, off+int64(len(data)))
+						continue
+					}
+					if _, err := f.DecodeFrame(i, data[lo:lo+int64(fr.Length)], nil); err != nil {
+						add("segment %s: frame of pages %d..%d at offset %d: %v", key, fr.First, fr.Last, fr.Offset, err)
+						continue
+					}
+					ok++
+					n += int64(fr.Length)
+				}
+			}
+			mu.Lock()
+			frames += ok
+			bytes += n
+			done += int64(len(rn.frames))
+			d := done
+			mu.Unlock()
+			progress("frames", d, total)
+		}()
+	}
+	wg.Wait()
+	res.Frames, res.FrameBytes = frames, bytes
+	return ctx.Err()
+}
+
+// verifyRollups reads every rollup of the volume and checks it against its
+// key. A bad rollup costs readers requests, not data (they read the parts
+// it merges instead), but it is damage all the same.
+func (v *Volume) verifyRollups(ctx context.Context, r *replica, res *VerifyResult, add func(string, ...any)) error {
+	prefix := remotePrefix(v.name) + "r/"
+	objs, err := remote.ListAll(ctx, r.store, prefix)
+	if err != nil {
+		return fmt.Errorf("list rollups: %w", err)
+	}
+	for _, o := range objs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		level, start, ok := parseRollupKey(strings.TrimPrefix(o.Key, prefix))
+		if !ok {
+			add("remote object %s: not a rollup key", o.Key)
+			continue
+		}
+		raw, err := r.store.Get(ctx, o.Key)
+		if err != nil {
+			add("remote rollup %s: %v", o.Key, err)
+			continue
+		}
+		res.RemoteObjects++
+		m, err := decodeRemoteMap(o.Key, raw)
+		if err == nil && (m.level != level || m.fromSeq != start) {
+			err = fmt.Errorf("it covers commits %d..%d at level %d", m.fromSeq+1, m.toSeq, m.level)
+		}
+		if err != nil {
+			add("remote rollup %s: %v (readers read the commits it merges instead)", o.Key, err)
+		}
+	}
+	return nil
+}
+
+func parseRollupKey(s string) (level uint8, start uint64, ok bool) {
+	l, st, found := strings.Cut(s, "/")
+	if !found || len(l) != 2 || len(st) != 16 {
+		return 0, 0, false
+	}
+	lv, err1 := strconv.ParseUint(l, 16, 8)
+	sv, err2 := strconv.ParseUint(st, 16, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return uint8(lv), sv, true
+}
+
+// verifyFooter reads a segment's footer and checks that it agrees with
+// what the map says of the segment.
+func (v *Volume) verifyFooter(ctx context.Context, r *replica, ref *segmentRef, add func(string, ...any)) {
+	key := remoteSegmentKey(v.name, ref.id)
+	f, err := segment.ReadFooter(storeReaderAt{ctx: ctx, s: r.store, key: key}, ref.size)
+	if err != nil {
+		if size, serr := r.store.Size(ctx, key); serr == nil && size != ref.size {
+			err = fmt.Errorf("%d bytes, the commit says %d", size, ref.size)
+		}
+		add("segment %s: footer: %v", key, err)
+		return
+	}
+	if f.Salt != ref.salt {
+		add("segment %s: salt %016x, the commit says %016x", key, f.Salt, ref.salt)
+	}
+	if !ref.pages.IsEmpty() {
+		missing := ref.pages.Clone()
+		missing.AndNot(f.Pages)
+		if !missing.IsEmpty() {
+			add("segment %s: lacks %d pages the commit takes from it (first %d)", key, missing.GetCardinality(), missing.Minimum())
+		}
+	}
+	for _, fr := range ref.frames {
+		i, err := f.FrameIndex(fr.First)
+		if err != nil || f.Frames[i] != fr {
+			add("segment %s: frame of pages %d..%d at offset %d is not in its footer", key, fr.First, fr.Last, fr.Offset)
+			return
+		}
+	}
+}
+
+// storeReaderAt reads one object through ranged GETs.
+type storeReaderAt struct {
+	ctx context.Context
+	s   remote.Store
+	key string
+}
+
+func (r storeReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	b, err := r.s.GetRange(r.ctx, r.key, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	n := copy(p, b)
+	if n < len(p) {
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, nil
+}
