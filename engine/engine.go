@@ -122,6 +122,12 @@ func Open(opts Options) (*Engine, error) {
 		MemTableSize:       32 << 20,
 		Logger:             pebbleLogger{opts.Logger},
 		FS:                 walFS{FS: vfs.Default, durable: durable},
+		// Pebble's default for corruption found on disk is a fatal log,
+		// which would crash the process; the read that met it returns an
+		// error instead, which the engine reports as ErrCorrupt.
+		EventListener: &pebble.EventListener{DataCorruption: func(i pebble.DataCorruptionInfo) {
+			opts.Logger.Error("cambium: corrupt data on disk", "dir", dir, "path", i.Path, "err", i.Details)
+		}},
 	})
 	if err != nil {
 		lock.Close()
@@ -323,4 +329,13 @@ func (e *Engine) writable() error {
 		return *p
 	}
 	return nil
+}
+
+// readError wraps an error of a Pebble read, as ErrCorrupt when Pebble
+// found the data on disk damaged.
+func (e *Engine) readError(what string, err error) error {
+	if pebble.IsCorruptionError(err) {
+		return fmt.Errorf("%w: %s in %s: %v", ErrCorrupt, what, e.dir, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

@@ -84,7 +84,7 @@ type fetchCall struct {
 func (v *Volume) pageFromFrame(s stub, p PageNo, pageSize int) ([]byte, error) {
 	r, err := v.replica()
 	if err != nil {
-		return nil, fmt.Errorf("page %d of %q is in the remote (segment %s), but no remote is attached: open it with remote=URL", p, v.name, s.seg)
+		return nil, fmt.Errorf("page %d of %q is in the remote (segment %s): %w", p, v.name, s.seg, ErrNoRemote)
 	}
 	var pages []byte
 	if run := v.readahead(s); len(run) > 1 {

@@ -102,6 +102,20 @@ func (v *Volume) pruneStep() (more bool, err error) {
 		}
 		to, more = end, end < to
 	}
+	// Claim the range: from here on SnapshotAt pins no version below to,
+	// and a pin made since the horizon was read is seen now.
+	v.mu.Lock()
+	if v.horizonLocked() < to {
+		v.mu.Unlock()
+		return false, nil // its release kicks the pruner again
+	}
+	v.mu.pruning = to
+	v.mu.Unlock()
+	defer func() {
+		v.mu.Lock()
+		v.mu.pruning = 0
+		v.mu.Unlock()
+	}()
 	b := v.e.db.NewBatch()
 	defer b.Close()
 	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})

@@ -400,8 +400,10 @@ func FuzzDecodeRemoteMap(f *testing.F) {
 			}
 			return
 		}
-		for p := range roaring.Values(m.changeset) {
-			m.locate(PageNo(p))
+		if m.changeset.GetCardinality() <= 1<<16 { // a few bytes can encode a run of 2^32 pages
+			for p := range roaring.Values(m.changeset) {
+				m.locate(PageNo(p))
+			}
 		}
 		again, err := decodeRemoteMap("again", mustEncode(t, m))
 		if err != nil {

@@ -78,7 +78,9 @@ func (v *Volume) localSnapshotAt(n Version) (*Snapshot, bool, error) {
 		return nil, false, fmt.Errorf("open %q at version %d: %w: the newest is %d", v.name, n, ErrVersion, head.version)
 	}
 	id := VolumeID(v.id.Load())
-	if n > head.version || n < v.mu.prunedThrough || id == 0 || n == 0 {
+	// A prune step in progress may be deleting images of versions below
+	// its end (see pruneStep).
+	if n > head.version || n < max(v.mu.prunedThrough, v.mu.pruning) || id == 0 || n == 0 {
 		return nil, false, nil
 	}
 	raw, found, err := v.e.get(commitKey(id, n))

@@ -33,19 +33,28 @@ type VerifyOptions struct {
 
 // VerifyResult is what Verify checked and found.
 type VerifyResult struct {
-	// Version is the local version checked, the newest, with Pages pages:
-	// LocalPages of them stored here as images (each read from disk, so
-	// the store's block checksums were verified), ZeroPages all zeros
-	// (nothing stored), and RemotePages known only by where their image
-	// lives in the remote (checked with Remote).
+	// Version is the local version checked (the newest), of Pages pages:
+	// LocalPages stored here as images, each read from disk (so the
+	// store verified the checksum of its block); ZeroPages all zeros
+	// (nothing stored); RemotePages known only by where their image lives
+	// in the remote (checked with VerifyOptions.Remote).
 	Version                                   Version
 	Pages, LocalPages, ZeroPages, RemotePages int
-	Commits                                   int // local commit records checked
-	RemoteVersion                             Version
-	RemoteObjects, Segments, Frames           int   // remote commits and rollups; segments; frames checked
-	FrameBytes                                int64 // bytes of the frames checked
-	Problems                                  []string
-	ProblemCount                              int
+	// Commits counts the local commit records checked.
+	Commits int
+
+	// RemoteVersion is the remote's newest version, whose frames were
+	// checked: Frames of them passed (FrameBytes bytes), from Segments
+	// segments.
+	// RemoteObjects counts the commits and rollups read and checked.
+	RemoteVersion                   Version
+	RemoteObjects, Segments, Frames int
+	FrameBytes                      int64
+
+	// Problems describes what is wrong, one line each, at most
+	// VerifyOptions.MaxProblems of them; ProblemCount counts them all.
+	Problems     []string
+	ProblemCount int
 }
 
 // OK reports whether Verify found nothing wrong.
@@ -126,12 +135,13 @@ func (v *Volume) verifyLocal(ctx context.Context, res *VerifyResult, add func(st
 		}
 	}()
 	total := int64(st.pageCount)
-	for p := PageNo(1); uint32(p) <= st.pageCount; p++ {
-		if p%1024 == 0 {
+	for n := int64(1); n <= total; n++ {
+		p := PageNo(n)
+		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			progress("pages", int64(p), total)
+			progress("pages", n, total)
 		}
 		q, u, val, found, err := v.seekForVerify(&it, id, p, st.version)
 		switch {
@@ -140,14 +150,14 @@ func (v *Volume) verifyLocal(ctx context.Context, res *VerifyResult, add func(st
 			continue
 		case !found:
 			// No entry for any page from p on: all zeros.
-			res.ZeroPages += int(st.pageCount - uint32(p) + 1)
-			p = PageNo(st.pageCount)
+			res.ZeroPages += int(total - n + 1)
+			n = total
 			continue
 		case q != p:
 			// No entry for pages p..q-1.
-			skip := min(uint32(q), st.pageCount+1) - uint32(p)
+			skip := min(int64(q), total+1) - n
 			res.ZeroPages += int(skip)
-			p += PageNo(skip) - 1
+			n += skip - 1
 			continue
 		case st.cutOff(p, u, st.version):
 			res.ZeroPages++
@@ -179,10 +189,16 @@ func (v *Volume) verifyLocal(ctx context.Context, res *VerifyResult, add func(st
 func (v *Volume) seekForVerify(it **pebble.Iterator, id VolumeID, p PageNo, ver Version) (q PageNo, u Version, val []byte, found bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			// The store's state after a panic is unknown; drop the
-			// iterator without closing it.
+			// Pebble reports on-disk corruption to its logger as fatal,
+			// which the engine's logger turns into a panic: make it this
+			// page's error, and read the next page with a new iterator.
+			func() {
+				defer func() { _ = recover() }()
+				(*it).Close()
+			}()
 			*it = nil
-			err = fmt.Errorf("%w: the store failed reading it: %v", ErrCorrupt, r)
+			msg, _, _ := strings.Cut(fmt.Sprint(r), "\n")
+			err = fmt.Errorf("%w: %s", ErrCorrupt, msg)
 		}
 	}()
 	if *it == nil {

@@ -80,6 +80,7 @@ type Volume struct {
 		sync.Mutex
 		pins          map[Version]int // pinned snapshots, by version
 		prunedThrough Version         // the pruner is done through this version
+		pruning       Version         // the end of the prune step in progress, 0 if none
 	}
 
 	stats volumeStats
@@ -365,12 +366,12 @@ func (v *Volume) lookupPage(id VolumeID, p PageNo, ver Version) (Version, []byte
 		UpperBound: pagePrefixEnd(id, p),
 	})
 	if err != nil {
-		return 0, nil, false, fmt.Errorf("read page %d of %q: %w", p, v.name, err)
+		return 0, nil, false, v.e.readError(fmt.Sprintf("read page %d of %q", p, v.name), err)
 	}
 	defer it.Close()
 	if !it.First() {
 		if err := it.Error(); err != nil {
-			return 0, nil, false, fmt.Errorf("read page %d of %q: %w", p, v.name, err)
+			return 0, nil, false, v.e.readError(fmt.Sprintf("read page %d of %q", p, v.name), err)
 		}
 		return 0, nil, false, nil
 	}

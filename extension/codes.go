@@ -118,7 +118,7 @@ func ErrorCode(err error, def Code) Code {
 		return CodeCantOpen
 	case errors.Is(err, engine.ErrDiverged):
 		return CodeReadOnly
-	case errors.Is(err, engine.ErrAhead), errors.Is(err, engine.ErrNoRemote):
+	case errors.Is(err, engine.ErrAhead):
 		return CodeError
 	}
 	return def

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func fetchCommand(g *globals) *command {
+	return &command{
+		name:    "fetch",
+		args:    "NAME",
+		summary: "learn the remote's newest version without applying it",
+		doc: `Asks the remote (--remote, CAMBIUM_REMOTE, or the one the volume replicates
+with) for the newest version of the volume NAME: one LIST, and one GET when
+there are new commits. Nothing is applied; a volume that is behind says so in
+cambium info and cambium ls until cambium pull.`,
+		minArgs: 1, maxArgs: 1,
+		run: func(ctx context.Context, args []string) error { return runFetch(ctx, g, args[0]) },
+	}
+}
+
+type fetchResult struct {
+	Volume        string `json:"volume"`
+	Remote        string `json:"remote"`
+	Version       uint64 `json:"version"`
+	RemoteVersion uint64 `json:"remote_version"`
+	Commits       int    `json:"commits"`
+	Requests      int64  `json:"remote_requests"`
+}
+
+func runFetch(ctx context.Context, g *globals, name string) error {
+	e, done, err := g.openForRead(name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	v, err := volume(e, name)
+	if err != nil {
+		return err
+	}
+	url, err := g.attach(ctx, v, nil)
+	if err != nil {
+		return err
+	}
+	r, err := v.Fetch(ctx)
+	if err != nil {
+		return err
+	}
+	if !exists(v) && r.RemoteVersion == 0 {
+		return fmt.Errorf("no volume %q in %s or in %s", name, g.dir, url)
+	}
+	res := fetchResult{Volume: name, Remote: url, Version: uint64(r.Version), RemoteVersion: uint64(r.RemoteVersion),
+		Commits: r.Commits, Requests: r.Requests}
+	return g.emit(res, func(w io.Writer) {
+		switch {
+		case !exists(v):
+			fmt.Fprintf(w, "%s: not in %s; %s has version %d (cambium pull creates it)\n", name, g.dir, url, r.RemoteVersion)
+		case r.RemoteVersion > r.Version:
+			fmt.Fprintf(w, "%s: local version %d, %s has version %d (%s); cambium pull applies them\n",
+				name, r.Version, url, r.RemoteVersion, plural(r.Commits, "new commit", "new commits"))
+		default:
+			fmt.Fprintf(w, "%s: local version %d; %s has nothing newer (version %d)\n", name, r.Version, url, r.RemoteVersion)
+		}
+	})
+}

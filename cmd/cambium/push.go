@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/cambiumdb/cambium/remote"
+)
+
+func pushCommand(g *globals) *command {
+	return &command{
+		name:    "push",
+		args:    "NAME",
+		summary: "upload the volume's versions the remote does not have",
+		doc: `Pushes the volume NAME: every local version the remote lacks goes up as one
+remote commit (segments with the newest image of each changed page, then a
+small commit record that claims its parent version). The remote is --remote
+(or CAMBIUM_REMOTE), else the one the volume replicates with; a volume follows
+one remote for life.
+
+If another writer pushed first, the volume is diverged: its local versions
+are kept, writes are refused, and cambium reset discards them to follow the
+remote.`,
+		minArgs: 1, maxArgs: 1,
+		run: func(ctx context.Context, args []string) error { return runPush(ctx, g, args[0]) },
+	}
+}
+
+type pushResult struct {
+	Volume       string `json:"volume"`
+	Remote       string `json:"remote"`
+	From         uint64 `json:"from"`
+	To           uint64 `json:"to"`
+	Pages        int    `json:"pages"`
+	Segments     int    `json:"segments"`
+	Requests     int64  `json:"remote_requests"`
+	BytesWritten int64  `json:"remote_bytes_written"`
+}
+
+func runPush(ctx context.Context, g *globals, name string) error {
+	e, v, err := g.openVolume(name, false)
+	if err != nil {
+		return err
+	}
+	defer closeEngine(e)
+	bar := g.bar(-1, "push", true)
+	url, err := g.attach(ctx, v, func(s remote.Store) remote.Store { return &progressStore{Store: s, bar: bar, writes: true} })
+	if err != nil {
+		return err
+	}
+	r, err := v.Push(ctx)
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	res := pushResult{Volume: name, Remote: url, From: uint64(r.From), To: uint64(r.To), Pages: r.Pages, Segments: r.Segments,
+		Requests: r.Requests, BytesWritten: r.BytesWritten}
+	return g.emit(res, func(w io.Writer) {
+		if r.To == r.From {
+			fmt.Fprintf(w, "%s: nothing to push; %s has version %d\n", name, url, r.To)
+			return
+		}
+		versions := fmt.Sprintf("versions %d..%d as one remote commit", r.From+1, r.To)
+		if r.To == r.From+1 {
+			versions = fmt.Sprintf("version %d", r.To)
+		}
+		fmt.Fprintf(w, "pushed %s to %s: %s, %s in %s, %s in %s\n",
+			name, url, versions, plural(r.Pages, "page", "pages"), plural(r.Segments, "segment", "segments"),
+			size(r.BytesWritten), plural(r.Requests, "request", "requests"))
+	})
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func resetCommand(g *globals) *command {
+	return &command{
+		name:    "reset",
+		args:    "NAME",
+		summary: "discard local versions the remote does not have, and follow the remote",
+		doc: `Discards the volume NAME's local versions that are not in the remote (all
+those after the newest pushed version: a diverged volume's, or unpushed ones),
+clears the diverged state, and pulls, so that the volume follows the remote
+again. What is discarded is gone: export it first if it matters.`,
+		minArgs: 1, maxArgs: 1,
+		run: func(ctx context.Context, args []string) error { return runReset(ctx, g, args[0]) },
+	}
+}
+
+type resetResult struct {
+	Volume       string `json:"volume"`
+	Remote       string `json:"remote"`
+	Discarded    uint64 `json:"discarded"`
+	From         uint64 `json:"from"`
+	To           uint64 `json:"to"`
+	PagesChanged int    `json:"pages_changed"`
+	Requests     int64  `json:"remote_requests"`
+	BytesRead    int64  `json:"remote_bytes_read"`
+}
+
+func runReset(ctx context.Context, g *globals, name string) error {
+	e, v, err := g.openVolume(name, false)
+	if err != nil {
+		return err
+	}
+	defer closeEngine(e)
+	url, err := g.attach(ctx, v, nil)
+	if err != nil {
+		return err
+	}
+	head, _, _ := v.Head()
+	r, err := v.Reset(ctx)
+	if err != nil {
+		return err
+	}
+	res := resetResult{Volume: name, Remote: url, Discarded: uint64(r.Discarded), From: uint64(r.Pull.From), To: uint64(r.Pull.To),
+		PagesChanged: r.Pull.PagesChanged, Requests: r.Pull.Requests, BytesRead: r.Pull.BytesRead}
+	return g.emit(res, func(w io.Writer) {
+		if r.Discarded > 0 {
+			fmt.Fprintf(w, "reset %s: discarded local versions %d..%d; ", name, head-r.Discarded+1, head)
+		} else {
+			fmt.Fprintf(w, "reset %s: nothing to discard; ", name)
+		}
+		if r.Pull.To != r.Pull.From {
+			fmt.Fprintf(w, "pulled version %d -> %d from %s (%s changed)\n", r.Pull.From, r.Pull.To, url, plural(r.Pull.PagesChanged, "page", "pages"))
+		} else {
+			fmt.Fprintf(w, "at version %d, following %s\n", r.Pull.To, url)
+		}
+	})
+}
