@@ -290,11 +290,13 @@ func (v *Volume) apply(m *remoteMap, rec replRecord, lastParent Version) error {
 			}
 		}
 	}
-	for p := range roaring.Values(m.changeset) {
-		if _, _, isZero, _ := m.locate(PageNo(p)); isZero {
-			if err := b.Set(pageKey(id, PageNo(p), m.version), zero, nil); err != nil {
-				return err
-			}
+	zeros := m.changeset.Clone()
+	for _, ref := range m.segments {
+		zeros.AndNot(ref.pages)
+	}
+	for p := range roaring.Values(zeros) {
+		if err := b.Set(pageKey(id, PageNo(p), m.version), zero, nil); err != nil {
+			return err
 		}
 	}
 	crec, err := commitRecord{parent: base.version, pageCount: m.pageCount, pageSize: pageSize, time: m.time, changeset: m.changeset}.encode()
