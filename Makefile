@@ -65,7 +65,8 @@ bench:
 demo: build
 	@$(BUILD)/cambium demo
 
-## extension: libcambium.so arrives with issue 5.
+## extension: build/libcambium.so, the loadable SQLite extension (c-shared Go + C shim),
+## exporting only its entry points.
 extension:
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -o $(BUILD)/libcambium.so ./extension/loadable

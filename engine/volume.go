@@ -265,8 +265,11 @@ func (v *Volume) unpin(ver Version) {
 	} else {
 		v.mu.pins[ver] = n
 	}
+	// Only the release of an old version can let the pruner go further;
+	// commits wake it for the rest.
+	old := n <= 0 && ver < v.head.Load().version
 	v.mu.Unlock()
-	if n <= 0 {
+	if old {
 		v.e.kickPruner()
 	}
 }

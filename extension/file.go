@@ -162,7 +162,7 @@ func openMain(e *engine.Engine, name string, cfg Config, flags OpenFlags) (*File
 		snap, err := vol.SnapshotAt(ctx, engine.Version(cfg.Version))
 		cancel()
 		if err != nil {
-			return nil, withCode(fmt.Errorf("open %q at version %d: %w", name, cfg.Version, err), CodeCantOpen)
+			return nil, withCode(err, CodeCantOpen) // the engine's error names the volume and version
 		}
 		f.fixed = snap
 		return f, nil
