@@ -53,11 +53,13 @@ fuzz:
 		done; \
 	done
 
-## bench: the local workloads at reference sizes (results also in build/bench-local.json),
-## then the Go micro-benchmarks. The full harness (cambium bench) arrives with issue 6.
-bench:
-	@mkdir -p $(BUILD)
-	CAMBIUM_BENCH_FULL=1 CAMBIUM_BENCH_JSON=$(CURDIR)/$(BUILD)/bench-local.json $(GO) test ./bench -run TestLocal -count=1 -v
+## bench: every workload of the harness at the reference sizes of BENCHMARKS.md, each
+## with its baselines measured in the same run (build/bench.json, charts in build/bench/;
+## about half an hour), then the Go micro-benchmarks. BENCHFLAGS adds flags, e.g.
+## BENCHFLAGS='--only coldopen --coldopen-size 256MiB'.
+BENCHFLAGS ?=
+bench: build deps
+	$(BUILD)/cambium bench --json $(BUILD)/bench.json --svg $(BUILD)/bench $(BENCHFLAGS)
 	$(GO) test ./engine ./segment -run '^$$' -bench . -benchtime 2s
 
 ## demo: build build/cambium and run its end-to-end story (a writer, a lazy replica,

@@ -31,6 +31,8 @@ type Figures struct {
 	// replication workloads.
 	Bytes    int64 `json:"bytes,omitempty"`
 	Requests int64 `json:"requests,omitempty"`
+	// Memory is bytes of memory held, for workloads that measure it.
+	Memory int64 `json:"memory_bytes,omitempty"`
 }
 
 func figures(ops int, d time.Duration) Figures {
@@ -54,6 +56,9 @@ type Result struct {
 	Workload    string       `json:"workload"`
 	Cambium     Figures      `json:"cambium"`
 	Comparisons []Comparison `json:"comparisons"`
+	// Notes say what was not measured and why (a baseline that could not
+	// run), or how to read a figure.
+	Notes []string `json:"notes,omitempty"`
 }
 
 func (r *Result) compare(name string, base Figures, target float64) {
@@ -70,18 +75,47 @@ func Table(results ...Result) string {
 	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "workload\tcambium\tbaseline\tbaseline figure\tratio\ttarget")
 	for _, r := range results {
+		if len(r.Comparisons) == 0 {
+			fmt.Fprintf(w, "%s\t%s\tno baseline\t\t\t\n", r.Workload, r.Cambium.summary())
+		}
 		for _, c := range r.Comparisons {
 			if c.Metric == "bytes" {
 				fmt.Fprintf(w, "%s\t%s in %d req, %s\t%s\t%s in %d req, %s\t%.1fx fewer bytes\t>=%.1fx\n", r.Workload,
-					humanBytes(r.Cambium.Bytes), r.Cambium.Requests, r.Cambium.Elapsed.Round(time.Millisecond), c.Baseline,
-					humanBytes(c.Figures.Bytes), c.Figures.Requests, c.Figures.Elapsed.Round(time.Millisecond), c.Ratio, c.Target)
+					humanBytes(r.Cambium.Bytes), r.Cambium.Requests, elapsed(r.Cambium.Elapsed), c.Baseline,
+					humanBytes(c.Figures.Bytes), c.Figures.Requests, elapsed(c.Figures.Elapsed), c.Ratio, c.Target)
 				continue
 			}
 			fmt.Fprintf(w, "%s\t%.0f/s\t%s\t%.0f/s\t%.2fx\t>=%.1fx\n", r.Workload, r.Cambium.PerSec, c.Baseline, c.Figures.PerSec, c.Ratio, c.Target)
 		}
 	}
 	w.Flush()
+	for _, r := range results {
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "note: %s: %s\n", r.Workload, n)
+		}
+	}
 	return b.String()
+}
+
+// summary is the figure that matters of a result without a baseline.
+func (f Figures) summary() string {
+	switch {
+	case f.Memory != 0:
+		return humanBytes(f.Memory) + " held"
+	case f.Bytes != 0:
+		return fmt.Sprintf("%s in %d req, %s", humanBytes(f.Bytes), f.Requests, elapsed(f.Elapsed))
+	case f.Requests != 0:
+		return fmt.Sprintf("%.0f/s, %d req", f.PerSec, f.Requests)
+	}
+	return fmt.Sprintf("%.0f/s", f.PerSec)
+}
+
+// elapsed formats a duration, or "time not measured" for none.
+func elapsed(d time.Duration) string {
+	if d == 0 {
+		return "time not measured"
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 func humanBytes(n int64) string {

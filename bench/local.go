@@ -9,20 +9,9 @@ import (
 )
 
 // reference builds the reference table of BENCHMARKS.md, at rows rows:
-// items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB), 960-byte bodies.
-func reference(db *sql.DB, rows int) error {
-	for _, q := range []string{
-		"CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)",
-		fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)
-			INSERT INTO items SELECT i, abs(random()) %% 1000, randomblob(960) FROM n`, rows),
-		"CREATE INDEX items_qty ON items(qty)",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			return fmt.Errorf("build reference table: %w", err)
-		}
-	}
-	return nil
-}
+// items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB), 960-byte random
+// bodies.
+func reference(db *sql.DB, rows int) error { return referenceBodies(db, rows, false) }
 
 // PointReadConfig configures the pointread workload (W6): indexed point
 // queries on a warm database.

@@ -101,11 +101,15 @@ type FastForwardConfig struct {
 	PushEach     bool // push after every commit (W1: paced); else once at the end (W2: burst)
 	Compressible bool // rows of repeated text instead of random bytes
 	Remote       RemoteConfig
+	// NoLitestream leaves out the Litestream baseline, which otherwise
+	// runs when FindLitestream finds or installs it (a note says when it
+	// cannot).
+	NoLitestream bool
 }
 
 // RunFastForward measures a replica's catch-up: the pull (metadata only),
 // and the pull plus reading every changed row, against a full copy of the
-// newest version.
+// newest version and against Litestream replicating the same writes.
 func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error) {
 	if cfg.Rows == 0 {
 		cfg.Rows = 50000
@@ -143,37 +147,15 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 		return nil, err
 	}
 
-	span := cfg.Rows
-	if cfg.HotRows > 0 {
-		span = min(cfg.HotRows, cfg.Rows)
-	}
-	rng := rand.New(rand.NewPCG(5, 6))
-	changed := map[int]bool{}
-	body := "randomblob(960)"
-	if cfg.Compressible {
-		body = "substr(replace(hex(zeroblob(480)), '00', 'lorem ipsum '), 1, 960)"
-	}
-	for i := range cfg.Commits {
-		tx, err := w.BeginTx(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for range cfg.RowsPerTxn {
-			id := 1 + rng.IntN(span)
-			changed[id] = true
-			if _, err := tx.Exec("UPDATE items SET qty = ?, body = "+body+" WHERE id = ?", i, id); err != nil {
-				tx.Rollback()
-				return nil, err
-			}
-		}
-		if err := tx.Commit(); err != nil {
-			return nil, err
-		}
+	changed, err := fastForwardWrites(ctx, w, cfg, func() error {
 		if cfg.PushEach {
-			if _, err := pragma(w, "cambium_push"); err != nil {
-				return nil, err
-			}
+			_, err := pragma(w, "cambium_push")
+			return err
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if !cfg.PushEach {
 		if _, err := pragma(w, "cambium_push"); err != nil {
@@ -216,23 +198,81 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 	for i := range res {
 		res[i].compareBytes("full copy of the newest version", full, 1)
 	}
+	if cfg.NoLitestream {
+		return res, nil
+	}
+	var lf Figures
+	bin, err := FindLitestream(ctx)
+	if err == nil {
+		lf, err = fastForwardLitestream(ctx, bin, cfg)
+	}
+	for i := range res {
+		if err != nil {
+			res[i].Notes = append(res[i].Notes, fmt.Sprintf("Litestream %s not measured: %v", LitestreamVersion, err))
+			continue
+		}
+		res[i].compareBytes("Litestream "+LitestreamVersion+", file replica", lf, 1)
+	}
 	return res, nil
 }
 
-// referenceBodies builds the reference table with random or text bodies.
-func referenceBodies(db *sql.DB, rows int, text bool) error {
-	if !text {
-		return reference(db, rows)
+// fastForwardWrites runs the fastforward workload's transactions on db,
+// calling after once each commit, and returns the ids of the rows changed.
+// The same seed gives Cambium and each baseline the same writes.
+func fastForwardWrites(ctx context.Context, db *sql.DB, cfg FastForwardConfig, after func() error) (map[int]bool, error) {
+	span := cfg.Rows
+	if cfg.HotRows > 0 {
+		span = min(cfg.HotRows, cfg.Rows)
 	}
-	for _, q := range []string{
-		"CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)",
-		fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)
-			INSERT INTO items SELECT i, abs(random()) %% 1000, substr(replace(hex(zeroblob(480)), '00', 'lorem ipsum ' || i), 1, 960) FROM n`, rows),
-		"CREATE INDEX items_qty ON items(qty)",
-	} {
-		if _, err := db.Exec(q); err != nil {
+	rng := rand.New(rand.NewPCG(5, 6))
+	changed := map[int]bool{}
+	body := "randomblob(960)"
+	if cfg.Compressible {
+		body = "substr(replace(hex(zeroblob(480)), '00', 'lorem ipsum '), 1, 960)"
+	}
+	for i := range cfg.Commits {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for range cfg.RowsPerTxn {
+			id := 1 + rng.IntN(span)
+			changed[id] = true
+			if _, err := tx.Exec("UPDATE items SET qty = ?, body = "+body+" WHERE id = ?", i, id); err != nil {
+				tx.Rollback()
+				return nil, err
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		if err := after(); err != nil {
+			return nil, err
+		}
+	}
+	return changed, nil
+}
+
+// referenceBodies builds the reference table with random or text bodies,
+// 50,000 rows a transaction.
+func referenceBodies(db *sql.DB, rows int, text bool) error {
+	body := "randomblob(960)"
+	if text {
+		body = "substr(replace(hex(zeroblob(480)), '00', 'lorem ipsum ' || i), 1, 960)"
+	}
+	if _, err := db.Exec("CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)"); err != nil {
+		return fmt.Errorf("build reference table: %w", err)
+	}
+	const chunk = 50000
+	for lo := 1; lo <= rows; lo += chunk {
+		hi := min(lo+chunk-1, rows)
+		if _, err := db.Exec(fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT %d UNION ALL SELECT i+1 FROM n WHERE i < %d)
+			INSERT INTO items SELECT i, abs(random()) %% 1000, %s FROM n`, lo, hi, body)); err != nil {
 			return fmt.Errorf("build reference table: %w", err)
 		}
+	}
+	if _, err := db.Exec("CREATE INDEX items_qty ON items(qty)"); err != nil {
+		return fmt.Errorf("build reference table: %w", err)
 	}
 	return nil
 }
@@ -240,17 +280,28 @@ func referenceBodies(db *sql.DB, rows int, text bool) error {
 // ColdOpenConfig configures the coldopen workload (W3, W3b): a replica
 // with an empty data directory opens a remote volume and reads.
 type ColdOpenConfig struct {
-	Dir          string
-	Rows         int // default 50,000 (~51 MB)
-	Reads        int // random point reads by id, default 200
+	Dir  string
+	Rows int // default 50,000 (~51 MB)
+	// Size, when set, chooses Rows for a database of about Size bytes
+	// (1 GiB is about 1,050,000 rows).
+	Size         int64
+	Reads        int  // random point reads by id, default 200
+	OpenOnly     bool // only the open and first query, no reads or scan
 	Compressible bool
 	Remote       RemoteConfig
 }
+
+// rowBytes is about what one reference row takes in the database, its
+// index entry included (50,000 rows make 51 MB).
+const rowBytes = 1024
 
 // RunColdOpen measures, from an empty data directory: the open and first
 // query, Reads random point reads, and a full scan, each against a full
 // copy of the newest version.
 func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
+	if cfg.Size > 0 {
+		cfg.Rows = int(cfg.Size / rowBytes)
+	}
 	if cfg.Rows == 0 {
 		cfg.Rows = 50000
 	}
@@ -286,43 +337,47 @@ func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
 		return nil, err
 	}
 	defer r.Close()
-	rng := rand.New(rand.NewPCG(7, 8))
-	reads, err := measure(store, cfg.Reads, func() error {
-		for range cfg.Reads {
-			var q int
-			if err := r.QueryRow("SELECT qty FROM items WHERE id = ?", 1+rng.IntN(cfg.Rows)).Scan(&q); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	scanDB, err := openCambium(filepath.Join(cfg.Dir, "scanner"), "cold.db", "&remote="+url)
-	if err != nil {
-		return nil, err
-	}
-	defer scanDB.Close()
-	scan, err := measure(store, 1, func() error {
-		var n int64
-		return scanDB.QueryRow("SELECT sum(length(body)) FROM items").Scan(&n)
-	})
-	if err != nil {
-		return nil, err
-	}
 	full, err := fullCopy(filepath.Join(cfg.Dir, "fullcopy"), "cold.db", url, store)
 	if err != nil {
 		return nil, err
 	}
-	suffix := ""
-	if cfg.Compressible {
-		suffix = "/text"
+	name := "coldopen"
+	if cfg.Size > 0 {
+		name += "/" + humanBytes(cfg.Size)
 	}
-	res := []Result{
-		{Workload: "coldopen/open" + suffix, Cambium: open},
-		{Workload: fmt.Sprintf("coldopen/%d-reads%s", cfg.Reads, suffix), Cambium: reads},
-		{Workload: "coldopen/scan" + suffix, Cambium: scan},
+	if cfg.Compressible {
+		name += "/text"
+	}
+	res := []Result{{Workload: name + "/open", Cambium: open}}
+	if !cfg.OpenOnly {
+		rng := rand.New(rand.NewPCG(7, 8))
+		reads, err := measure(store, cfg.Reads, func() error {
+			for range cfg.Reads {
+				var q int
+				if err := r.QueryRow("SELECT qty FROM items WHERE id = ?", 1+rng.IntN(cfg.Rows)).Scan(&q); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		scanDB, err := openCambium(filepath.Join(cfg.Dir, "scanner"), "cold.db", "&remote="+url)
+		if err != nil {
+			return nil, err
+		}
+		defer scanDB.Close()
+		scan, err := measure(store, 1, func() error {
+			var n int64
+			return scanDB.QueryRow("SELECT sum(length(body)) FROM items").Scan(&n)
+		})
+		if err != nil {
+			return nil, err
+		}
+		res = append(res,
+			Result{Workload: fmt.Sprintf("%s/%d-reads", name, cfg.Reads), Cambium: reads},
+			Result{Workload: name + "/scan", Cambium: scan})
 	}
 	for i := range res {
 		res[i].compareBytes("full copy of the newest version", full, 1)

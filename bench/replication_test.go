@@ -56,3 +56,29 @@ func TestReplication(t *testing.T) {
 		}
 	}
 }
+
+// TestTenants runs the tenants workload at a small size (or 10,000
+// volumes with CAMBIUM_BENCH_FULL=1) and checks that every figure was
+// measured.
+func TestTenants(t *testing.T) {
+	cfg := TenantsConfig{Dir: t.TempDir(), Volumes: 200, Remote: RemoteConfig{Latency: remote.LatencyOptions{FirstByte: time.Millisecond, BytesPerSecond: 1e9}}}
+	if os.Getenv("CAMBIUM_BENCH_FULL") != "" {
+		cfg = TenantsConfig{Dir: t.TempDir()}
+	}
+	results, err := RunTenants(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 4 {
+		t.Fatalf("%d results", len(results))
+	}
+	for _, r := range results {
+		if r.Cambium.Ops != cfg.Volumes && cfg.Volumes != 0 {
+			t.Fatalf("%s: %+v", r.Workload, r.Cambium)
+		}
+	}
+	if results[0].Comparisons[0].Ratio <= 0 || results[2].Comparisons[0].Ratio <= 0 || results[3].Cambium.Memory == 0 {
+		t.Fatalf("not measured: %+v", results)
+	}
+	t.Logf("\n%s", Table(results...))
+}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"math/bits"
 	"sync"
 )
 
@@ -28,10 +30,13 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	key        cacheKey
-	version    Version
-	gen        uint64
-	data       []byte // immutable once inserted
+	key     cacheKey
+	version Version
+	gen     uint64
+	data    []byte // immutable once inserted
+	// owned says nothing outside the cache refers to data, so that it
+	// can be recycled (pageBufs) when the entry drops it.
+	owned      bool
 	prev, next *cacheEntry
 }
 
@@ -82,6 +87,26 @@ func (c *pageCache) get(vol *Volume, p PageNo, v Version, dst []byte) ([]byte, b
 	return dst, true
 }
 
+// equal reports whether the cache has the image of page p as seen by a
+// snapshot of version v, and if it does, whether that image is data:
+// get without the copy.
+func (c *pageCache) equal(vol *Volume, p PageNo, v Version, data []byte) (same, cached bool) {
+	if c == nil {
+		return false, false
+	}
+	k := cacheKey{vol, p}
+	s := c.shard(k)
+	gen := vol.cacheGen.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.mu.entries[k]
+	if !ok || e.gen != gen || e.version > v {
+		return false, false
+	}
+	s.moveFrontLocked(e)
+	return bytes.Equal(e.data, data), true
+}
+
 // insert adds the image of page p written at version v, read by a reader
 // of snapshot version asOf, unless a commit beyond asOf has begun or the
 // cache already has a newer image.
@@ -100,19 +125,21 @@ func (c *pageCache) insert(vol *Volume, p PageNo, v, asOf Version, data []byte) 
 	if vol.committing.Load() != uint64(asOf) {
 		return
 	}
-	s.putLocked(k, v, gen, data)
+	s.putLocked(k, v, gen, data, false)
 }
 
 // replace installs the image of page p a commit just wrote at version v.
-// The caller owns data no more.
+// The caller owns data no more: the cache recycles it (pageBufs) once it
+// drops it.
 func (c *pageCache) replace(vol *Volume, p PageNo, v Version, data []byte) {
 	if c == nil {
+		pageBufs.put(data)
 		return
 	}
 	k := cacheKey{vol, p}
 	s := c.shard(k)
 	s.mu.Lock()
-	s.putLocked(k, v, vol.cacheGen.Load(), data)
+	s.putLocked(k, v, vol.cacheGen.Load(), data, true)
 	s.mu.Unlock()
 }
 
@@ -130,23 +157,34 @@ func (c *pageCache) remove(vol *Volume, p PageNo) {
 	s.mu.Unlock()
 }
 
-func (s *cacheShard) putLocked(k cacheKey, v Version, gen uint64, data []byte) {
+// putLocked installs data as the image of page k at version v; owned says
+// whether the cache may recycle data once it drops it.
+func (s *cacheShard) putLocked(k cacheKey, v Version, gen uint64, data []byte, owned bool) {
 	size := int64(len(data))
 	if size > s.budget {
 		if e, ok := s.mu.entries[k]; ok {
 			s.unlinkLocked(e)
 		}
+		if owned {
+			pageBufs.put(data)
+		}
 		return
 	}
 	if e, ok := s.mu.entries[k]; ok {
 		if e.gen == gen && e.version > v {
+			if owned {
+				pageBufs.put(data)
+			}
 			return // a newer image is already here
 		}
 		s.mu.bytes += size - int64(len(e.data))
-		e.version, e.gen, e.data = v, gen, data
+		if e.owned {
+			pageBufs.put(e.data)
+		}
+		e.version, e.gen, e.data, e.owned = v, gen, data, owned
 		s.moveFrontLocked(e)
 	} else {
-		e := &cacheEntry{key: k, version: v, gen: gen, data: data}
+		e := &cacheEntry{key: k, version: v, gen: gen, data: data, owned: owned}
 		s.mu.entries[k] = e
 		s.mu.bytes += size
 		e.prev, e.next = &s.mu.lru, s.mu.lru.next
@@ -170,6 +208,9 @@ func (s *cacheShard) unlinkLocked(e *cacheEntry) {
 	e.prev.next, e.next.prev = e.next, e.prev
 	delete(s.mu.entries, e.key)
 	s.mu.bytes -= int64(len(e.data))
+	if e.owned {
+		pageBufs.put(e.data)
+	}
 }
 
 // dropVolume removes every entry of vol, for Engine.Close of a volume.
@@ -186,5 +227,56 @@ func (c *pageCache) dropVolume(vol *Volume) {
 			}
 		}
 		s.mu.Unlock()
+	}
+}
+
+// pageBufs recycles page buffers between write transactions, which stage
+// every page SQLite writes in one, and the cache, which keeps a commit's
+// buffers as its images until it drops them: a small write transaction
+// then allocates no page-sized memory, which is most of what it would
+// allocate, and the garbage collector has that much less to do.
+var pageBufs = newPagePool(1 << 20)
+
+// pagePool holds free buffers of each valid page size, up to about
+// budget bytes of each.
+type pagePool struct {
+	free [17]chan []byte // by log2 of the size; 9 (512) to 16 (65536) used
+}
+
+func newPagePool(budget int) *pagePool {
+	p := &pagePool{}
+	for shift := 9; shift <= 16; shift++ {
+		p.free[shift] = make(chan []byte, max(4, budget>>shift))
+	}
+	return p
+}
+
+// slot returns the free list for buffers of n bytes, nil if n is not a
+// page size.
+func (p *pagePool) slot(n int) chan []byte {
+	if n < 512 || n > 65536 || n&(n-1) != 0 {
+		return nil
+	}
+	return p.free[bits.Len(uint(n))-1]
+}
+
+// get returns a buffer of n bytes, of any content.
+func (p *pagePool) get(n int) []byte {
+	select {
+	case b := <-p.slot(n):
+		return b
+	default:
+		return make([]byte, n)
+	}
+}
+
+// put gives b back for reuse; nothing may refer to it any more.
+func (p *pagePool) put(b []byte) {
+	if len(b) != cap(b) {
+		return // part of a larger allocation
+	}
+	select {
+	case p.slot(len(b)) <- b:
+	default:
 	}
 }

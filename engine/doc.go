@@ -40,6 +40,8 @@
 //	                                     version and its remote sequence number, newest
 //	                                     remote version seen, diverged flag, and a pending
 //	                                     remote commit (see remote.go)
+//	0x09 | "commit-log"                  commit log position: epoch and sequence number of
+//	                                     the newest commit log entry applied (see walfs.go)
 //
 // ^version is the bitwise complement of the version, so that for a page the
 // newest image sorts first, and "the newest image of P at or before V" is a
@@ -55,6 +57,13 @@
 // (invisible to every snapshot, whose versions are all lower), and records
 // them in a spill record; a commit removes the spill record, an abort or a
 // restart after a crash deletes the pages it names.
+//
+// A Buffered commit's batch is also copied, before Pebble applies it
+// without waiting for its log writer, into the commit log (the file
+// commits.log in the data directory, mapped into memory; layout in
+// walfs.go), from which Open replays what a crash of the process kept from
+// Pebble. Durable commits, and Buffered ones too large for the log or of
+// transactions that spilled, wait for Pebble's log instead.
 //
 // # Local garbage
 //

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -76,9 +77,16 @@ type Engine struct {
 
 	pruneKick chan struct{}
 	pruneDone chan struct{}
+	// bg tracks background work (readahead) that Close cancels and waits
+	// for; bgCtx is its context.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 
 	// durable counts Durable commits in flight (see walFS).
 	durable *atomic.Int64
+	// clog is the commit log of Buffered commits (see commitLog).
+	clog *commitLog
 	// failed is set by the first write that fails: after it the store's
 	// state is unknown, so the engine refuses writes until reopened.
 	failed atomic.Pointer[error]
@@ -145,14 +153,33 @@ func Open(opts Options) (*Engine, error) {
 	if opts.CacheBytes > 0 {
 		e.cache = newPageCache(opts.CacheBytes)
 	}
+	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
 	e.mu.volumes = map[string]*Volume{}
 	if err := e.undoSpills(); err != nil {
 		db.Close()
 		lock.Close()
 		return nil, err
 	}
+	if e.clog, err = openCommitLog(e); err != nil {
+		db.Close()
+		lock.Close()
+		return nil, err
+	}
 	go e.pruneLoop()
 	return e, nil
+}
+
+// background runs fn in a goroutine that Close cancels (through fn's
+// context) and waits for. It returns false, and does not run fn, once the
+// engine is closing.
+func (e *Engine) background(fn func(ctx context.Context)) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.mu.closed {
+		return false
+	}
+	e.bg.Go(func() { fn(e.bgCtx) })
+	return true
 }
 
 // Dir returns the absolute data directory.
@@ -168,9 +195,14 @@ func (e *Engine) Close() error {
 	}
 	e.mu.closed = true
 	e.mu.Unlock()
+	e.bgCancel()
+	e.bg.Wait()
 	close(e.pruneKick)
 	<-e.pruneDone
 	err := e.db.Close()
+	if cerr := e.clog.close(err == nil); err == nil {
+		err = cerr
+	}
 	if lerr := e.lock.Close(); err == nil {
 		err = lerr
 	}
@@ -198,6 +230,28 @@ func (e *Engine) Volume(name string) (*Volume, error) {
 	}
 	e.mu.volumes[name] = v
 	return v, nil
+}
+
+// MemoryStats says what an engine holds in memory.
+type MemoryStats struct {
+	Volumes    int   // volumes opened in this process and kept
+	CacheBytes int64 // page images in the page cache
+}
+
+// Memory reports what the engine holds in memory.
+func (e *Engine) Memory() MemoryStats {
+	e.mu.Lock()
+	m := MemoryStats{Volumes: len(e.mu.volumes)}
+	e.mu.Unlock()
+	if e.cache != nil {
+		for i := range e.cache.shards {
+			s := &e.cache.shards[i]
+			s.mu.Lock()
+			m.CacheBytes += s.mu.bytes
+			s.mu.Unlock()
+		}
+	}
+	return m
 }
 
 // Volumes returns the names of every stored volume, in order.

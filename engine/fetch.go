@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -77,23 +78,19 @@ type fetchCall struct {
 	done  chan struct{}
 	pages []byte
 	err   error
+	// prefetch is set for a frame fetched ahead of a scan: a reader that
+	// finds it failed fetches the frame itself.
+	prefetch bool
 }
 
-// pageFromFrame fetches the frame s names (sharing the request with any
-// other reader of the same frame) and returns page p's image.
+// pageFromFrame returns page p's image from the frame s names, sharing the
+// fetch with any reader of the same frame and reading ahead for scans.
 func (v *Volume) pageFromFrame(s stub, p PageNo, pageSize int) ([]byte, error) {
 	r, err := v.replica()
 	if err != nil {
 		return nil, fmt.Errorf("page %d of %q is in the remote (segment %s): %w", p, v.name, s.seg, ErrNoRemote)
 	}
-	var pages []byte
-	if run := v.readahead(s); len(run) > 1 {
-		ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
-		pages, err = v.fetchRun(ctx, r, run, pageSize)
-		cancel()
-	} else {
-		pages, err = v.fetchFrame(r, s, pageSize)
-	}
+	pages, err := v.framePages(r, s, pageSize, true)
 	if err != nil {
 		return nil, err
 	}
@@ -101,87 +98,329 @@ func (v *Volume) pageFromFrame(s stub, p PageNo, pageSize int) ([]byte, error) {
 	return pages[at : at+pageSize], nil
 }
 
-// maxReadahead bounds the frames one sequential read fetches.
-const maxReadahead = 256
-
-// readahead returns the frames to fetch for a read of stub s: s's alone,
-// or, when reads of remote pages run in page order (a scan), s's and the
-// frames that follow it in its segment holding the next pages, a window
-// that doubles with each sequential read up to maxReadahead frames, all
-// fetched with one ranged GET.
-func (v *Volume) readahead(s stub) []stub {
-	v.ra.Lock()
-	if s.frame.First == v.ra.next {
-		v.ra.window = min(max(v.ra.window*2, 2), maxReadahead)
-	} else {
-		v.ra.window = 1
-	}
-	window := v.ra.window
-	v.ra.next = s.frame.Last + 1
-	v.ra.Unlock()
-	run := []stub{s}
-	if window == 1 {
-		return run
-	}
-	id := VolumeID(v.id.Load())
-	head := v.head.Load().version
-	for len(run) < window {
-		last := run[len(run)-1]
-		_, val, found, err := v.lookupPage(id, last.frame.Last+1, head)
-		if err != nil || !found || len(val) != stubLen || val[0] != pageKindStub {
-			break
-		}
-		next, err := decodeStub("readahead", val)
-		if err != nil || next.seg != s.seg || next.frame.Offset != last.frame.End() {
-			break
-		}
-		run = append(run, next)
-	}
-	v.ra.Lock()
-	v.ra.next = run[len(run)-1].frame.Last + 1
-	v.ra.Unlock()
-	return run
-}
-
 // fetchFrame returns the decoded pages of the frame s names, fetching it
 // once however many readers ask at the same time, and stores its pages
 // locally.
 func (v *Volume) fetchFrame(r *replica, s stub, pageSize int) ([]byte, error) {
+	return v.framePages(r, s, pageSize, false)
+}
+
+// framePages returns the decoded pages of frame s: those of a fetch in
+// flight when there is one, else fetched now, together with the frames
+// readahead adds when scan is set.
+func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool) ([]byte, error) {
 	k := frameKey{s.seg, s.frame.Offset}
-	r.mu.Lock()
-	if c, ok := r.fetches[k]; ok {
-		r.mu.Unlock()
-		<-c.done
-		return c.pages, c.err
-	}
-	c := &fetchCall{done: make(chan struct{})}
-	r.fetches[k] = c
-	r.mu.Unlock()
-	defer func() {
+	retried := false
+	for {
 		r.mu.Lock()
-		delete(r.fetches, k)
+		c, busy := r.fetches[k]
 		r.mu.Unlock()
+		if busy {
+			<-c.done
+			if c.err == nil || !c.prefetch || retried {
+				return c.pages, c.err
+			}
+			// The fetch ahead failed; the error, if it persists, is
+			// then this read's own.
+			retried, scan = true, false
+			continue
+		}
+		run, later := []stub{s}, [][]stub(nil)
+		if scan {
+			run, later = v.readahead(s)
+		}
+		calls := r.claim(run, false)
+		if len(calls) == 0 {
+			continue // another reader claimed s first
+		}
+		for _, l := range later {
+			v.prefetch(r, l, pageSize)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
+		v.fetchClaimed(ctx, r, run[:len(calls)], calls, pageSize)
+		cancel()
+		return calls[0].pages, calls[0].err
+	}
+}
+
+// claim registers fetches of the frames of run, from the first up to the
+// first one already being fetched, and returns them.
+func (r *replica) claim(run []stub, prefetch bool) []*fetchCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var calls []*fetchCall
+	for _, s := range run {
+		k := frameKey{s.seg, s.frame.Offset}
+		if _, busy := r.fetches[k]; busy {
+			break
+		}
+		c := &fetchCall{done: make(chan struct{}), prefetch: prefetch}
+		r.fetches[k] = c
+		calls = append(calls, c)
+	}
+	return calls
+}
+
+// release ends the claimed fetches of run, waking their readers.
+func (r *replica) release(run []stub, calls []*fetchCall) {
+	r.mu.Lock()
+	for i := range calls {
+		delete(r.fetches, frameKey{run[i].seg, run[i].frame.Offset})
+	}
+	r.mu.Unlock()
+	for _, c := range calls {
 		close(c.done)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
-	defer cancel()
-	key := remoteSegmentKey(v.name, s.seg)
-	data, err := r.store.GetRange(ctx, key, s.frame.Offset, int64(s.frame.Length))
-	if err != nil {
-		c.err = fmt.Errorf("fetch pages %d..%d of %q from %s: %w", s.frame.First, s.frame.Last, v.name, key, err)
-		return nil, c.err
 	}
-	c.pages, c.err = decodeStubFrame(key, s, pageSize, data)
-	if c.err != nil {
-		return nil, c.err
+}
+
+// fetchClaimed reads the frames of run (consecutive in one segment, each
+// claimed by the call at the same index) with one ranged GET, sets each
+// call's pages or error, stores the verified pages, and releases the
+// calls.
+func (v *Volume) fetchClaimed(ctx context.Context, r *replica, run []stub, calls []*fetchCall, pageSize int) {
+	defer r.release(run, calls)
+	pages, err := v.fetchFrames(ctx, r, run, pageSize)
+	for i, c := range calls {
+		if c.pages = pages[i]; c.pages == nil {
+			c.err = err
+		}
 	}
-	v.stats.framesFetched.Add(1)
-	if err := v.storeFrame(s, pageSize, c.pages); err != nil {
+	if err := v.storeFrames(run, pages, pageSize); err != nil {
 		// The pages are verified; failing to keep them only costs a
 		// fetch next time.
 		v.e.opts.Logger.Warn("cambium: cannot store fetched pages", "volume", v.name, "err", err)
 	}
-	return c.pages, nil
+}
+
+// fetchFrames reads the frames of run, consecutive in one segment, with
+// one ranged GET and returns each frame's verified pages. A frame that
+// cannot be had is nil, and err says why.
+func (v *Volume) fetchFrames(ctx context.Context, r *replica, run []stub, pageSize int) ([][]byte, error) {
+	out := make([][]byte, len(run))
+	key := remoteSegmentKey(v.name, run[0].seg)
+	off := run[0].frame.Offset
+	data, err := r.store.GetRange(ctx, key, off, run[len(run)-1].frame.End()-off)
+	if err != nil {
+		return out, fmt.Errorf("fetch pages %d..%d of %q from %s: %w", run[0].frame.First, run[len(run)-1].frame.Last, v.name, key, err)
+	}
+	var first error
+	for i, s := range run {
+		lo := s.frame.Offset - off
+		if int64(len(data)) < lo+int64(s.frame.Length) {
+			if first == nil {
+				first = fmt.Errorf("%w: %s: short read (%d bytes) at offset %d", ErrRemoteCorrupt, key, len(data), off)
+			}
+			continue
+		}
+		pages, err := decodeStubFrame(key, s, pageSize, data[lo:lo+int64(s.frame.Length)])
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		out[i] = pages
+		v.stats.framesFetched.Add(1)
+	}
+	return out, first
+}
+
+// Readahead: a scan reads remote pages in page order, so each read of a
+// frame in that order fetches more of the frames that follow it: a window
+// of frames that grows fourfold with each such read up to maxReadahead,
+// read with one ranged GET. Once the window reaches prefetchFrom, the scan
+// also fetches in the background, prefetchRuns windows at a time and
+// concurrently, the frames ahead of the reader, which waits only for the
+// window that holds its page; when the reader reaches the middle of those,
+// the next prefetchRuns windows start (see noteRead), so that a steady
+// scan rarely waits. "In order" steps over pages stored locally, such as
+// the b-tree interior pages among the leaves. A read out of order (a
+// random read, or an interior page that a scan reads in passing) fetches
+// its frame alone and leaves the scan's state as it was; a second read in
+// order after it starts a new scan.
+const (
+	maxReadahead  = 256
+	prefetchRuns  = 8
+	prefetchFrom  = 64
+	readaheadSkip = 16 // pages stored locally that a scan steps over
+)
+
+// readaheadState is a volume's readahead state.
+type readaheadState struct {
+	sync.Mutex
+	next      PageNo // the page after the frames the scan has fetched
+	window    int    // the scan's window, in frames
+	candidate PageNo // the page after the last read out of order
+
+	// A read of a page in [trigger, until) starts the next prefetch.
+	trigger, until atomic.Uint32
+	extending      atomic.Bool
+}
+
+// readahead returns the frames to fetch now for a read of stub s, s's
+// first, and runs of frames to fetch ahead of the reader; it starts the
+// scan's background prefetch once the window is large enough.
+func (v *Volume) readahead(s stub) (now []stub, later [][]stub) {
+	ra := &v.ra
+	ra.Lock()
+	switch s.frame.First {
+	case ra.next:
+		ra.window = min(ra.window*4, maxReadahead)
+	case ra.candidate:
+		ra.window = 4
+	default:
+		ra.candidate = s.frame.Last + 1
+		ra.Unlock()
+		return []stub{s}, nil
+	}
+	window := ra.window
+	ra.Unlock()
+	runs, next := v.followingRuns(s, window, window, window >= prefetchFrom)
+	ra.Lock()
+	ra.next = next
+	ra.Unlock()
+	if window >= prefetchFrom {
+		v.extendReadahead()
+	}
+	return runs[0], runs[1:]
+}
+
+// noteRead is called for each page read from local storage: a scan's
+// read that reaches the middle of what was prefetched starts the next
+// prefetch.
+func (v *Volume) noteRead(p PageNo) {
+	t := v.ra.trigger.Load()
+	if t == 0 || uint32(p) < t || uint32(p) >= v.ra.until.Load() || !v.ra.trigger.CompareAndSwap(t, 0) {
+		return
+	}
+	v.extendReadahead()
+}
+
+// extendReadahead starts, in the background, the fetch of the next
+// prefetchRuns windows of frames after the scan's next page.
+func (v *Volume) extendReadahead() {
+	ra := &v.ra
+	if !ra.extending.CompareAndSwap(false, true) {
+		return
+	}
+	ok := v.e.background(func(context.Context) {
+		defer ra.extending.Store(false)
+		r, err := v.replica()
+		if err != nil {
+			return
+		}
+		ra.Lock()
+		ra.window = min(ra.window*4, maxReadahead)
+		from, window := ra.next, ra.window
+		ra.Unlock()
+		s, ok := v.stubFrom(from)
+		if !ok {
+			return
+		}
+		runs, next := v.followingRuns(s, window, prefetchRuns*window, true)
+		pageSize := int(v.head.Load().pageSize)
+		for _, run := range runs {
+			v.prefetch(r, run, pageSize)
+		}
+		ra.Lock()
+		if ra.next == from {
+			ra.next = next
+			ra.until.Store(uint32(next))
+			ra.trigger.Store(uint32(runs[len(runs)/2][0].frame.First))
+		}
+		ra.Unlock()
+	})
+	if !ok {
+		ra.extending.Store(false)
+	}
+}
+
+// stubFrom returns the stub of page p, or of the first page after it that
+// is not stored locally, within readaheadSkip pages.
+func (v *Volume) stubFrom(p PageNo) (stub, bool) {
+	id := VolumeID(v.id.Load())
+	head := v.head.Load().version
+	for end := p + readaheadSkip; p <= end; p++ {
+		_, val, found, err := v.lookupPage(id, p, head)
+		if err != nil || !found {
+			return stub{}, false
+		}
+		if len(val) == stubLen && val[0] == pageKindStub {
+			s, err := decodeStub("readahead", val)
+			return s, err == nil
+		}
+	}
+	return stub{}, false
+}
+
+// followingRuns returns up to n frames, s and those holding the pages
+// after it in page order, in runs of at most window consecutive frames of
+// one segment, s's run first, and the page a scan reading them would next
+// find missing. It stops at the first page stored locally, or, with skip,
+// steps over up to readaheadSkip of them in a row (a scan's b-tree
+// interior pages, read in passing).
+func (v *Volume) followingRuns(s stub, window, n int, skip bool) ([][]stub, PageNo) {
+	id := VolumeID(v.id.Load())
+	head := v.head.Load().version
+	runs := [][]stub{{s}}
+	p, frames, skipped := s.frame.Last+1, 1, 0
+	for {
+		_, val, found, err := v.lookupPage(id, p, head)
+		if err != nil || !found {
+			break
+		}
+		if len(val) != stubLen || val[0] != pageKindStub {
+			if skipped++; !skip || skipped > readaheadSkip {
+				break
+			}
+			p++
+			continue
+		}
+		skipped = 0
+		if frames == n {
+			break // p is the next page missing
+		}
+		next, err := decodeStub("readahead", val)
+		if err != nil || next.frame.Last < p {
+			break
+		}
+		p = next.frame.Last + 1
+		run := runs[len(runs)-1]
+		prev := run[len(run)-1]
+		switch {
+		case next.seg == prev.seg && next.frame.Offset == prev.frame.Offset:
+			continue // another page of the same frame
+		case next.seg == prev.seg && next.frame.Offset == prev.frame.End() && len(run) < window:
+			runs[len(runs)-1] = append(run, next)
+		default:
+			if !skip {
+				return runs, next.frame.First // not contiguous: the ramp fetches one run
+			}
+			runs = append(runs, []stub{next})
+		}
+		frames++
+	}
+	return runs, p
+}
+
+// prefetch fetches the frames of run in the background; readers of them
+// meanwhile wait for it.
+func (v *Volume) prefetch(r *replica, run []stub, pageSize int) {
+	calls := r.claim(run, true)
+	if len(calls) == 0 {
+		return
+	}
+	run = run[:len(calls)]
+	if !v.e.background(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, pullTimeout)
+		defer cancel()
+		v.fetchClaimed(ctx, r, run, calls, pageSize)
+	}) {
+		for _, c := range calls {
+			c.err = ErrClosed
+		}
+		r.release(run, calls)
+	}
 }
 
 func decodeStubFrame(key string, s stub, pageSize int, data []byte) ([]byte, error) {
@@ -193,9 +432,10 @@ func decodeStubFrame(key string, s stub, pageSize int, data []byte) ([]byte, err
 	return pages, nil
 }
 
-// storeFrame replaces with images the stubs that point to frame s: for
-// each page of the frame, its newest entry if that is such a stub.
-func (v *Volume) storeFrame(s stub, pageSize int, pages []byte) error {
+// storeFrames replaces with images the stubs that point to the frames of
+// run, in one batch: for each page of each frame whose pages are not nil,
+// its newest entry if that is such a stub.
+func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) error {
 	id := VolumeID(v.id.Load())
 	v.fetchMu.RLock() // the pruner must not delete a stub we replace
 	defer v.fetchMu.RUnlock()
@@ -207,21 +447,25 @@ func (v *Volume) storeFrame(s stub, pageSize int, pages []byte) error {
 	b := v.e.db.NewBatch()
 	defer b.Close()
 	head := v.head.Load().version
-	val := make([]byte, 1+pageSize)
-	val[0] = pageKindImage
 	n := 0
-	for p := s.frame.First; ; p++ {
-		if it.SeekGE(pageKey(id, p, head)) {
-			if _, q, _, ok := decodePageKey(it.Key()); ok && q == p && pointsTo(it.Value(), s) {
-				copy(val[1:], pages[int(p-s.frame.First)*pageSize:])
-				if err := b.Set(bytes.Clone(it.Key()), val, nil); err != nil {
-					return err
-				}
-				n++
-			}
+	for i, s := range run {
+		if pages[i] == nil {
+			continue
 		}
-		if p == s.frame.Last {
-			break
+		for p := s.frame.First; ; p++ {
+			if it.SeekGE(pageKey(id, p, head)) {
+				if _, q, _, ok := decodePageKey(it.Key()); ok && q == p && pointsTo(it.Value(), s) {
+					val := b.SetDeferred(len(it.Key()), 1+pageSize)
+					copy(val.Key, it.Key())
+					val.Value[0] = pageKindImage
+					copy(val.Value[1:], pages[i][int(p-s.frame.First)*pageSize:])
+					val.Finish()
+					n++
+				}
+			}
+			if p == s.frame.Last {
+				break
+			}
 		}
 	}
 	if err := it.Error(); err != nil {
@@ -310,7 +554,7 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := v.fetchRun(ctx, r, run, snap.PageSize()); err != nil {
+			if err := v.fetchRun(ctx, r, run, snap.PageSize()); err != nil {
 				errMu.Lock()
 				if first == nil {
 					first = err
@@ -335,34 +579,13 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 }
 
 // fetchRun reads the frames of run, which lie in one segment in offset
-// order, with one ranged GET, stores their pages, and returns the pages of
-// the first frame.
-func (v *Volume) fetchRun(ctx context.Context, r *replica, run []stub, pageSize int) ([]byte, error) {
-	key := remoteSegmentKey(v.name, run[0].seg)
-	off := run[0].frame.Offset
-	data, err := r.store.GetRange(ctx, key, off, run[len(run)-1].frame.End()-off)
+// order, with one ranged GET, and stores their pages.
+func (v *Volume) fetchRun(ctx context.Context, r *replica, run []stub, pageSize int) error {
+	pages, err := v.fetchFrames(ctx, r, run, pageSize)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", key, err)
+		return err
 	}
-	var first []byte
-	for i, s := range run {
-		lo := s.frame.Offset - off
-		if int64(len(data)) < lo+int64(s.frame.Length) {
-			return nil, fmt.Errorf("%w: %s: short read (%d bytes) at offset %d", ErrRemoteCorrupt, key, len(data), off)
-		}
-		pages, err := decodeStubFrame(key, s, pageSize, data[lo:lo+int64(s.frame.Length)])
-		if err != nil {
-			return nil, err
-		}
-		if i == 0 {
-			first = pages
-		}
-		v.stats.framesFetched.Add(1)
-		if err := v.storeFrame(s, pageSize, pages); err != nil {
-			return nil, err
-		}
-	}
-	return first, nil
+	return v.storeFrames(run, pages, pageSize)
 }
 
 // stubsAt returns the stubs that snap's pages read: every page whose

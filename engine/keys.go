@@ -11,12 +11,17 @@ const (
 	tagPage         byte = 0x05
 	tagSpill        byte = 0x06
 	tagPruned       byte = 0x07
+	// 0x08 is tagRepl (push.go).
+	tagCommitLog byte = 0x09
 )
 
 // VolumeID identifies a volume inside one data directory.
 type VolumeID uint64
 
 var nextVolumeIDKey = []byte{tagNextVolumeID, 'n', 'e', 'x', 't', '-', 'v', 'o', 'l', 'u', 'm', 'e', '-', 'i', 'd'}
+
+// commitLogKey holds the commit log position record (see commitLog).
+var commitLogKey = []byte{tagCommitLog, 'c', 'o', 'm', 'm', 'i', 't', '-', 'l', 'o', 'g'}
 
 func volumeKey(name string) []byte {
 	return append([]byte{tagVolume}, name...)

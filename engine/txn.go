@@ -105,7 +105,9 @@ func (t *Txn) WritePage(p PageNo, data []byte) error {
 	if old, ok := t.staged[p]; ok {
 		copy(old, data)
 	} else {
-		t.staged[p] = bytes.Clone(data)
+		buf := pageBufs.get(len(data))
+		copy(buf, data)
+		t.staged[p] = buf
 		t.stagedBytes += int64(len(data))
 	}
 	if uint32(p) > t.pageCount {
@@ -126,6 +128,7 @@ func (t *Txn) Truncate(n uint32) error {
 		if uint32(p) > n {
 			delete(t.staged, p)
 			t.stagedBytes -= int64(len(data))
+			pageBufs.put(data)
 		}
 	}
 	if n < ^uint32(0) {
@@ -194,9 +197,17 @@ func (t *Txn) spill() error {
 		return t.v.e.fail(fmt.Errorf("spill write transaction of %q: %w", t.v.name, err))
 	}
 	t.v.id.Store(uint64(id))
+	t.dropStaged()
+	return nil
+}
+
+// dropStaged forgets every staged image and recycles its buffer.
+func (t *Txn) dropStaged() {
+	for _, data := range t.staged {
+		pageBufs.put(data)
+	}
 	clear(t.staged)
 	t.stagedBytes = 0
-	return nil
 }
 
 // storeLocked returns the volume's ID, and for a volume not yet stored
@@ -268,11 +279,13 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 
 	changeset := roaring.New()
 	pages := slices.Sorted(maps.Keys(t.staged))
-	val := make([]byte, 1+t.pageSize)
 	for _, p := range pages {
-		val[0] = pageKindImage
-		copy(val[1:], t.staged[p])
-		if err := b.Set(pageKey(id, p, t.version), val, nil); err != nil {
+		// Straight into the batch: no intermediate copy of the image.
+		op := b.SetDeferred(pageKeyLen, 1+int(t.pageSize))
+		appendPageKey(op.Key[:0], id, p, t.version)
+		op.Value[0] = pageKindImage
+		copy(op.Value[1:], t.staged[p])
+		if err := op.Finish(); err != nil {
 			return nil, err
 		}
 		changeset.Add(uint32(p))
@@ -287,11 +300,14 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 			}
 		}
 		changeset.Or(t.spilled)
-	}
-	// Always: a spill record left by a failed rollback must not outlive a
-	// commit at its version (the next Open would delete the commit's pages).
-	if err := b.Delete(spillKey(id), nil); err != nil {
-		return nil, err
+		// The spill record must not outlive the commit (the next Open
+		// would delete the commit's pages). Only a transaction that
+		// spilled can have one: a rollback that fails to delete its
+		// record stops the engine's writes, and Open deletes the records
+		// a crash left.
+		if err := b.Delete(spillKey(id), nil); err != nil {
+			return nil, err
+		}
 	}
 	changeset.RunOptimize()
 	rec, err := commitRecord{
@@ -313,13 +329,7 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	}
 
 	v.committing.Store(uint64(t.version))
-	// Every commit waits for its log record to be written; only Durable
-	// ones wait for fsync (see walFS).
-	if d == Durable {
-		v.e.durable.Add(1)
-		defer v.e.durable.Add(-1)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := t.apply(b, d, id); err != nil {
 		// Pebble may have applied the batch even though it failed to sync
 		// it: the store's state is unknown, so no more writes.
 		v.committing.Store(uint64(t.base.version))
@@ -351,13 +361,37 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	}
 	v.head.Store(next)
 	snap := v.pinLocked(next)
+	prune := v.pruneDueLocked()
 	v.mu.Unlock()
 
 	v.stats.commits.Add(1)
 	t.staged = nil
 	t.finish()
-	v.e.kickPruner()
+	if prune {
+		v.e.kickPruner()
+	}
 	return snap, nil
+}
+
+// apply writes the commit's batch b with durability d. Every commit is in
+// the operating system when apply returns; a Durable one is on stable
+// storage too. A Buffered commit goes through the commit log, which needs
+// no wait for Pebble's log writer, unless the transaction spilled (the log
+// would not hold the spilled pages) or it is too large for the log.
+func (t *Txn) apply(b *pebble.Batch, d Durability, id VolumeID) error {
+	e := t.v.e
+	if d == Buffered && t.spilledAll.IsEmpty() {
+		if logged, err := e.clog.commit(b, id, t.version, t.base.version); logged || err != nil {
+			return err
+		}
+	}
+	// Pebble's log writer writes the record before Commit returns; only
+	// Durable commits wait for fsync (see walFS).
+	if d == Durable {
+		e.durable.Add(1)
+		defer e.durable.Add(-1)
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // dropUnchanged removes staged pages whose image equals the base's, so
@@ -373,15 +407,20 @@ func (t *Txn) dropUnchanged() error {
 		if uint32(p) > t.minCount || uint32(p) > t.base.pageCount || t.pageSize != t.base.pageSize {
 			continue
 		}
-		var err error
-		buf, err = t.v.readPage(t.base, p, buf[:0])
-		if err != nil {
-			return err
+		same, cached := t.v.e.cache.equal(t.v, p, t.base.version, data)
+		if !cached {
+			var err error
+			buf, err = t.v.readPage(t.base, p, buf[:0])
+			if err != nil {
+				return err
+			}
+			same = bytes.Equal(buf, data)
 		}
-		if bytes.Equal(buf, data) {
+		if same {
 			delete(t.staged, p)
 			t.stagedBytes -= int64(len(data))
 			t.spilled.Remove(uint32(p))
+			pageBufs.put(data)
 		}
 	}
 	return nil
@@ -393,6 +432,7 @@ func (t *Txn) Rollback() error {
 		return nil
 	}
 	err := t.discardSpilled()
+	t.dropStaged()
 	t.finish()
 	return err
 }
@@ -403,8 +443,7 @@ func (t *Txn) Discard() error {
 	if t.done {
 		return ErrTxnDone
 	}
-	clear(t.staged)
-	t.stagedBytes = 0
+	t.dropStaged()
 	t.pageSize, t.pageCount, t.minCount = t.base.pageSize, t.base.pageCount, t.base.pageCount
 	return t.discardSpilled()
 }

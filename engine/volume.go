@@ -64,11 +64,7 @@ type Volume struct {
 	// frames replace (readers).
 	fetchMu sync.RWMutex
 	// ra is the readahead state of remote page reads (see readahead).
-	ra struct {
-		sync.Mutex
-		next   PageNo // the page after the last frame fetched
-		window int
-	}
+	ra readaheadState
 	// lineage changes when Reset replaces versions this process may have
 	// seen with the remote's; see Lineage.
 	lineage atomic.Uint64
@@ -265,14 +261,42 @@ func (v *Volume) unpin(ver Version) {
 	} else {
 		v.mu.pins[ver] = n
 	}
-	// Only the release of an old version can let the pruner go further;
-	// commits wake it for the rest.
-	old := n <= 0 && ver < v.head.Load().version
+	// Only the release of the oldest pinned version can let the pruner go
+	// further; commits wake it for the rest.
+	oldest := n <= 0 && ver < v.head.Load().version && v.pruneBehindLocked() >= pruneMinCommits
+	for p := range v.mu.pins {
+		oldest = oldest && p > ver
+	}
 	v.mu.Unlock()
-	if old {
+	if oldest {
 		v.e.kickPruner()
 	}
 }
+
+// pruneBehindLocked returns how many versions the newest is past the one
+// the pruner is done through. The pruner takes no step for fewer than
+// pruneMinCommits, so there is no point waking it (a goroutine switch, and
+// often a switch between OS threads) before then.
+func (v *Volume) pruneBehindLocked() Version {
+	head := v.head.Load().version
+	if head < v.mu.prunedThrough {
+		return 0
+	}
+	return head - v.mu.prunedThrough
+}
+
+// pruneDueLocked reports whether a commit should wake the pruner: when it
+// may have a step to take, and while it has not taken it (an old pinned
+// snapshot holds it back; its release wakes it), again every
+// pruneKickEvery commits rather than at each.
+func (v *Volume) pruneDueLocked() bool {
+	n := v.pruneBehindLocked()
+	return n >= pruneMinCommits && (n-pruneMinCommits)%pruneKickEvery == 0
+}
+
+// pruneKickEvery is how often commits wake a pruner that has work but has
+// not taken it.
+const pruneKickEvery = 16
 
 // Snapshot is an immutable view of one version of a volume. Its methods are
 // safe for concurrent use until Release.
@@ -342,6 +366,7 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 	switch {
 	case len(val) == 1+int(st.pageSize) && val[0] == pageKindImage:
 		img = val[1:]
+		v.noteRead(p)
 	case len(val) == 1 && val[0] == pageKindZero:
 		img = make([]byte, st.pageSize)
 	case len(val) > 0 && val[0] == pageKindStub:

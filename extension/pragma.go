@@ -26,7 +26,9 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
 //	                 remote_version, pushed_version, state, cambium
 //	cambium_stats    JSON counters for this volume in this process: page_reads,
 //	                 cache_hits, pages_fetched, frames_fetched, remote_requests,
-//	                 remote_bytes_read, remote_bytes_written, commits
+//	                 remote_bytes_read, remote_bytes_written, commits; and for
+//	                 the data directory's engine, engine_volumes (volumes
+//	                 held in memory) and engine_cache_bytes (cached images)
 //	cambium_push     push the local versions the remote lacks; JSON: from, to,
 //	                 pages, segments, remote_requests, remote_bytes_written
 //	cambium_pull     fast-forward to the remote's newest version (metadata
@@ -135,7 +137,10 @@ func (f *File) status() (string, error) {
 func (f *File) stats() (string, error) {
 	s := f.vol.Stats()
 	r := f.vol.RemoteStats()
+	m := f.eng.Memory()
 	b, err := json.Marshal(map[string]int64{
+		"engine_volumes":       int64(m.Volumes),
+		"engine_cache_bytes":   m.CacheBytes,
 		"page_reads":           s.PageReads,
 		"cache_hits":           s.CacheHits,
 		"pages_fetched":        s.PagesFetched,

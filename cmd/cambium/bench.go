@@ -8,56 +8,62 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cambiumdb/cambium/bench"
 	"github.com/cambiumdb/cambium/remote"
 )
 
-// workload is one of package bench's workloads, bound to its reference or
-// its quick configuration; remote is the object store URL for the
-// replication workloads ("" for a directory of their own).
-type workload struct {
-	name string
-	run  func(ctx context.Context, dir string, quick bool, remote string) ([]bench.Result, error)
+// benchOptions are the flags of cambium bench that workloads read.
+type benchOptions struct {
+	quick        bool
+	remote       string                // the replication workloads' store URL ("": a scratch directory)
+	latency      remote.LatencyOptions // zero: no emulation
+	coldOpenSize int64                 // bytes of coldopen's large database
+	tenants      int
+	noLitestream bool
 }
 
-// replicationRemote is where the replication workloads replicate: with
-// --quick, object-store latency is emulated at 1 ms rather than BENCHMARKS.md's
-// 20 ms, so that the run takes seconds.
-func replicationRemote(quick bool, url string) bench.RemoteConfig {
-	rc := bench.RemoteConfig{URL: url}
-	if quick {
-		rc.Latency = remote.LatencyOptions{FirstByte: time.Millisecond, BytesPerSecond: 1e9}
-	}
-	return rc
+// replication is where the replication workloads replicate.
+func (o benchOptions) replication() bench.RemoteConfig {
+	return bench.RemoteConfig{URL: o.remote, Latency: o.latency, Disabled: o.latency == (remote.LatencyOptions{})}
+}
+
+// workload is one of package bench's workloads bound to the options: the
+// reference configuration, or with --quick a small one.
+type workload struct {
+	name string
+	run  func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error)
 }
 
 // workloads lists what cambium bench runs, in order. Each entry only binds
-// a configuration to a bench.Run function.
+// options to a bench.Run function.
 var workloads = []workload{
-	{"pointread", func(ctx context.Context, dir string, quick bool, _ string) ([]bench.Result, error) {
+	{"pointread", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
 		cfg := bench.PointReadConfig{Dir: dir}
-		if quick {
+		if o.quick {
 			cfg.Rows, cfg.Queries = 2000, 5000
 		}
 		r, err := bench.RunPointRead(ctx, cfg)
 		return []bench.Result{r}, err
 	}},
-	{"commit", func(ctx context.Context, dir string, quick bool, _ string) ([]bench.Result, error) {
+	{"commit", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
 		cfg := bench.CommitConfig{Dir: dir}
-		if quick {
+		if o.quick {
 			cfg.Transactions, cfg.Rows = 100, 1000
 		}
 		return bench.RunCommit(ctx, cfg)
 	}},
-	{"fastforward", func(ctx context.Context, dir string, quick bool, url string) ([]bench.Result, error) {
+	{"fastforward", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
+		// W1: a push after every commit, random rows, and again with
+		// compressible rows; W2: one push of a burst of commits to a few
+		// hot rows.
 		var out []bench.Result
-		// W1: a push after every commit, random rows; W2: one push of a
-		// burst of commits to a few hot rows.
-		for i, cfg := range []bench.FastForwardConfig{{PushEach: true}, {HotRows: 100}} {
-			cfg.Dir, cfg.Remote = filepath.Join(dir, fmt.Sprint(i)), replicationRemote(quick, url)
-			if quick {
+		for i, cfg := range []bench.FastForwardConfig{{PushEach: true}, {PushEach: true, Compressible: true}, {HotRows: 100}} {
+			cfg.Dir, cfg.Remote, cfg.NoLitestream = filepath.Join(dir, strconv.Itoa(i)), o.replication(), o.noLitestream
+			if o.quick {
 				cfg.Rows, cfg.Commits = 3000, 100
 			}
 			rs, err := bench.RunFastForward(ctx, cfg)
@@ -68,65 +74,177 @@ var workloads = []workload{
 		}
 		return out, nil
 	}},
-	{"coldopen", func(ctx context.Context, dir string, quick bool, url string) ([]bench.Result, error) {
-		cfg := bench.ColdOpenConfig{Dir: dir, Remote: replicationRemote(quick, url)}
-		if quick {
+	{"coldopen", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
+		// W3 and W3b on the reference database, then the open of a large
+		// one.
+		cfg := bench.ColdOpenConfig{Dir: filepath.Join(dir, "ref"), Remote: o.replication()}
+		if o.quick {
 			cfg.Rows, cfg.Reads = 3000, 50
 		}
-		return bench.RunColdOpen(ctx, cfg)
+		out, err := bench.RunColdOpen(ctx, cfg)
+		if err != nil || o.coldOpenSize == 0 {
+			return out, err
+		}
+		large := bench.ColdOpenConfig{Dir: filepath.Join(dir, "large"), Size: o.coldOpenSize, OpenOnly: true, Remote: o.replication()}
+		rs, err := bench.RunColdOpen(ctx, large)
+		return append(out, rs...), err
+	}},
+	{"tenants", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
+		return bench.RunTenants(ctx, bench.TenantsConfig{Dir: dir, Volumes: o.tenants, Remote: o.replication()})
 	}},
 }
 
 func benchCommand(g *globals) *command {
 	var (
-		quick    bool
-		jsonPath string
-		only     string
+		o                        benchOptions
+		jsonPath, svgDir, only   string
+		size, latency, bandwidth string
+		tenants                  int
 	)
 	return &command{
 		name:    "bench",
 		summary: "run the benchmark workloads against their baselines",
-		doc: `Runs the workloads of the bench package, each against its baseline measured in
-the same run (the same SQLite driver on a plain file), and prints a table of
-rates and ratios. The reference sizes take minutes; --quick runs small ones
-in seconds, which check that the harness works rather than measure.
+		doc: `Runs the workloads of the bench package, each against its baselines measured in
+the same run, and prints a table of figures and ratios (above 1: Cambium is
+faster, or moves fewer bytes). The reference sizes of BENCHMARKS.md take tens
+of minutes; --quick runs every workload at small sizes in a few minutes, which
+checks the harness rather than measures.
 
-Workloads: pointread (indexed point queries on a warm database), commit (small
-write transactions at synchronous=NORMAL and FULL), fastforward (a replica
-catching up after many small commits), coldopen (a replica with an empty data
-directory opening a remote database: first query, point reads, a scan). The
-replication workloads use an object store in a scratch directory behind
-emulated latency, or --remote.`,
+Workloads:
+  pointread    indexed point queries on a warm database (W6); baseline: the
+               same driver on a plain file
+  commit       small write transactions (W5) at synchronous=NORMAL and FULL;
+               baselines: a plain file in WAL+NORMAL and rollback journal+FULL
+  fastforward  a replica catching up after 1,000 small commits pushed one by
+               one (W1, random and compressible rows) or in one burst to 100
+               hot rows (W2); baselines: a full copy, and Litestream v0.5.18
+               replicating the same writes to a file replica (installed with
+               go install when missing; a note says when it cannot be)
+  coldopen     a replica with an empty data directory: open and first query,
+               200 random point reads, a full scan (W3, W3b, on the 51 MB
+               reference database), and the open and one query of a large
+               database (--coldopen-size); baseline: a full download
+  tenants      many databases in one process and one remote (W7): create and
+               write, push, open and query each; time per database and the
+               memory each keeps; baseline: plain files
+
+The replication workloads use an object store in a scratch directory, or
+--remote, behind emulated latency (--latency, --bandwidth).`,
 		minArgs: 0, maxArgs: 0,
 		noJSON: true,
 		flags: func(fs *flag.FlagSet) {
-			fs.BoolVar(&quick, "quick", false, "small sizes: seconds, not minutes")
+			fs.BoolVar(&o.quick, "quick", false, "every workload at small sizes, in a few minutes")
 			fs.StringVar(&jsonPath, "json", "", "also write the results as JSON to `FILE`")
-			fs.StringVar(&only, "only", "", "run only the workload `NAME`")
+			fs.StringVar(&svgDir, "svg", "", "also write an SVG chart per workload into `DIR`")
+			fs.StringVar(&only, "only", "", "run only the workloads `NAMES` (comma-separated)")
+			fs.StringVar(&size, "coldopen-size", "", "`SIZE` of coldopen's large database (default 1GiB, 8MiB with --quick; 0 skips it)")
+			fs.IntVar(&tenants, "tenants", 0, "`N` databases for tenants (default 10000, 200 with --quick)")
+			fs.StringVar(&latency, "latency", "", "emulated object-store first-byte `DURATION` (default 20ms, 1ms with --quick; 0 turns emulation off)")
+			fs.StringVar(&bandwidth, "bandwidth", "", "emulated per-request `BYTES/s`, e.g. 100MB (default 100MB, 1GB with --quick)")
+			fs.BoolVar(&o.noLitestream, "no-litestream", false, "leave out the Litestream baseline")
 		},
 		run: func(ctx context.Context, _ []string) error {
-			return runBench(ctx, g, quick, jsonPath, only)
+			o.remote = g.remote
+			var err error
+			if o.coldOpenSize, err = parseSize("--coldopen-size", size, pick[int64](o.quick, 8<<20, 1<<30)); err != nil {
+				return err
+			}
+			if o.tenants = tenants; o.tenants == 0 {
+				o.tenants = pick(o.quick, 200, 10000)
+			} else if o.tenants < 0 {
+				return usagef("--tenants %d: want a positive number", tenants)
+			}
+			if o.latency, err = parseLatency(latency, bandwidth, o.quick); err != nil {
+				return err
+			}
+			run, err := selectWorkloads(only)
+			if err != nil {
+				return err
+			}
+			return runBench(ctx, g, o, run, jsonPath, svgDir)
 		},
 	}
 }
 
-func runBench(ctx context.Context, g *globals, quick bool, jsonPath, only string) error {
-	run := workloads
-	if only != "" {
-		run = nil
-		for _, w := range workloads {
-			if w.name == only {
-				run = append(run, w)
-			}
-		}
-		if run == nil {
-			names := ""
-			for _, w := range workloads {
-				names += " " + w.name
-			}
-			return usagef("--only %q: no such workload; there are:%s", only, names)
+func pick[T any](quick bool, small, full T) T {
+	if quick {
+		return small
+	}
+	return full
+}
+
+// parseSize reads a byte size such as 1GiB, 64MiB, 500MB or 4096.
+func parseSize(flagName, s string, def int64) (int64, error) {
+	if s == "" {
+		return def, nil
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	num, mult := s, int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
 		}
 	}
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || n < 0 || n*float64(mult) > 1<<42 {
+		return 0, usagef("%s %q: want a size such as 1GiB, 64MiB or 500MB", flagName, s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+// parseLatency reads --latency and --bandwidth into emulation options.
+func parseLatency(latency, bandwidth string, quick bool) (remote.LatencyOptions, error) {
+	lat := remote.LatencyOptions{FirstByte: pick(quick, time.Millisecond, 20*time.Millisecond)}
+	if latency != "" {
+		d, err := time.ParseDuration(latency)
+		if err != nil || d < 0 {
+			return lat, usagef("--latency %q: want a duration such as 20ms, or 0", latency)
+		}
+		lat.FirstByte = d
+	}
+	bw, err := parseSize("--bandwidth", bandwidth, pick[int64](quick, 1e9, 100e6))
+	if err != nil {
+		return lat, err
+	}
+	if bw == 0 {
+		return lat, usagef("--bandwidth %q: want a rate such as 100MB", bandwidth)
+	}
+	if lat.FirstByte == 0 {
+		return remote.LatencyOptions{}, nil // emulation off
+	}
+	lat.BytesPerSecond = bw
+	return lat, nil
+}
+
+// selectWorkloads returns the workloads --only names, or all of them.
+func selectWorkloads(only string) ([]workload, error) {
+	if only == "" {
+		return workloads, nil
+	}
+	var run []workload
+	for _, name := range strings.Split(only, ",") {
+		found := false
+		for _, w := range workloads {
+			if w.name == strings.TrimSpace(name) {
+				run, found = append(run, w), true
+			}
+		}
+		if !found {
+			var names []string
+			for _, w := range workloads {
+				names = append(names, w.name)
+			}
+			return nil, usagef("--only %q: no workload %q; there are: %s", only, name, strings.Join(names, ", "))
+		}
+	}
+	return run, nil
+}
+
+func runBench(ctx context.Context, g *globals, o benchOptions, run []workload, jsonPath, svgDir string) error {
 	scratch, err := os.MkdirTemp("", "cambium-bench-")
 	if err != nil {
 		return err
@@ -142,7 +260,7 @@ func runBench(ctx context.Context, g *globals, quick bool, jsonPath, only string
 			fmt.Fprintf(g.stderr, "running %s...\n", w.name)
 		}
 		start := time.Now()
-		rs, err := w.run(ctx, dir, quick, g.remote)
+		rs, err := w.run(ctx, dir, o)
 		if err != nil {
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
@@ -150,9 +268,16 @@ func runBench(ctx context.Context, g *globals, quick bool, jsonPath, only string
 			fmt.Fprintf(g.stderr, "  %s done in %s\n", w.name, time.Since(start).Round(time.Millisecond))
 		}
 		results = append(results, rs...)
+		os.RemoveAll(dir)
 	}
 	if jsonPath != "" {
-		b, err := json.MarshalIndent(results, "", "  ")
+		b, err := json.MarshalIndent(benchReport{
+			Date:    time.Now().UTC().Format(time.RFC3339),
+			Command: strings.Join(os.Args, " "),
+			Quick:   o.quick,
+			Latency: latencyText(o.latency),
+			Results: results,
+		}, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -160,10 +285,35 @@ func runBench(ctx context.Context, g *globals, quick bool, jsonPath, only string
 			return err
 		}
 	}
+	if svgDir != "" {
+		paths, err := bench.WriteCharts(svgDir, results)
+		if err != nil {
+			return err
+		}
+		if !g.json {
+			fmt.Fprintf(g.stderr, "charts: %s\n", strings.Join(paths, " "))
+		}
+	}
 	return g.emit(results, func(w io.Writer) {
 		fmt.Fprint(w, bench.Table(results...))
-		if quick {
-			fmt.Fprintln(w, "(--quick: small sizes; the ratios are not the reference measurements)")
+		if o.quick {
+			fmt.Fprintln(w, "(--quick: small sizes and 1 ms emulated latency; the ratios are not the reference measurements)")
 		}
 	})
+}
+
+func latencyText(l remote.LatencyOptions) string {
+	if l == (remote.LatencyOptions{}) {
+		return "none"
+	}
+	return fmt.Sprintf("%s first byte, %d B/s per request", l.FirstByte, l.BytesPerSecond)
+}
+
+// benchReport is the JSON file that --json writes.
+type benchReport struct {
+	Date    string         `json:"date"`
+	Command string         `json:"command"`
+	Quick   bool           `json:"quick"`
+	Latency string         `json:"object_store_latency"`
+	Results []bench.Result `json:"results"`
 }
