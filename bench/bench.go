@@ -48,7 +48,7 @@ type Comparison struct {
 	Metric   string  `json:"metric"` // "per_sec" or "bytes"
 	Figures  Figures `json:"figures"`
 	Ratio    float64 `json:"ratio"`
-	Target   float64 `json:"target"` // the ratio DESIGN.md asks for
+	Target   float64 `json:"target"` // the ratio DESIGN.md asks for; 0: none
 }
 
 // Result is one workload's outcome.
@@ -80,12 +80,12 @@ func Table(results ...Result) string {
 		}
 		for _, c := range r.Comparisons {
 			if c.Metric == "bytes" {
-				fmt.Fprintf(w, "%s\t%s in %d req, %s\t%s\t%s in %d req, %s\t%.1fx fewer bytes\t>=%.1fx\n", r.Workload,
+				fmt.Fprintf(w, "%s\t%s in %d req, %s\t%s\t%s in %d req, %s\t%.1fx fewer bytes\t%s\n", r.Workload,
 					humanBytes(r.Cambium.Bytes), r.Cambium.Requests, elapsed(r.Cambium.Elapsed), c.Baseline,
-					humanBytes(c.Figures.Bytes), c.Figures.Requests, elapsed(c.Figures.Elapsed), c.Ratio, c.Target)
+					humanBytes(c.Figures.Bytes), c.Figures.Requests, elapsed(c.Figures.Elapsed), c.Ratio, targetText(c.Target))
 				continue
 			}
-			fmt.Fprintf(w, "%s\t%.0f/s\t%s\t%.0f/s\t%.2fx\t>=%.1fx\n", r.Workload, r.Cambium.PerSec, c.Baseline, c.Figures.PerSec, c.Ratio, c.Target)
+			fmt.Fprintf(w, "%s\t%.0f/s\t%s\t%.0f/s\t%.2fx\t%s\n", r.Workload, r.Cambium.PerSec, c.Baseline, c.Figures.PerSec, c.Ratio, targetText(c.Target))
 		}
 	}
 	w.Flush()
@@ -108,6 +108,15 @@ func (f Figures) summary() string {
 		return fmt.Sprintf("%.0f/s, %d req", f.PerSec, f.Requests)
 	}
 	return fmt.Sprintf("%.0f/s", f.PerSec)
+}
+
+// targetText is a comparison's target ratio, or "none" for 0 (a
+// comparison that informs rather than tests a goal).
+func targetText(t float64) string {
+	if t > 0 {
+		return fmt.Sprintf(">=%.1fx", t)
+	}
+	return "none"
 }
 
 // elapsed formats a duration, or "time not measured" for none.

@@ -186,11 +186,16 @@ func valueText(f Figures, metric string) string {
 
 func ratioText(c Comparison) (text, colour string) {
 	target := "target >=" + strconv.FormatFloat(c.Target, 'f', 1, 64) + "x"
+	if !(c.Target > 0) {
+		target = "no target"
+	}
 	if math.IsNaN(c.Ratio) || math.IsInf(c.Ratio, 0) {
 		return "ratio n/a (" + target + ")", colourMuted
 	}
 	colour = colourMissed
-	if c.Ratio >= c.Target {
+	if !(c.Target > 0) {
+		colour = colourMuted
+	} else if c.Ratio >= c.Target {
 		colour = colourMet
 	}
 	return strconv.FormatFloat(c.Ratio, 'f', 2, 64) + "x (" + target + ")", colour
