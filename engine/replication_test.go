@@ -1375,3 +1375,79 @@ func TestVolume_SnapshotAtWhilePruning(t *testing.T) {
 		t.Fatal("the pruner never ran: the test proves nothing")
 	}
 }
+
+// inFlight is a store that records the most ranged reads it served at
+// once.
+type inFlight struct {
+	remote.Store
+	mu       sync.Mutex
+	now, max int
+}
+
+func (s *inFlight) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	s.mu.Lock()
+	s.now++
+	s.max = max(s.max, s.now)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.now--
+		s.mu.Unlock()
+	}()
+	return s.Store.GetRange(ctx, key, off, n)
+}
+
+// TestReplication_ScanPrefetch: a scan of a cold replica fetches ahead of
+// the reader, several windows at a time, each frame once; when the fetches
+// ahead fail, the reader fetches for itself and still reads every page
+// right.
+func TestReplication_ScanPrefetch(t *testing.T) {
+	const pages = 4000
+	rem := newFileRemote(t)
+	wv := attach(t, newEngine(t, Options{}), "scan", rem.url, rem.store)
+	wr := newVolWriter(t, wv, 7, 4096)
+	all := make([]PageNo, pages)
+	for i := range all {
+		all[i] = PageNo(i + 1)
+	}
+	wr.commit(-1, all...)
+	mustPush(t, wv)
+	var frames int64
+	for _, ref := range remoteLog(t, rem.store, "scan")[0].segments {
+		for _, fr := range ref.frames {
+			frames += int64(fr.Length)
+		}
+	}
+
+	t.Run("Concurrent", func(t *testing.T) {
+		slow, err := remote.NewLatencyStore(rem.open(t), remote.LatencyOptions{FirstByte: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted := &inFlight{Store: slow}
+		rv := attach(t, newEngine(t, Options{CacheBytes: -1}), "scan", rem.url, counted)
+		mustPull(t, rv)
+		before := rv.RemoteStats()
+		checkHead(t, rv, wr.cur)
+		st := rv.RemoteStats().Sub(before)
+		// 4,000 one-page frames: a ramp of windows of 1, 4, 16 and 64
+		// frames, then windows of 256; one request per frame would be
+		// 4,000.
+		if st.Requests() > 40 || st.BytesRead() != frames {
+			t.Fatalf("scan of %d cold pages: %v; want at most 40 requests reading the %d bytes of their frames once", pages, st, frames)
+		}
+		if counted.max < 2 {
+			t.Fatalf("at most %d ranged read at a time: the scan did not fetch ahead concurrently", counted.max)
+		}
+		t.Logf("scan of %d cold pages: %v, up to %d ranged reads at once", pages, st, counted.max)
+	})
+
+	t.Run("Faults", func(t *testing.T) {
+		bad := []remote.Action{{Fault: remote.FailBefore}, {Fault: remote.FailAfter}, {Fault: remote.Truncate}}
+		rf := remote.NewFaultStore(rem.open(t), remote.Random(9, 0.3, bad, remote.OpGetRange))
+		quiet := slog.New(&warnRecorder{})
+		rv := attach(t, newEngine(t, Options{CacheBytes: -1, Logger: quiet}), "scan", rem.url, rf)
+		until(t, func() error { _, err := rv.Pull(context.Background()); return err })
+		readAllRetrying(t, rv, wr.cur)
+	})
+}
