@@ -127,7 +127,7 @@ func startLitestream(ctx context.Context, bin, dir, db string, interval time.Dur
 		return nil, fmt.Errorf("start litestream: %w", err)
 	}
 	// Current: a first level-0 file, and then no new one for a while.
-	if _, err := l.waitQuiet(ctx, 0, max(20*interval, 500*time.Millisecond)); err != nil {
+	if _, err := l.waitQuiet(ctx, 0, max(3*interval, 300*time.Millisecond)); err != nil {
 		l.stop()
 		return nil, err
 	}
