@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -29,8 +31,10 @@ type RemoteConfig struct {
 var benchRemotes atomic.Int64
 
 // open returns the store and a URL the cambium VFS resolves to it,
-// wrapped in latency emulation and a counting store.
-func (c RemoteConfig) open(ctx context.Context, dir string) (string, *remote.CountingStore, error) {
+// wrapped in latency emulation and a counting store, and a namespace for
+// the run's volume names: on a store of its own none, on a shared one
+// (URL) a name no other run uses, such as "bench-1732159200123456789-3/".
+func (c RemoteConfig) open(ctx context.Context, dir string) (string, *remote.CountingStore, string, error) {
 	var s remote.Store
 	var err error
 	if c.URL != "" {
@@ -39,7 +43,7 @@ func (c RemoteConfig) open(ctx context.Context, dir string) (string, *remote.Cou
 		s, err = remote.NewFileStore(filepath.Join(dir, "remote"))
 	}
 	if err != nil {
-		return "", nil, err
+		return "", nil, "", err
 	}
 	if !c.Disabled {
 		lat := c.Latency
@@ -47,13 +51,18 @@ func (c RemoteConfig) open(ctx context.Context, dir string) (string, *remote.Cou
 			lat = remote.LatencyOptions{FirstByte: 20 * time.Millisecond, BytesPerSecond: 100e6}
 		}
 		if s, err = remote.NewLatencyStore(s, lat); err != nil {
-			return "", nil, err
+			return "", nil, "", err
 		}
 	}
 	counted := remote.NewCountingStore(s)
-	url := fmt.Sprintf("mem://bench-%d-%d", time.Now().UnixNano(), benchRemotes.Add(1))
+	run := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), benchRemotes.Add(1))
+	url := "mem://" + run
 	extension.RegisterRemote(url, counted)
-	return url, counted, nil
+	ns := ""
+	if c.URL != "" {
+		ns = run + "/"
+	}
+	return url, counted, ns, nil
 }
 
 // measure runs fn and returns its time and what it moved through store.
@@ -120,11 +129,12 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 	if cfg.RowsPerTxn == 0 {
 		cfg.RowsPerTxn = 3
 	}
-	url, store, err := cfg.Remote.open(ctx, cfg.Dir)
+	url, store, ns, err := cfg.Remote.open(ctx, cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	w, err := openCambium(filepath.Join(cfg.Dir, "writer"), "ff.db", "&remote="+url+"&_pragma=synchronous(normal)")
+	volume := ns + "ff.db"
+	w, err := openCambium(filepath.Join(cfg.Dir, "writer"), volume, "&remote="+url+"&_pragma=synchronous(normal)")
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +146,7 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 	if _, err := pragma(w, "cambium_push"); err != nil {
 		return nil, err
 	}
-	r, err := openCambium(filepath.Join(cfg.Dir, "replica"), "ff.db", "&remote="+url)
+	r, err := openCambium(filepath.Join(cfg.Dir, "replica"), volume, "&remote="+url)
 	if err != nil {
 		return nil, err
 	}
@@ -167,8 +177,11 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 	if err != nil {
 		return nil, err
 	}
+	// The changed rows in an order of their own, the same in every run.
+	ids := slices.Sorted(maps.Keys(changed))
+	rand.New(rand.NewPCG(11, 12)).Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	read, err := measure(store, len(changed), func() error {
-		for id := range changed {
+		for _, id := range ids {
 			var q int
 			if err := r.QueryRow("SELECT qty FROM items WHERE id = ?", id).Scan(&q); err != nil {
 				return err
@@ -179,7 +192,7 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 	if err != nil {
 		return nil, err
 	}
-	full, err := fullCopy(filepath.Join(cfg.Dir, "fullcopy"), "ff.db", url, store)
+	full, err := fullCopy(filepath.Join(cfg.Dir, "fullcopy"), volume, url, store)
 	if err != nil {
 		return nil, err
 	}
@@ -321,11 +334,12 @@ func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
 	if cfg.Reads == 0 {
 		cfg.Reads = 200
 	}
-	url, store, err := cfg.Remote.open(ctx, cfg.Dir)
+	url, store, ns, err := cfg.Remote.open(ctx, cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	w, err := openCambium(filepath.Join(cfg.Dir, "writer"), "cold.db", "&remote="+url)
+	volume := ns + "cold.db"
+	w, err := openCambium(filepath.Join(cfg.Dir, "writer"), volume, "&remote="+url)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +353,7 @@ func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
 	var r *sql.DB
 	open, err := measure(store, 1, func() error {
 		var err error
-		if r, err = openCambium(filepath.Join(cfg.Dir, "replica"), "cold.db", "&remote="+url); err != nil {
+		if r, err = openCambium(filepath.Join(cfg.Dir, "replica"), volume, "&remote="+url); err != nil {
 			return err
 		}
 		r.SetMaxOpenConns(1)
@@ -363,7 +377,7 @@ func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
 	both.Bytes += open.Bytes
 	both.Requests += open.Requests
 	both.Elapsed += open.Elapsed
-	full, err := fullCopy(filepath.Join(cfg.Dir, "fullcopy"), "cold.db", url, store)
+	full, err := fullCopy(filepath.Join(cfg.Dir, "fullcopy"), volume, url, store)
 	if err != nil {
 		return nil, err
 	}
@@ -389,7 +403,7 @@ func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		scanDB, err := openCambium(filepath.Join(cfg.Dir, "scanner"), "cold.db", "&remote="+url)
+		scanDB, err := openCambium(filepath.Join(cfg.Dir, "scanner"), volume, "&remote="+url)
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -46,7 +47,7 @@ func RunTenants(ctx context.Context, cfg TenantsConfig) ([]Result, error) {
 	if cfg.Workers == 0 {
 		cfg.Workers = 32
 	}
-	url, store, err := cfg.Remote.open(ctx, cfg.Dir)
+	url, store, ns, err := cfg.Remote.open(ctx, cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -58,9 +59,9 @@ func RunTenants(ctx context.Context, cfg TenantsConfig) ([]Result, error) {
 		return openCambium(dataDir, name, "&remote="+url+"&_pragma=synchronous(normal)")
 	}
 	plain := func(name string) (*sql.DB, error) {
-		return openFile(plainDir, name+".sqlite", "_pragma=journal_mode(wal)&_pragma=synchronous(normal)")
+		return openFile(plainDir, path.Base(name)+".sqlite", "_pragma=journal_mode(wal)&_pragma=synchronous(normal)")
 	}
-	anchor, err := cambium("anchor")
+	anchor, err := cambium(ns + "anchor")
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +77,7 @@ func RunTenants(ctx context.Context, cfg TenantsConfig) ([]Result, error) {
 
 	names := make([]string, cfg.Volumes)
 	for i := range names {
-		names[i] = fmt.Sprintf("tenant-%06d", i)
+		names[i] = fmt.Sprintf("%stenant-%06d", ns, i)
 	}
 	write := func(open func(string) (*sql.DB, error)) (Figures, error) {
 		start := time.Now()

@@ -297,7 +297,7 @@ func runBench(ctx context.Context, g *globals, o benchOptions, run []workload, j
 	return g.emit(results, func(w io.Writer) {
 		fmt.Fprint(w, bench.Table(results...))
 		if o.quick {
-			fmt.Fprintln(w, "(--quick: small sizes and 1 ms emulated latency; the ratios are not the reference measurements)")
+			fmt.Fprintf(w, "(--quick: small sizes, object store latency %s; the ratios are not the reference measurements)\n", latencyText(o.latency))
 		}
 	})
 }
