@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -83,32 +84,57 @@ type fetchCall struct {
 	prefetch bool
 }
 
-// pageFromFrame returns page p's image from the frame s names, sharing the
-// fetch with any reader of the same frame and reading ahead for scans.
-func (v *Volume) pageFromFrame(s stub, p PageNo, pageSize int) ([]byte, error) {
+// pageFromFrame returns page p's image, as of version ver, from the frame
+// s names, sharing the fetch with any reader of the same frame and reading
+// ahead for scans. A frame that a fetch ahead stored after this read found
+// its stub is read from local storage, not fetched again.
+func (v *Volume) pageFromFrame(s stub, p PageNo, ver Version, pageSize int) ([]byte, error) {
 	r, err := v.replica()
 	if err != nil {
 		return nil, fmt.Errorf("page %d of %q is in the remote (segment %s): %w", p, v.name, s.seg, ErrNoRemote)
 	}
-	pages, err := v.framePages(r, s, pageSize, true)
-	if err != nil {
-		return nil, err
+	id := VolumeID(v.id.Load())
+	var img []byte
+	stored := func() bool {
+		_, val, found, err := v.lookupPage(id, p, ver)
+		if err != nil || !found || len(val) != 1+pageSize || val[0] != pageKindImage {
+			return false
+		}
+		img = val[1:]
+		return true
 	}
-	at := int(p-s.frame.First) * pageSize
-	return pages[at : at+pageSize], nil
+	for range 3 {
+		pages, err := v.framePages(r, s, pageSize, true, stored)
+		switch {
+		case err == nil:
+			at := int(p-s.frame.First) * pageSize
+			return pages[at : at+pageSize], nil
+		case !errors.Is(err, errFrameStored):
+			return nil, err
+		case img != nil || stored():
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: page %d of %q: its frame is stored, yet no image of it is", ErrCorrupt, p, v.name)
 }
+
+// errFrameStored ends the fetch of a frame whose pages turned out to be
+// stored already.
+var errFrameStored = errors.New("frame already stored")
 
 // fetchFrame returns the decoded pages of the frame s names, fetching it
 // once however many readers ask at the same time, and stores its pages
 // locally.
 func (v *Volume) fetchFrame(r *replica, s stub, pageSize int) ([]byte, error) {
-	return v.framePages(r, s, pageSize, false)
+	return v.framePages(r, s, pageSize, false, nil)
 }
 
 // framePages returns the decoded pages of frame s: those of a fetch in
 // flight when there is one, else fetched now, together with the frames
-// readahead adds when scan is set.
-func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool) ([]byte, error) {
+// readahead adds when scan is set. When stored, called once the frame is
+// claimed, reports that its pages are in local storage after all (a fetch
+// ahead stored them), it returns errFrameStored instead.
+func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool, stored func() bool) ([]byte, error) {
 	k := frameKey{s.seg, s.frame.Offset}
 	retried := false
 	for {
@@ -120,8 +146,8 @@ func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool) ([]byte
 			if c.err == nil || !c.prefetch || retried {
 				return c.pages, c.err
 			}
-			// The fetch ahead failed; the error, if it persists, is
-			// then this read's own.
+			// The fetch ahead failed, or found the frame stored; the
+			// error, if it persists, is then this read's own.
 			retried, scan = true, false
 			continue
 		}
@@ -133,11 +159,20 @@ func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool) ([]byte
 		if len(calls) == 0 {
 			continue // another reader claimed s first
 		}
+		run = run[:len(calls)]
+		if stored != nil && stored() {
+			// Readers waiting on these calls fetch for themselves.
+			for _, c := range calls {
+				c.prefetch, c.err = true, errFrameStored
+			}
+			r.release(run, calls)
+			return nil, errFrameStored
+		}
 		for _, l := range later {
 			v.prefetch(r, l, pageSize)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
-		v.fetchClaimed(ctx, r, run[:len(calls)], calls, pageSize)
+		v.fetchClaimed(ctx, r, run, calls, pageSize)
 		cancel()
 		return calls[0].pages, calls[0].err
 	}

@@ -374,7 +374,7 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if img, err = v.pageFromFrame(s, p, int(st.pageSize)); err != nil {
+		if img, err = v.pageFromFrame(s, p, st.version, int(st.pageSize)); err != nil {
 			return nil, err
 		}
 		img = bytes.Clone(img)
