@@ -172,7 +172,7 @@ func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool, stored 
 			v.prefetch(r, l, pageSize)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
-		v.fetchClaimed(ctx, r, run, calls, pageSize)
+		v.fetchCurrent(ctx, r, run, calls, pageSize, stored != nil)
 		cancel()
 		return calls[0].pages, calls[0].err
 	}
@@ -224,6 +224,40 @@ func (v *Volume) fetchClaimed(ctx context.Context, r *replica, run []stub, calls
 		// The pages are verified; failing to keep them only costs a
 		// fetch next time.
 		v.e.opts.Logger.Warn("cambium: cannot store fetched pages", "volume", v.name, "err", err)
+	}
+}
+
+// fetchCurrent fetches, like fetchClaimed, the claimed frames of run that
+// still are stubs (first, the first frame of run, is taken to be one):
+// the run was planned from stubs read before its frames were claimed, and
+// another fetch may have stored some of them since. Those are released
+// with errFrameStored, for their readers to read them locally.
+func (v *Volume) fetchCurrent(ctx context.Context, r *replica, run []stub, calls []*fetchCall, pageSize int, checkFirst bool) {
+	id := VolumeID(v.id.Load())
+	head := v.head.Load().version
+	current := make([]bool, len(run))
+	for i, s := range run {
+		if i == 0 && !checkFirst {
+			current[i] = true
+			continue
+		}
+		_, val, found, err := v.lookupPage(id, s.frame.First, head)
+		current[i] = err != nil || (found && pointsTo(val, s)) // on error, fetch
+	}
+	for i := 0; i < len(run); {
+		j := i + 1
+		for j < len(run) && current[j] == current[i] {
+			j++
+		}
+		if current[i] {
+			v.fetchClaimed(ctx, r, run[i:j], calls[i:j], pageSize)
+		} else {
+			for _, c := range calls[i:j] {
+				c.prefetch, c.err = true, errFrameStored
+			}
+			r.release(run[i:j], calls[i:j])
+		}
+		i = j
 	}
 }
 
@@ -449,7 +483,7 @@ func (v *Volume) prefetch(r *replica, run []stub, pageSize int) {
 	if !v.e.background(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, pullTimeout)
 		defer cancel()
-		v.fetchClaimed(ctx, r, run, calls, pageSize)
+		v.fetchCurrent(ctx, r, run, calls, pageSize, true)
 	}) {
 		for _, c := range calls {
 			c.err = ErrClosed
