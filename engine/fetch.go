@@ -300,9 +300,9 @@ func (v *Volume) fetchFrames(ctx context.Context, r *replica, run []stub, pageSi
 // read with one ranged GET. Once the window reaches prefetchFrom, the scan
 // also fetches in the background, prefetchRuns windows at a time and
 // concurrently, the frames ahead of the reader, which waits only for the
-// window that holds its page; when the reader reaches the middle of those,
-// the next prefetchRuns windows start (see noteRead), so that a steady
-// scan rarely waits. "In order" steps over pages stored locally, such as
+// window that holds its page; when the reader reaches those, the next
+// prefetchRuns windows start (see noteRead), so that one batch is always on
+// its way and a steady scan rarely waits. "In order" steps over pages stored locally, such as
 // the b-tree interior pages among the leaves. A read out of order (a
 // random read, or an interior page that a scan reads in passing) fetches
 // its frame alone and leaves the scan's state as it was; a second read in
@@ -317,9 +317,10 @@ const (
 // readaheadState is a volume's readahead state.
 type readaheadState struct {
 	sync.Mutex
-	next      PageNo // the page after the frames the scan has fetched
+	next      PageNo // the page after the furthest frame the scan has fetched or is fetching
 	window    int    // the scan's window, in frames
 	candidate PageNo // the page after the last read out of order
+	gen       uint64 // counts scans: a fetch ahead of an older one moves nothing
 
 	// A read of a page in [trigger, until) starts the next prefetch.
 	trigger, until atomic.Uint32
@@ -336,17 +337,20 @@ func (v *Volume) readahead(s stub) (now []stub, later [][]stub) {
 	case ra.next:
 		ra.window = min(ra.window*4, maxReadahead)
 	case ra.candidate:
-		ra.window = 4
+		ra.window, ra.next = 4, 0
+		ra.gen++
 	default:
 		ra.candidate = s.frame.Last + 1
 		ra.Unlock()
 		return []stub{s}, nil
 	}
-	window := ra.window
+	window, gen := ra.window, ra.gen
 	ra.Unlock()
 	runs, next := v.followingRuns(s, window, window, window >= prefetchFrom)
 	ra.Lock()
-	ra.next = next
+	if ra.gen == gen {
+		ra.next = max(ra.next, next)
+	}
 	ra.Unlock()
 	if window >= prefetchFrom {
 		v.extendReadahead()
@@ -355,8 +359,7 @@ func (v *Volume) readahead(s stub) (now []stub, later [][]stub) {
 }
 
 // noteRead is called for each page read from local storage: a scan's
-// read that reaches the middle of what was prefetched starts the next
-// prefetch.
+// read that reaches what was prefetched starts the next prefetch.
 func (v *Volume) noteRead(p PageNo) {
 	t := v.ra.trigger.Load()
 	if t == 0 || uint32(p) < t || uint32(p) >= v.ra.until.Load() || !v.ra.trigger.CompareAndSwap(t, 0) {
@@ -380,7 +383,7 @@ func (v *Volume) extendReadahead() {
 		}
 		ra.Lock()
 		ra.window = min(ra.window*4, maxReadahead)
-		from, window := ra.next, ra.window
+		from, window, gen := ra.next, ra.window, ra.gen
 		ra.Unlock()
 		s, ok := v.stubFrom(from)
 		if !ok {
@@ -392,10 +395,12 @@ func (v *Volume) extendReadahead() {
 			v.prefetch(r, run, pageSize)
 		}
 		ra.Lock()
-		if ra.next == from {
+		if ra.gen == gen && next > ra.next {
+			// The reader's entering these frames starts the next
+			// prefetch, so that one is always on its way.
 			ra.next = next
 			ra.until.Store(uint32(next))
-			ra.trigger.Store(uint32(runs[len(runs)/2][0].frame.First))
+			ra.trigger.Store(uint32(runs[0][0].frame.First))
 		}
 		ra.Unlock()
 	})
