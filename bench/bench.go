@@ -127,12 +127,17 @@ func elapsed(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
+// humanBytes writes a byte count in decimal units (1 KB is 1,000 bytes),
+// as the table and the charts show it.
 func humanBytes(n int64) string {
+	v := float64(n)
 	switch {
-	case n >= 10<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 10<<10:
-		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
+	case v >= 1e9:
+		return fmt.Sprintf("%.1f GB", v/1e9)
+	case v >= 1e6:
+		return fmt.Sprintf("%.1f MB", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1f KB", v/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
 }

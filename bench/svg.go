@@ -168,7 +168,7 @@ func measured(f Figures, metric string) bool {
 
 func valueText(f Figures, metric string) string {
 	if metric == "bytes" {
-		s := formatBytes(f.Bytes)
+		s := humanBytes(f.Bytes)
 		if f.Requests != 0 {
 			s += ", " + groupDigits(f.Requests) + " req"
 		}
@@ -199,20 +199,6 @@ func ratioText(c Comparison) (text, colour string) {
 		colour = colourMet
 	}
 	return strconv.FormatFloat(c.Ratio, 'f', 2, 64) + "x (" + target + ")", colour
-}
-
-// formatBytes uses decimal units (1 KB is 1000 bytes), like Table.
-func formatBytes(n int64) string {
-	v := float64(n)
-	switch {
-	case v >= 1e9:
-		return strconv.FormatFloat(v/1e9, 'f', 1, 64) + " GB"
-	case v >= 1e6:
-		return strconv.FormatFloat(v/1e6, 'f', 1, 64) + " MB"
-	case v >= 1e3:
-		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + " KB"
-	}
-	return strconv.FormatInt(n, 10) + " B"
 }
 
 // groupDigits writes n with a comma between groups of three digits.

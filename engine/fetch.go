@@ -172,7 +172,7 @@ func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool, stored 
 			v.prefetch(r, l, pageSize)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
-		v.fetchCurrent(ctx, r, run, calls, pageSize, stored != nil)
+		v.fetchCurrent(ctx, r, run, calls, pageSize, false)
 		cancel()
 		return calls[0].pages, calls[0].err
 	}
@@ -228,7 +228,8 @@ func (v *Volume) fetchClaimed(ctx context.Context, r *replica, run []stub, calls
 }
 
 // fetchCurrent fetches, like fetchClaimed, the claimed frames of run that
-// still are stubs (first, the first frame of run, is taken to be one):
+// still are stubs (unless checkFirst, the first frame is taken to be one:
+// its reader has just checked):
 // the run was planned from stubs read before its frames were claimed, and
 // another fetch may have stored some of them since. Those are released
 // with errFrameStored, for their readers to read them locally.
