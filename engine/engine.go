@@ -14,7 +14,6 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Options configure an Engine. The zero value of every field but Dir means
@@ -83,9 +82,7 @@ type Engine struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 
-	// durable counts Durable commits in flight (see walFS).
-	durable *atomic.Int64
-	// clog is the commit log of Buffered commits (see commitLog).
+	// clog is the store's write-ahead log (see commitLog).
 	clog *commitLog
 	// failed is set by the first write that fails: after it the store's
 	// state is unknown, so the engine refuses writes until reopened.
@@ -124,12 +121,12 @@ func Open(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	durable := new(atomic.Int64)
 	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
-		MemTableSize:       32 << 20,
-		Logger:             pebbleLogger{opts.Logger},
-		FS:                 walFS{FS: vfs.Default, durable: durable},
+		// The commit log is the write-ahead log (see commitLog).
+		DisableWAL:   true,
+		MemTableSize: 64 << 20,
+		Logger:       pebbleLogger{opts.Logger},
 		// Pebble's default for corruption found on disk is a fatal log,
 		// which would crash the process; the read that met it returns an
 		// error instead, which the engine reports as ErrCorrupt.
@@ -142,7 +139,6 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
 	}
 	e := &Engine{
-		durable:   durable,
 		opts:      opts,
 		dir:       dir,
 		db:        db,
@@ -199,7 +195,12 @@ func (e *Engine) Close() error {
 	e.bg.Wait()
 	close(e.pruneKick)
 	<-e.pruneDone
-	err := e.db.Close()
+	// Pebble keeps no log of its own: what its memtables hold is written
+	// to tables now, or replayed from the commit log by the next Open.
+	err := e.db.Flush()
+	if cerr := e.db.Close(); err == nil {
+		err = cerr
+	}
 	if cerr := e.clog.close(err == nil); err == nil {
 		err = cerr
 	}
@@ -352,7 +353,10 @@ func (e *Engine) undoSpills() error {
 	if b.Empty() {
 		return nil
 	}
-	return b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	return e.db.Flush()
 }
 
 // pebbleLogger passes Pebble's errors on and keeps its chatter quiet.

@@ -3,7 +3,7 @@ package engine
 import "fmt"
 
 // Flush writes everything the store holds in memory (recent commits live in
-// Pebble's memtable and write-ahead log) to its sorted table files, and
+// Pebble's memtable, and in the commit log) to its sorted table files, and
 // waits until it is done. Commits are durable without it; it is for tools
 // and tests that want every page in a table file, where each block carries
 // a checksum that reads verify.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
-	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cambiumdb/cambium/remote"
 )
@@ -315,9 +314,7 @@ func (v *Volume) apply(m *remoteMap, rec replRecord, lastParent Version) error {
 		return err
 	}
 	v.committing.Store(uint64(m.version))
-	v.e.durable.Add(1)
-	defer v.e.durable.Add(-1)
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := v.e.clog.write(b, logEntry{volume: id, version: m.version, parent: base.version}, true); err != nil {
 		v.committing.Store(uint64(base.version))
 		return v.e.fail(fmt.Errorf("apply versions %d..%d of %q: %w", m.parent, m.version, v.name, err))
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
-	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cambiumdb/cambium/remote"
 	"github.com/cambiumdb/cambium/segment"
@@ -304,9 +303,12 @@ func (v *Volume) loadRepl(id VolumeID) (replRecord, error) {
 // saveRepl writes rec durably (a claim must not be forgotten) and makes it
 // the volume's current replication state.
 func (v *Volume) saveRepl(id VolumeID, rec replRecord) error {
-	v.e.durable.Add(1)
-	defer v.e.durable.Add(-1)
-	if err := v.e.db.Set(replKey(id), rec.encode(), pebble.Sync); err != nil {
+	b := v.e.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
+		return err
+	}
+	if err := v.e.clog.write(b, logEntry{}, true); err != nil {
 		return v.e.fail(fmt.Errorf("save replication state of %q: %w", v.name, err))
 	}
 	v.repl.Store(&rec)

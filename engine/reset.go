@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/RoaringBitmap/roaring/v2"
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // ResetResult describes one Reset.
@@ -108,9 +107,7 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 		v.mu.Unlock()
 		return res, err
 	}
-	v.e.durable.Add(1)
-	err = b.Commit(pebble.Sync)
-	v.e.durable.Add(-1)
+	err = v.e.clog.write(b, logEntry{volume: id, version: rec.pushed, parent: head.version}, true)
 	if err != nil {
 		v.mu.Unlock()
 		return res, v.e.fail(fmt.Errorf("reset %q: %w", v.name, err))

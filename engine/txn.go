@@ -379,19 +379,12 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 // no wait for Pebble's log writer, unless the transaction spilled (the log
 // would not hold the spilled pages) or it is too large for the log.
 func (t *Txn) apply(b *pebble.Batch, d Durability, id VolumeID) error {
-	e := t.v.e
-	if d == Buffered && t.spilledAll.IsEmpty() {
-		if logged, err := e.clog.commit(b, id, t.version, t.base.version); logged || err != nil {
-			return err
-		}
+	if !t.spilledAll.IsEmpty() {
+		// The log would not hold the pages spilled earlier: put them and
+		// the commit in Pebble's tables.
+		return t.v.e.clog.writeFlushed(b)
 	}
-	// Pebble's log writer writes the record before Commit returns; only
-	// Durable commits wait for fsync (see walFS).
-	if d == Durable {
-		e.durable.Add(1)
-		defer e.durable.Add(-1)
-	}
-	return b.Commit(pebble.Sync)
+	return t.v.e.clog.write(b, logEntry{volume: id, version: t.version, parent: t.base.version}, d == Durable)
 }
 
 // dropUnchanged removes staged pages whose image equals the base's, so

@@ -9,166 +9,70 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// walFS gives commits two durability classes over one Pebble write-ahead
-// log. Commits that must reach the log file before they return are applied
-// with pebble.Sync, so Pebble writes their log record (write(2)) before
-// the commit returns. Whether that sync also reaches stable storage
-// (fsync) depends on whether a Durable commit is waiting: the log file's
-// Sync is real only while one is. Because an fsync covers everything
-// written before it, a Durable commit also makes every earlier Buffered
-// commit durable, as SQLite's own NORMAL mode would.
+// commitLog is the store's write-ahead log. Pebble runs with its own
+// write-ahead log disabled, so its durable state is what it has flushed to
+// sorted tables; every write that must survive a crash goes through this
+// log first.
 //
-// Buffered commits of write transactions usually skip that wait: they go
-// through the commit log (see commitLog) and are applied with
-// pebble.NoSync.
-//
-// Log files are always synced for real before they are closed, so that a
-// log Pebble has rotated away from is never left torn on disk; other files
-// (tables, the manifest) are never touched.
-type walFS struct {
-	vfs.FS
-	durable *atomic.Int64 // Durable commits waiting for stable storage
-}
-
-func (fs walFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.Create(name, category)
-	return fs.wrap(name, f, err)
-}
-
-func (fs walFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
-	return fs.wrap(newname, f, err)
-}
-
-func (fs walFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
-	if err != nil || filepath.Ext(name) != ".log" {
-		return f, err
-	}
-	return &walFile{File: f, durable: fs.durable, writeback: true}, nil
-}
-
-type walFile struct {
-	vfs.File
-	durable *atomic.Int64
-
-	// Pebble's log writer, one goroutine, is the only caller of Write.
-	written, started int64 // bytes written; bytes whose writeback was started
-	writeback        bool  // starting writeback early is cheap here
-}
-
-// walWritebackBytes is how much a log file may grow before its writeback
-// to disk is started (not waited for). Pebble syncs a log when it rotates
-// away from it, from the commit that fills the memtable; without early
-// writeback that fsync writes the whole log, tens of megabytes, while the
-// commit waits.
-const walWritebackBytes = 1 << 20
-
-func (f *walFile) Write(p []byte) (int, error) {
-	n, err := f.File.Write(p)
-	f.written += int64(n)
-	if err == nil && f.writeback && f.written-f.started >= walWritebackBytes {
-		// On Linux this is sync_file_range(SYNC_FILE_RANGE_WRITE): the
-		// kernel starts writing, nothing waits for stable storage. Where
-		// it would be a full sync instead, stop.
-		full, serr := f.File.SyncTo(f.written)
-		if serr != nil {
-			return n, serr
-		}
-		f.started = f.written
-		f.writeback = !full
-	}
-	return n, err
-}
-
-func (f *walFile) Sync() error {
-	if f.durable.Load() > 0 {
-		return f.File.Sync()
-	}
-	return nil
-}
-
-func (f *walFile) SyncData() error {
-	if f.durable.Load() > 0 {
-		return f.File.SyncData()
-	}
-	return nil
-}
-
-func (f *walFile) SyncTo(length int64) (bool, error) {
-	if f.durable.Load() > 0 {
-		return f.File.SyncTo(length)
-	}
-	return false, nil
-}
-
-func (f *walFile) Close() error {
-	if err := f.File.Sync(); err != nil {
-		f.File.Close()
-		return err
-	}
-	return f.File.Close()
-}
-
-// commitLog makes Buffered commits survive the death of the process
-// without waiting for Pebble's log writer.
-//
-// Pebble writes its write-ahead log from a goroutine of its own, so a
-// commit applied with pebble.Sync hands its record to that goroutine and
-// waits to be woken once it is written: two goroutine switches per commit,
-// and in the loadable extension, whose calls arrive on SQLite's threads,
-// two switches between OS threads, which cost more than the rest of a
-// small commit. A commit applied with pebble.NoSync does not wait, but its
-// record may sit in Pebble's buffer, in the process, for a while.
-//
-// So a Buffered commit first copies its batch into the commit log, a file
-// in the data directory mapped into memory (MAP_SHARED), and then applies
-// the batch with pebble.NoSync. The mapping's pages are the operating
-// system's page cache, which outlives the process: once the copy is done
-// the commit survives a kill, with no system call at all. Pebble's log
-// writer catches up on its own, and Open replays the entries whose batches
-// Pebble does not have (the process died first).
+// The log is a file in the data directory mapped into memory (MAP_SHARED).
+// The mapping's pages are the operating system's page cache, which
+// outlives the process: once a batch is copied there it survives a kill,
+// with no system call at all. A write then applies the batch to Pebble's
+// memtable. That is a Buffered commit: the cost of a memory copy. A
+// Durable commit (and any write whose loss after a power failure would
+// break a promise, such as a push's claim) also syncs the log file before
+// it is applied: one fdatasync, which covers every entry before it too.
 //
 // Every logged batch also sets the commit log position record (key
-// commitLogKey): the epoch and sequence number of its own entry. Pebble
-// recovers a prefix of the batches it was given, so that record says
-// exactly which entries it has; the later ones are replayed, in order,
-// each only if its volume's head is still the commit's parent. That check
-// matters only after a power loss, when the file system may keep the
-// commit log but lose the tail of Pebble's log (Buffered commits promise
-// nothing then): a commit whose parent is gone is not replayed, and
-// nothing after it either.
+// commitLogKey): the epoch and sequence number of its own entry. Pebble's
+// durable state after a crash is a prefix of the batches it was given
+// (a flush writes a memtable whole), so that record says exactly which
+// entries it has; Open replays the later ones, in order, then flushes.
+// An entry that moves a volume's head (a commit, a pull, a reset) is
+// replayed only if the volume's head is still the entry's parent. That
+// check matters only after a power loss, when the log may have lost a
+// tail that Pebble's flushed tables do not have: a commit whose parent is
+// gone is not replayed, and nothing after it either.
 //
-// The log starts over when it is full: one synced Pebble write (a
-// pebble.Sync LogData) puts every batch applied so far in Pebble's log
-// file, after which no entry is needed, and the next entry is written at
-// the start under a new epoch. Entries are found by walking from the start
-// while each one is whole, of the header's epoch and next in sequence, so
-// the bytes of older epochs left further on are never read as entries.
+// The log starts over when it is full: a Pebble flush puts every batch
+// applied so far in sorted tables, after which no entry is needed, and
+// the next entry is written at the start under a new epoch. Entries are
+// found by walking from the start while each one is whole, of the
+// header's epoch and next in sequence, so the bytes of older epochs left
+// further on are never read as entries.
+//
+// Writes that need no log (a page fetched from the remote, a prune step,
+// the pages a large transaction spills before it commits) are applied
+// directly: lost in a crash, they are fetched again, pruned again, or
+// belong to a transaction that never committed. A batch too large for the
+// log is applied and then flushed.
 //
 // Layout (integers big-endian, CRC-32C), in a file of commitLogSize bytes
-// written out in full when created, so that no store through the mapping
+// written in full when created, so that no store through the mapping
 // needs a block the file system might not have:
 //
-//	offset 0     header: magic "CAMBCLOG" (8) | format = 1 (1) | epoch (8) | crc of the preceding (4)
+//	offset 0     header: magic "CAMBCLOG" (8) | format = 2 (1) | epoch (8) | crc of the preceding (4)
 //	offset 4096  entries, back to back, each:
 //	             body length (4) | epoch (8) | sequence (8, from 1 in each epoch) | volume ID (8)
 //	             | version (8) | parent version (8) | crc of the preceding and the body (4)
-//	             | body: the commit's Pebble batch (Batch.Repr)
+//	             | body: the Pebble batch (Batch.Repr)
 //
-// Commits whose entry would be larger than commitLogMaxEntry, and commits
-// of transactions that spilled pages to Pebble before committing (the log
-// holds only the batch, not the spilled pages), use pebble.Sync instead.
+// An entry of volume ID 0 moves no head and is always replayed.
+//
+// Where the file cannot be mapped, the log is kept in memory and each
+// entry is also written to the file with pwrite(2): slower, as safe.
 type commitLog struct {
 	e *Engine
 	f *os.File
-	m []byte // the file, mapped; nil where it cannot be (then commits do not use the log)
+	m []byte // the file, mapped, or (where it cannot be mapped) a copy in memory
+	// mapped says whether m is the mapping; if not, every change to m is
+	// also written to f.
+	mapped bool
 
 	// mu serialises appends: an entry is written and its batch applied
 	// under it, so that the log's order is Pebble's.
@@ -178,21 +82,30 @@ type commitLog struct {
 		seq   uint64 // of the newest entry of this epoch
 		off   int    // where the next entry goes
 		err   error  // a failed write: the log is unusable
+		// flushing is set once this epoch's log is three quarters full
+		// and a Pebble flush has been started in the background, so that
+		// the flush the log waits for when it is full has less to do.
+		flushing bool
 	}
 }
 
 const (
 	commitLogName          = "commits.log"
 	commitLogMagic         = "CAMBCLOG"
-	commitLogFormat        = 1
+	commitLogFormat        = 2 // format 1 (Pebble had a log of its own) is read too
 	commitLogHeaderLen     = 8 + 1 + 8 + 4
 	commitLogStart         = 4096
 	commitLogEntryHeadLen  = 4 + 8 + 8 + 8 + 8 + 8 + 4
-	commitLogSize          = 1 << 20
-	commitLogMaxEntry      = 256 << 10
+	commitLogMaxEntry      = 4 << 20
 	commitLogPositionLen   = 1 + 8 + 8 + 4
 	commitLogPositionExtra = 64 // what setting the position record adds to a batch, at most
 )
+
+// commitLogSize is the size of the log file. The log starts over, with a
+// Pebble flush, each time it fills; as large as a memtable, it rarely
+// needs to before Pebble flushes on its own. (A variable, so that tests can
+// make the log start over often.)
+var commitLogSize = 64 << 20
 
 // logEntry is an entry's header.
 type logEntry struct {
@@ -211,20 +124,22 @@ func openCommitLog(e *Engine) (*commitLog, error) {
 	}
 	l := &commitLog{e: e, f: f}
 	fail := func(err error) (*commitLog, error) {
-		if l.m != nil {
+		if l.mapped {
 			syscall.Munmap(l.m)
 		}
 		f.Close()
 		return nil, fmt.Errorf("commit log %s: %w", path, err)
 	}
-	if err := fillFile(f, commitLogSize); err != nil {
+	if err := fillFile(f, int64(commitLogSize)); err != nil {
 		return fail(err)
 	}
-	m, err := syscall.Mmap(int(f.Fd()), 0, commitLogSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	if err != nil {
-		// A file system that cannot map files: replay what the log
-		// holds, then commit without it.
-		e.opts.Logger.Warn("cambium: cannot map the commit log; Buffered commits will wait for Pebble's log writer",
+	m, err := syscall.Mmap(int(f.Fd()), 0, commitLogSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|0)
+	if err == nil {
+		l.mapped = true
+	} else {
+		// A file system that cannot map files: keep the log in memory
+		// and write each change to the file as well.
+		e.opts.Logger.Warn("cambium: cannot map the commit log; every commit will make a system call",
 			"path", path, "err", err)
 		if m, err = os.ReadFile(path); err != nil {
 			return fail(err)
@@ -232,20 +147,6 @@ func openCommitLog(e *Engine) (*commitLog, error) {
 		if len(m) < commitLogSize {
 			m = append(m, make([]byte, commitLogSize-len(m))...)
 		}
-		epoch, _, err := (&commitLog{e: e, m: m}).replay()
-		if err != nil {
-			return fail(fmt.Errorf("replay: %w", err))
-		}
-		// What the log held is in Pebble now, or never will be: retire
-		// it for good.
-		if _, err := f.WriteAt(encodeCommitLogHeader(epoch+1), 0); err != nil {
-			return fail(err)
-		}
-		if err := f.Sync(); err != nil {
-			return fail(err)
-		}
-		f.Close()
-		return &commitLog{e: e}, nil
 	}
 	l.m = m
 	epoch, gap, err := l.replay()
@@ -261,7 +162,7 @@ func openCommitLog(e *Engine) (*commitLog, error) {
 		// The entries left in the log belong to a history that did not
 		// survive; the new epoch must be on disk before anything could
 		// make them look applicable again.
-		if err := f.Sync(); err != nil {
+		if err := l.syncLocked(); err != nil {
 			return fail(err)
 		}
 	}
@@ -269,10 +170,15 @@ func openCommitLog(e *Engine) (*commitLog, error) {
 }
 
 // fillFile makes f size bytes long, writing zeros where it is shorter.
+// Written, not just allocated (fallocate) or left sparse: the first store
+// to a page of such a file costs a slow fault, several per commit.
 func fillFile(f *os.File, size int64) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
+	}
+	if fi.Size() >= size {
+		return nil
 	}
 	zeros := make([]byte, 1<<20)
 	for off := fi.Size(); off < size; {
@@ -320,7 +226,7 @@ func (l *commitLog) replay() (epoch uint64, gap bool, err error) {
 		if err != nil {
 			return 0, false, err
 		}
-		if head != ent.parent {
+		if ent.volume != 0 && head != ent.parent {
 			l.e.opts.Logger.Warn("cambium: commits lost in a crash of the machine were not restored",
 				"dir", l.e.dir, "volume_id", ent.volume, "version", ent.version, "head", head)
 			gap = true
@@ -340,10 +246,7 @@ func (l *commitLog) replay() (epoch uint64, gap bool, err error) {
 	}
 	if applied > 0 {
 		// The log is about to be reused: put what it restored on disk.
-		l.e.durable.Add(1)
-		err := l.e.db.LogData(nil, pebble.Sync)
-		l.e.durable.Add(-1)
-		if err != nil {
+		if err := l.e.db.Flush(); err != nil {
 			return 0, false, err
 		}
 		l.e.opts.Logger.Info("cambium: restored commits a crash of the process left only in the commit log",
@@ -391,6 +294,9 @@ func (l *commitLog) position() (commitLogPosition, error) {
 // headVersion returns the version of volume id's head record, 0 if the
 // volume is not stored.
 func (l *commitLog) headVersion(id VolumeID) (Version, error) {
+	if id == 0 {
+		return 0, nil
+	}
 	raw, found, err := l.e.get(headKey(id))
 	if err != nil || !found {
 		return 0, err
@@ -405,8 +311,19 @@ func (l *commitLog) startLocked(epoch uint64) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverFault(&err)
 	copy(l.m, encodeCommitLogHeader(epoch))
-	l.mu.epoch, l.mu.seq, l.mu.off = epoch, 0, commitLogStart
+	if !l.mapped {
+		if _, err := l.f.WriteAt(l.m[:commitLogHeaderLen], 0); err != nil {
+			return err
+		}
+	}
+	l.mu.epoch, l.mu.seq, l.mu.off, l.mu.flushing = epoch, 0, commitLogStart, false
 	return nil
+}
+
+// syncLocked puts the log file on stable storage: fdatasync(2) writes the
+// pages stored through the mapping as well.
+func (l *commitLog) syncLocked() error {
+	return syscall.Fdatasync(int(l.f.Fd()))
 }
 
 func encodeCommitLogHeader(epoch uint64) []byte {
@@ -418,7 +335,7 @@ func encodeCommitLogHeader(epoch uint64) []byte {
 }
 
 func decodeCommitLogHeader(b []byte) (epoch uint64, ok bool) {
-	if len(b) != commitLogHeaderLen || string(b[:8]) != commitLogMagic || b[8] != commitLogFormat {
+	if len(b) != commitLogHeaderLen || string(b[:8]) != commitLogMagic || (b[8] != commitLogFormat && b[8] != 1) {
 		return 0, false
 	}
 	if binary.BigEndian.Uint32(b[17:]) != crc32.Checksum(b[:17], castagnoli) {
@@ -427,45 +344,70 @@ func decodeCommitLogHeader(b []byte) (epoch uint64, ok bool) {
 	return binary.BigEndian.Uint64(b[9:17]), true
 }
 
-// commit logs batch b, the commit of volume id from parent to version, and
-// applies it with pebble.NoSync. It returns false, having done nothing,
-// for a batch too large to log or when there is no log; the caller then
-// applies the batch with pebble.Sync. An error leaves the store in an
-// unknown state.
-func (l *commitLog) commit(b *pebble.Batch, id VolumeID, version, parent Version) (logged bool, err error) {
+// write logs batch b and applies it to Pebble. ent gives the volume
+// whose head the batch moves, from ent.parent to ent.version (volume 0:
+// none). With sync, the log is on stable storage before the batch is
+// applied. A batch too large for the log is applied and flushed instead.
+// An error leaves the store in an unknown state.
+func (l *commitLog) write(b *pebble.Batch, ent logEntry, sync bool) error {
 	size := commitLogEntryHeadLen + len(b.Repr()) + commitLogPositionExtra
-	if size > commitLogMaxEntry || l.m == nil {
-		return false, nil
+	if size > min(commitLogMaxEntry, len(l.m)-commitLogStart) {
+		return l.writeFlushed(b)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.err != nil {
-		return true, l.mu.err
+		return l.mu.err
 	}
 	if l.mu.off+size > len(l.m) {
-		// Full: once Pebble's own log has every batch applied so far,
+		// Full: once Pebble's tables hold every batch applied so far,
 		// start over.
-		if err := l.e.db.LogData(nil, pebble.Sync); err != nil {
-			l.mu.err = fmt.Errorf("sync before reusing the commit log: %w", err)
-			return true, l.mu.err
+		if err := l.e.db.Flush(); err != nil {
+			l.mu.err = fmt.Errorf("flush before reusing the commit log: %w", err)
+			return l.mu.err
 		}
 		if err := l.startLocked(l.mu.epoch + 1); err != nil {
 			l.mu.err = err
-			return true, err
+			return err
 		}
 	}
 	seq := l.mu.seq + 1
 	if err := b.Set(commitLogKey, encodeCommitLogPosition(commitLogPosition{epoch: l.mu.epoch, seq: seq}), nil); err != nil {
-		return true, err
+		return err
 	}
-	n, err := l.appendLocked(b.Repr(), logEntry{epoch: l.mu.epoch, seq: seq, volume: id, version: version, parent: parent})
+	ent.epoch, ent.seq = l.mu.epoch, seq
+	n, err := l.appendLocked(b.Repr(), ent)
+	if err == nil && sync {
+		err = l.syncLocked()
+	}
 	if err != nil {
 		l.mu.err = fmt.Errorf("write commit log: %w", err)
-		return true, l.mu.err
+		return l.mu.err
 	}
 	l.mu.seq = seq
 	l.mu.off += n
-	return true, b.Commit(pebble.NoSync)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	if !l.mu.flushing && l.mu.off > len(l.m)/4*3 {
+		l.mu.flushing = true
+		if _, err := l.e.db.AsyncFlush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFlushed applies b and flushes Pebble's memtables, which puts b and
+// everything applied before it in sorted tables on stable storage. The
+// log's lock keeps any later entry from being written before that.
+func (l *commitLog) writeFlushed(b *pebble.Batch) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	return l.e.db.Flush()
 }
 
 // appendLocked writes the entry of body at the log's end and returns its
@@ -483,7 +425,13 @@ func (l *commitLog) appendLocked(body []byte, ent logEntry) (n int, err error) {
 	binary.BigEndian.PutUint64(head[28:36], uint64(ent.version))
 	binary.BigEndian.PutUint64(head[36:44], uint64(ent.parent))
 	binary.BigEndian.PutUint32(head[44:48], crc32.Update(crc32.Checksum(head[:44], castagnoli), castagnoli, body))
-	return commitLogEntryHeadLen + len(body), nil
+	n = commitLogEntryHeadLen + len(body)
+	if !l.mapped {
+		if _, err := l.f.WriteAt(l.m[at:at+n], int64(at)); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // recoverFault turns a fault touching the mapping (SIGBUS: the file system
@@ -503,15 +451,15 @@ func recoverFault(err *error) {
 // close closes the log after Pebble closed cleanly (its log is synced):
 // it starts a new, empty epoch so that the next Open has nothing to read.
 func (l *commitLog) close(pebbleClosed bool) error {
-	if l.m == nil {
-		return nil
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if pebbleClosed && l.mu.err == nil {
 		l.startLocked(l.mu.epoch + 1)
 	}
-	err := syscall.Munmap(l.m)
+	var err error
+	if l.mapped {
+		err = syscall.Munmap(l.m)
+	}
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
