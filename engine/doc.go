@@ -58,12 +58,14 @@
 // them in a spill record; a commit removes the spill record, an abort or a
 // restart after a crash deletes the pages it names.
 //
-// A Buffered commit's batch is also copied, before Pebble applies it
-// without waiting for its log writer, into the commit log (the file
-// commits.log in the data directory, mapped into memory; layout in
-// walfs.go), from which Open replays what a crash of the process kept from
-// Pebble. Durable commits, and Buffered ones too large for the log or of
-// transactions that spilled, wait for Pebble's log instead.
+// Pebble runs without a write-ahead log of its own: the commit log is the
+// store's (the file commits.log in the data directory, mapped into memory;
+// layout in walfs.go). Every write that must survive a crash (commits,
+// pulls, resets, replication state) is copied there before Pebble applies
+// it, and Open replays what Pebble had not yet flushed to its tables. A
+// Buffered commit costs that copy; a Durable one also syncs the log. A
+// batch too large for the log, or the commit of a transaction that
+// spilled, is applied and then flushed to Pebble's tables.
 //
 // # Local garbage
 //
