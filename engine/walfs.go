@@ -391,8 +391,10 @@ func (l *commitLog) write(b *pebble.Batch, ent logEntry, sync bool) error {
 	}
 	if !l.mu.flushing && l.mu.off > len(l.m)/4*3 {
 		l.mu.flushing = true
+		// Only to shorten the flush a full log waits for: the batch is
+		// logged and applied, so a failure here is no failure of it.
 		if _, err := l.e.db.AsyncFlush(); err != nil {
-			return err
+			l.e.opts.Logger.Warn("cambium: starting a background flush failed; the log will flush when full", "dir", l.e.dir, "err", err)
 		}
 	}
 	return nil
