@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -79,8 +84,14 @@ func RunPointRead(ctx context.Context, cfg PointReadConfig) (Result, error) {
 // transactions, one after another.
 type CommitConfig struct {
 	Dir          string // scratch directory
-	Transactions int    // default 1,000
+	Transactions int    // per round, default 1,000
 	Rows         int    // table size, default 10,000
+	// Rounds is how many times each side runs the workload, each time in
+	// new files, Cambium and its baseline taking turns to go first; the
+	// median round of each side is reported (default 5). One round of
+	// 1,000 transactions takes some 40 ms, short enough that one stray
+	// burst of other work on the machine can move a single round by 15%.
+	Rounds int
 }
 
 // RunCommit measures small write transactions (one UPDATE and one INSERT
@@ -95,6 +106,9 @@ func RunCommit(ctx context.Context, cfg CommitConfig) ([]Result, error) {
 	}
 	if cfg.Rows == 0 {
 		cfg.Rows = 10000
+	}
+	if cfg.Rounds == 0 {
+		cfg.Rounds = 5
 	}
 	run := func(db *sql.DB, pragmas ...string) (Figures, error) {
 		defer db.Close()
@@ -142,23 +156,64 @@ func RunCommit(ctx context.Context, cfg CommitConfig) ([]Result, error) {
 		{"commit/full", "PRAGMA synchronous=FULL", "plain file, rollback journal, synchronous=FULL",
 			[]string{"PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL"}},
 	} {
-		res := Result{Workload: class.name}
-		db, err := openCambium(cfg.Dir+"/cambium-"+class.name[7:], "commit.db", "")
-		if err != nil {
-			return nil, err
+		kind := class.name[len("commit/"):]
+		var ours, theirs []Figures
+		cambium := func(round string) error {
+			db, err := openCambium(filepath.Join(cfg.Dir, round, "cambium-"+kind), "commit.db", "")
+			if err != nil {
+				return err
+			}
+			f, err := run(db, class.cambiumSync)
+			if err != nil {
+				return fmt.Errorf("cambium %s: %w", class.name, err)
+			}
+			ours = append(ours, f)
+			return nil
 		}
-		if res.Cambium, err = run(db, class.cambiumSync); err != nil {
-			return nil, fmt.Errorf("cambium %s: %w", class.name, err)
+		plain := func(round string) error {
+			db, err := openFile(filepath.Join(cfg.Dir, round), "commit-"+kind+".sqlite", "")
+			if err != nil {
+				return err
+			}
+			f, err := run(db, class.basePragmas...)
+			if err != nil {
+				return fmt.Errorf("%s: %w", class.baseName, err)
+			}
+			theirs = append(theirs, f)
+			return nil
 		}
-		if db, err = openFile(cfg.Dir, "commit-"+class.name[7:]+".sqlite", ""); err != nil {
-			return nil, err
+		for i := range cfg.Rounds {
+			round := "round-" + strconv.Itoa(i)
+			if err := os.MkdirAll(filepath.Join(cfg.Dir, round), 0o755); err != nil {
+				return nil, err
+			}
+			first, second := cambium, plain
+			if i%2 == 1 {
+				first, second = plain, cambium
+			}
+			if err := first(round); err != nil {
+				return nil, err
+			}
+			if err := second(round); err != nil {
+				return nil, err
+			}
+			// The next round's files are new; these need not stay.
+			if err := os.RemoveAll(filepath.Join(cfg.Dir, round)); err != nil {
+				return nil, err
+			}
 		}
-		base, err := run(db, class.basePragmas...)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", class.baseName, err)
+		res := Result{Workload: class.name, Cambium: medianRound(ours)}
+		res.compare(class.baseName, medianRound(theirs), 1.0)
+		if cfg.Rounds > 1 {
+			res.Notes = append(res.Notes, fmt.Sprintf("%d transactions per round; each side's median of %d rounds, the two taking turns to go first", cfg.Transactions, cfg.Rounds))
 		}
-		res.compare(class.baseName, base, 1.0)
 		results = append(results, res)
 	}
 	return results, nil
+}
+
+// medianRound returns the round of median elapsed time.
+func medianRound(rounds []Figures) Figures {
+	sorted := slices.SortedFunc(slices.Values(rounds), func(a, b Figures) int { return cmp.Compare(a.Elapsed, b.Elapsed) })
+	return sorted[len(sorted)/2]
 }

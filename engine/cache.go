@@ -128,19 +128,25 @@ func (c *pageCache) insert(vol *Volume, p PageNo, v, asOf Version, data []byte) 
 	s.putLocked(k, v, gen, data, false)
 }
 
-// replace installs the image of page p a commit just wrote at version v.
-// The caller owns data no more: the cache recycles it (pageBufs) once it
-// drops it.
-func (c *pageCache) replace(vol *Volume, p PageNo, v Version, data []byte) {
+// replace installs the image of page p a commit just wrote at version v,
+// and returns the version of the image it replaces, the page's newest
+// before v, or 0 if the cache did not have it. The caller owns data no
+// more: the cache recycles it (pageBufs) once it drops it.
+func (c *pageCache) replace(vol *Volume, p PageNo, v Version, data []byte) (prev Version) {
 	if c == nil {
 		pageBufs.put(data)
-		return
+		return 0
 	}
 	k := cacheKey{vol, p}
 	s := c.shard(k)
+	gen := vol.cacheGen.Load()
 	s.mu.Lock()
-	s.putLocked(k, v, vol.cacheGen.Load(), data, true)
+	if e, ok := s.mu.entries[k]; ok && e.gen == gen && e.version < v {
+		prev = e.version
+	}
+	s.putLocked(k, v, gen, data, true)
 	s.mu.Unlock()
+	return prev
 }
 
 // remove drops page p's entry.

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // modelVersion is the reference: the full page array at one version.
@@ -193,6 +195,7 @@ func runModel(t *testing.T, seed uint64, steps, pageSize int) {
 					p.snap.Release()
 				}
 				pins = nil
+				checkPruned(t, v, fmt.Sprintf("step %d", step))
 				if err := e.Close(); err != nil {
 					t.Fatal(err)
 				}
@@ -213,5 +216,41 @@ func runModel(t *testing.T, seed uint64, steps, pageSize int) {
 		check(p.snap, history[p.ver], "end")
 		p.snap.Release()
 	}
+	for {
+		more, err := v.pruneStep()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !more {
+			break
+		}
+	}
+	checkPruned(t, v, "end")
 	t.Logf("%d versions, seed %d", len(history)-1, seed)
+}
+
+// checkPruned fails if a page of v has more than one image at or before
+// the version the pruner is done through: it leaves only the newest.
+func checkPruned(t *testing.T, v *Volume, where string) {
+	t.Helper()
+	v.mu.Lock()
+	through := v.mu.prunedThrough
+	v.mu.Unlock()
+	id := VolumeID(v.id.Load())
+	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	old := map[PageNo][]Version{}
+	for it.First(); it.Valid(); it.Next() {
+		if _, p, u, ok := decodePageKey(it.Key()); ok && u <= through {
+			old[p] = append(old[p], u)
+		}
+	}
+	for p, vers := range old {
+		if len(vers) > 1 {
+			t.Fatalf("%s: page %d has images at versions %v, all at or before %d, through which the pruner is done", where, p, vers, through)
+		}
+	}
 }

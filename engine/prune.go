@@ -110,6 +110,7 @@ func (v *Volume) pruneStep() (more bool, err error) {
 		return false, nil // its release kicks the pruner again
 	}
 	v.mu.pruning = to
+	prevs := v.supersededLocked(from, to)
 	v.mu.Unlock()
 	defer func() {
 		v.mu.Lock()
@@ -128,34 +129,48 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	// the commits that wrote the page. So the pruner deletes by exact key
 	// and never walks over the tombstones earlier steps left (which a hot
 	// page piles up, one per commit, until Pebble compacts them away).
+	// The image older than the range is the one the page's first commit
+	// in the range superseded: prevs has it when that commit knew it, and
+	// the pruner seeks it otherwise (a seek that may read a table block
+	// from disk for each page).
 	written := map[PageNo]Version{} // the newest image of a page in from..c
 	olderDone := roaring.New()      // pages whose image older than from is deleted
-	dropOlder := func(p PageNo) error {
+	dropOlder := func(p PageNo, prev Version) error {
 		if u, ok := written[p]; ok {
 			delete(written, p)
 			if err := b.Delete(pageKey(id, p, u), nil); err != nil {
 				return err
 			}
 		}
-		if olderDone.CheckedAdd(uint32(p)) && it.SeekGE(pageKey(id, p, from-1)) {
-			if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && u < from {
-				if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
-					return err
+		if !olderDone.CheckedAdd(uint32(p)) {
+			return nil
+		}
+		switch prev {
+		case supersededNone:
+			return nil
+		case 0:
+			if it.SeekGE(pageKey(id, p, from-1)) {
+				if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && u < from {
+					if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
+						return err
+					}
 				}
 			}
+			return it.Error()
+		default:
+			return b.Delete(pageKey(id, p, prev), nil)
 		}
-		return it.Error()
 	}
 	err = v.e.forCommits(id, from, to, func(c Version, rec commitRecord, parentCount uint32) error {
 		for p := range roaring.Values(rec.changeset) {
-			if err := dropOlder(PageNo(p)); err != nil {
+			if err := dropOlder(PageNo(p), prevs[PageNo(p)]); err != nil {
 				return err
 			}
 			written[PageNo(p)] = c
 		}
 		// A truncation hides every older image of the pages it cut off.
 		for p := uint64(rec.pageCount) + 1; p <= uint64(parentCount); p++ {
-			if err := dropOlder(PageNo(p)); err != nil {
+			if err := dropOlder(PageNo(p), 0); err != nil {
 				return err
 			}
 		}
@@ -175,8 +190,75 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	}
 	v.mu.Lock()
 	v.mu.prunedThrough = to
+	v.dropSupersededLocked(to)
 	v.mu.Unlock()
 	return more, nil
+}
+
+// supersession says which image of page the commit of version superseded:
+// the one written at prev, none (supersededNone: the page was new), or
+// one the commit did not know (0).
+type supersession struct {
+	version Version
+	page    PageNo
+	prev    Version
+}
+
+const supersededNone = ^Version(0)
+
+// maxSuperseded bounds a volume's list of supersessions (24 bytes each). A
+// commit that would pass it empties the list instead, and the pruner
+// seeks the images it would have named.
+const maxSuperseded = 4096
+
+// noteSupersededLocked adds the supersessions of the commit of version
+// ver, one for each page it changed. The caller holds v.mu.
+func (v *Volume) noteSupersededLocked(ver Version, ss []supersession) {
+	if len(v.mu.superseded)+len(ss) > maxSuperseded {
+		v.mu.superseded, v.mu.supersededFrom = nil, ver+1
+		return
+	}
+	v.mu.superseded = append(v.mu.superseded, ss...)
+}
+
+// forgetSupersededLocked empties the list when the head moved to version
+// head other than by a local commit (a pull, a reset): the list would miss
+// the pages that moved it. The caller holds v.mu.
+func (v *Volume) forgetSupersededLocked(head Version) {
+	v.mu.superseded, v.mu.supersededFrom = nil, head+1
+}
+
+// supersededLocked returns, for each page changed by the commits of
+// versions from..to, what its first commit there superseded, if every one
+// of those commits is listed; else nil. The caller holds v.mu.
+func (v *Volume) supersededLocked(from, to Version) map[PageNo]Version {
+	if from < v.mu.supersededFrom {
+		return nil
+	}
+	prevs := map[PageNo]Version{}
+	for _, s := range v.mu.superseded {
+		if s.version > to {
+			break
+		}
+		if _, ok := prevs[s.page]; !ok && s.version >= from {
+			prevs[s.page] = s.prev
+		}
+	}
+	return prevs
+}
+
+// dropSupersededLocked drops the supersessions of versions up to to, which
+// the pruner is done with. The caller holds v.mu.
+func (v *Volume) dropSupersededLocked(to Version) {
+	i := 0
+	for i < len(v.mu.superseded) && v.mu.superseded[i].version <= to {
+		i++
+	}
+	if i == len(v.mu.superseded) {
+		v.mu.superseded = nil
+		return
+	}
+	v.mu.superseded = append(v.mu.superseded[:0], v.mu.superseded[i:]...)
 }
 
 // commitEndingAtOrAfter returns the version of the first commit record of

@@ -346,6 +346,7 @@ func (v *Volume) publish(base *state, version Version, pageCount, pageSize uint3
 		next.shrinks = append(next.shrinks, shrink{version: version, pageCount: pageCount})
 	}
 	v.head.Store(next)
+	v.forgetSupersededLocked(version)
 	v.mu.Unlock()
 	v.e.kickPruner()
 }

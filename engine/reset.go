@@ -121,6 +121,7 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 	v.committing.Store(uint64(rec.pushed))
 	v.cacheGen.Add(1)
 	v.head.Store(next)
+	v.forgetSupersededLocked(rec.pushed)
 	v.repl.Store(&rec)
 	v.lineage.Add(1)
 	v.mu.Unlock()

@@ -342,11 +342,22 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	if shrunk {
 		v.cacheGen.Add(1)
 	}
+	// What each page's image replaces, for the pruner: the cache knows
+	// it for the pages the transaction read; a page beyond the base's
+	// count had none left.
+	superseded := make([]supersession, 0, changeset.GetCardinality())
 	for _, p := range pages {
-		v.e.cache.replace(v, p, t.version, t.staged[p])
+		prev := v.e.cache.replace(v, p, t.version, t.staged[p])
+		if uint32(p) > t.base.pageCount {
+			prev = supersededNone
+		}
+		superseded = append(superseded, supersession{version: t.version, page: p, prev: prev})
 	}
 	for p := range roaring.Values(t.spilled) {
 		v.e.cache.remove(v, PageNo(p))
+		if _, staged := t.staged[PageNo(p)]; !staged {
+			superseded = append(superseded, supersession{version: t.version, page: PageNo(p)})
+		}
 	}
 
 	v.mu.Lock()
@@ -360,6 +371,7 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 		next.shrinks = append(next.shrinks, shrink{version: t.version, pageCount: t.pageCount})
 	}
 	v.head.Store(next)
+	v.noteSupersededLocked(t.version, superseded)
 	snap := v.pinLocked(next)
 	prune := v.pruneDueLocked()
 	v.mu.Unlock()

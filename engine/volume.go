@@ -77,6 +77,11 @@ type Volume struct {
 		pins          map[Version]int // pinned snapshots, by version
 		prunedThrough Version         // the pruner is done through this version
 		pruning       Version         // the end of the prune step in progress, 0 if none
+		// superseded lists, in version order, for each page written by
+		// the commits from supersededFrom on that the pruner has not
+		// reached, the image the commit superseded (see pruneStep).
+		superseded     []supersession
+		supersededFrom Version
 	}
 
 	stats volumeStats
@@ -135,6 +140,7 @@ func (e *Engine) loadVolume(name string) (*Volume, error) {
 	}
 	if !found {
 		v.head.Store(&state{})
+		v.mu.supersededFrom = 1
 		return v, nil
 	}
 	rec, err := decodeVolumeRecord(name, raw)
@@ -177,6 +183,7 @@ func (e *Engine) loadVolume(name string) (*Volume, error) {
 		return nil, fmt.Errorf("open volume %q: %w", name, err)
 	}
 	v.head.Store(st)
+	v.mu.supersededFrom = st.version + 1
 	v.committing.Store(uint64(st.version))
 	return v, nil
 }
