@@ -2,6 +2,7 @@ package extension
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,7 @@ type File struct {
 	txn   *engine.Txn      // open from RESERVED up, until committed
 	sync  syncLevel        // from PRAGMA synchronous
 	buf   []byte
+	page1 []byte // page 1 as WriteAt stores it
 
 	remote   string // URL of the volume's remote, "" if none
 	stopSync func() // ends this file's share of background sync
@@ -269,6 +271,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		}
 		n += copy(p[n:], f.buf[at%ps:])
 	}
+	if off < headerCounterEnd {
+		putChangeCounter(p, off, viewVersion(v))
+	}
 	if off == 24 && len(p) == 16 {
 		// SQLite reads these 16 bytes of the header (the change counter
 		// first) to decide whether its page cache is still good. After a
@@ -303,10 +308,61 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return 0, withCode(fmt.Errorf("write %q: %w: %d bytes at offset %d, but pages are %d bytes (the page size of a volume is fixed once it has pages; changing it with VACUUM is not supported)",
 			f.name, engine.ErrPageSize, len(p), off, ps), CodeIOErrWrite)
 	}
-	if err := txn.WritePage(engine.PageNo(off/ps+1), p); err != nil {
+	page := p
+	if off == 0 && txn.PageCount() > 0 {
+		// Page 1 keeps the header fields ReadAt computes as they are
+		// stored, so that a commit that changes nothing else in it does
+		// not store it again.
+		var err error
+		if f.buf, err = txn.ReadPage(1, f.buf[:0]); err != nil {
+			return 0, withCode(fmt.Errorf("write %q: %w", f.name, err), ErrorCode(err, CodeIOErrWrite))
+		}
+		f.page1 = append(f.page1[:0], p...)
+		copy(f.page1[24:28], f.buf[24:28])
+		copy(f.page1[92:100], f.buf[92:100])
+		page = f.page1
+	}
+	if err := txn.WritePage(engine.PageNo(off/ps+1), page); err != nil {
 		return 0, withCode(fmt.Errorf("write %q: %w", f.name, err), ErrorCode(err, CodeIOErrWrite))
 	}
 	return len(p), nil
+}
+
+// The database header's change counter (bytes 24-27) and version-valid-for
+// number (92-95) are the volume's version as SQLite reads them, whatever
+// page 1 holds; SQLite compares the counter with the one it saw last to
+// decide whether its page cache is still good, and trusts the header's
+// page count while the two are equal. SQLite increments the counter in
+// every write transaction (and writes its own version number at 96-99):
+// stored as written, page 1 would be stored again by every commit.
+// Instead WriteAt keeps the stored bytes of these fields, and a commit
+// stores page 1 only when something else in it changed.
+//
+// SQLite writes the old counter plus one, and the commit makes the next
+// version, so a connection's own commit leaves its cache good.
+const headerCounterEnd = 96
+
+// putChangeCounter puts the change counter of version ver into the bytes
+// of p, which were read from offset off, that hold one.
+func putChangeCounter(p []byte, off int64, ver engine.Version) {
+	var c [4]byte
+	binary.BigEndian.PutUint32(c[:], uint32(ver))
+	for _, at := range []int64{24, 92} {
+		for i := range int64(4) {
+			if j := at + i - off; j >= 0 && j < int64(len(p)) {
+				p[j] = c[i]
+			}
+		}
+	}
+}
+
+// viewVersion is the version reads of v see: for a write transaction,
+// its base.
+func viewVersion(v view) engine.Version {
+	if txn, ok := v.(*engine.Txn); ok {
+		return txn.Base()
+	}
+	return v.(*engine.Snapshot).Version()
 }
 
 // Truncate cuts the database to size bytes, a whole number of pages.

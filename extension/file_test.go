@@ -1,6 +1,7 @@
 package extension
 
 import (
+	"bytes"
 	"testing"
 )
 
@@ -39,5 +40,55 @@ func TestFile_WriteAtEdges(t *testing.T) {
 	}
 	if v, _, _ := f.Volume().Head(); v != 0 {
 		t.Fatalf("an abandoned transaction made version %d", v)
+	}
+}
+
+// The change counter and version-valid-for fields of the header read as
+// the version seen, whatever page 1 stores; a commit that changes only
+// them stores nothing.
+func TestFile_ChangeCounter(t *testing.T) {
+	f, err := OpenMain("counter", Config{Dir: t.TempDir()}, OpenFlags{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	write := func(counter byte, fill byte) {
+		t.Helper()
+		if err := f.Lock(LockExclusive); err != nil {
+			t.Fatal(err)
+		}
+		page := bytes.Repeat([]byte{fill}, 4096)
+		page[27], page[95], page[99] = counter, counter, counter
+		if _, err := f.WriteAt(page, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Unlock(LockShared); err != nil {
+			t.Fatal(err)
+		}
+	}
+	header := func() []byte {
+		t.Helper()
+		h := make([]byte, 100)
+		if _, err := f.ReadAt(h, 0); err != nil {
+			t.Fatal(err)
+		}
+		part := make([]byte, 6) // a read that covers part of the counter
+		if _, err := f.ReadAt(part, 22); err != nil || !bytes.Equal(part, h[22:28]) {
+			t.Fatalf("bytes 22-27 read alone: %x, %v; in the header %x", part, err, h[22:28])
+		}
+		return h
+	}
+	write(1, 7) // version 1
+	write(2, 7) // only the counter fields differ: no version
+	write(3, 8) // version 2
+	if v, _, _ := f.Volume().Head(); v != 2 {
+		t.Fatalf("version %d, want 2", v)
+	}
+	h := header()
+	if !bytes.Equal(h[24:28], []byte{0, 0, 0, 2}) || !bytes.Equal(h[92:96], h[24:28]) {
+		t.Fatalf("counter %x, version-valid-for %x; want both 2", h[24:28], h[92:96])
+	}
+	if h[0] != 8 || h[99] != 1 {
+		t.Fatalf("header byte 0 is %d, byte 99 %d: want version 2's page with the first stored SQLite version", h[0], h[99])
 	}
 }

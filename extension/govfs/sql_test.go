@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cambiumdb/cambium/engine"
 	"github.com/ncruces/go-sqlite3"
 )
 
@@ -147,6 +148,55 @@ func TestSQL_CachesSeeOtherConnections(t *testing.T) {
 			t.Fatalf("round %d: b read %q", i, got)
 		}
 		mustExec(t, a, "UPDATE kv SET v = v || '!' WHERE k = 1")
+	}
+}
+
+// TestSQL_ChangeCounter: a commit stores the pages it changed, not page 1
+// for SQLite's change counter alone; yet every commit still changes the
+// counter other connections read (PRAGMA data_version says they saw it).
+func TestSQL_ChangeCounter(t *testing.T) {
+	dir := t.TempDir()
+	a := openDB(t, dir, "counter.db", "")
+	b := openDB(t, dir, "counter.db", "")
+	b.SetMaxOpenConns(1)
+	mustExec(t, a, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v INTEGER)")
+	mustExec(t, a, "INSERT INTO kv VALUES (1, 0)")
+	const updates = 20
+	seen := queryInt(t, b, "PRAGMA data_version")
+	for i := 1; i <= updates; i++ {
+		mustExec(t, a, "UPDATE kv SET v = v + 1")
+		dv := queryInt(t, b, "PRAGMA data_version")
+		if dv == seen {
+			t.Fatalf("update %d: another connection's data_version stayed %d", i, dv)
+		}
+		seen = dv
+		if got := queryInt(t, b, "SELECT v FROM kv"); got != int64(i) {
+			t.Fatalf("update %d: another connection read %d", i, got)
+		}
+	}
+	if got := queryString(t, a, "PRAGMA integrity_check"); got != "ok" {
+		t.Fatalf("integrity_check: %s", got)
+	}
+	a.Close()
+	b.Close()
+
+	e, err := engine.Open(engine.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	v, err := e.Volume("counter.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := v.Log()
+	if err != nil || len(log) < updates {
+		t.Fatalf("%d commits, %v", len(log), err)
+	}
+	for _, c := range log[len(log)-updates:] {
+		if c.PagesChanged != 1 {
+			t.Fatalf("version %d stored %d pages for an update of one row in a one-page table", c.Version, c.PagesChanged)
+		}
 	}
 }
 
