@@ -73,7 +73,10 @@
 // or a truncation, at or before the oldest pinned snapshot), the pruner
 // deletes it. It walks commit records in order, so its work is proportional
 // to the pages changed, and it records how far it got in the pruned record
-// (its own key, so that it never races a commit for the head record).
+// (its own key, so that it never races a commit for the head record). It
+// deletes by exact key: a commit notes, for each page it writes, which
+// image it superseded when the page cache knew (the transaction read the
+// page), and the pruner seeks the older image only for the other pages.
 //
 // # Replication
 //

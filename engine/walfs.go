@@ -52,8 +52,9 @@ import (
 // belong to a transaction that never committed. A batch too large for the
 // log is applied and then flushed.
 //
-// Layout (integers big-endian, CRC-32C), in a file of commitLogSize bytes
-// written in full when created, so that no store through the mapping
+// Layout (integers big-endian, CRC-32C), in a file of commitLogSize bytes,
+// written with zeros in full (its first chunk before Open returns, the
+// rest by a goroutine soon after) so that no store through the mapping
 // needs a block the file system might not have:
 //
 //	offset 0     header: magic "CAMBCLOG" (8) | format = 2 (1) | epoch (8) | crc of the preceding (4)
@@ -86,7 +87,19 @@ type commitLog struct {
 		// and a Pebble flush has been started in the background, so that
 		// the flush the log waits for when it is full has less to do.
 		flushing bool
+		// filled is how much of the file is written (the file's size, up
+		// to the log's): a store through the mapping past the end of the
+		// file would fault, so an entry that would end past filled waits
+		// for the filler (see fill). fillErr is why the filler stopped
+		// short, if it did.
+		filled  int
+		fillErr error
 	}
+	// extended is signalled (with mu) when the filler has written more of
+	// the file, or stopped.
+	extended sync.Cond
+	fillStop chan struct{} // closed to stop the filler
+	fillDone chan struct{} // closed when the filler has returned; nil if none ran
 }
 
 const (
@@ -107,6 +120,16 @@ const (
 // make the log start over often.)
 var commitLogSize = 64 << 20
 
+// commitLogFillChunk is how much of a new log file is written with zeros
+// before Open returns, and how much the filler writes at a time after.
+// (A variable, so that tests can make the filler slow to catch up.)
+var commitLogFillChunk = 1 << 20
+
+// commitLogFillHook, if set, runs before the filler writes each chunk, and
+// an error it returns stops the filler as a failed write would. (For tests:
+// a slow or failing disk.)
+var commitLogFillHook func() error
+
 // logEntry is an entry's header.
 type logEntry struct {
 	epoch, seq      uint64
@@ -122,7 +145,8 @@ func openCommitLog(e *Engine) (*commitLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open commit log: %w", err)
 	}
-	l := &commitLog{e: e, f: f}
+	l := &commitLog{e: e, f: f, fillStop: make(chan struct{})}
+	l.extended.L = &l.mu
 	fail := func(err error) (*commitLog, error) {
 		if l.mapped {
 			syscall.Munmap(l.m)
@@ -130,9 +154,13 @@ func openCommitLog(e *Engine) (*commitLog, error) {
 		f.Close()
 		return nil, fmt.Errorf("commit log %s: %w", path, err)
 	}
-	if err := fillFile(f, int64(commitLogSize)); err != nil {
+	// A new log file is written with zeros one chunk at a time, the
+	// first now and the rest by the filler, in the background.
+	filled, err := fillFile(f, int64(min(commitLogSize, commitLogStart+commitLogFillChunk)))
+	if err != nil {
 		return fail(err)
 	}
+	l.mu.filled = int(min(filled, int64(commitLogSize)))
 	m, err := syscall.Mmap(int(f.Fd()), 0, commitLogSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|0)
 	if err == nil {
 		l.mapped = true
@@ -147,6 +175,9 @@ func openCommitLog(e *Engine) (*commitLog, error) {
 		if len(m) < commitLogSize {
 			m = append(m, make([]byte, commitLogSize-len(m))...)
 		}
+		// Every change is written with pwrite, which extends the file
+		// as needed: nothing to fill.
+		l.mu.filled = commitLogSize
 	}
 	l.m = m
 	epoch, gap, err := l.replay()
@@ -166,27 +197,86 @@ func openCommitLog(e *Engine) (*commitLog, error) {
 			return fail(err)
 		}
 	}
+	if l.mu.filled < len(l.m) {
+		l.fillDone = make(chan struct{})
+		go l.fill()
+	}
 	return l, nil
 }
 
-// fillFile makes f size bytes long, writing zeros where it is shorter.
-// Written, not just allocated (fallocate) or left sparse: the first store
-// to a page of such a file costs a slow fault, several per commit.
-func fillFile(f *os.File, size int64) error {
+// fillFile makes f at least size bytes long, writing zeros where it is
+// shorter, and returns its size. Written, not just allocated (fallocate)
+// or left sparse: the first store to a page of such a file costs a slow
+// fault, several per commit.
+func fillFile(f *os.File, size int64) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if fi.Size() >= size {
-		return nil
+		return fi.Size(), nil
 	}
-	zeros := make([]byte, 1<<20)
+	zeros := make([]byte, min(size-fi.Size(), 1<<20))
 	for off := fi.Size(); off < size; {
 		n := min(int64(len(zeros)), size-off)
 		if _, err := f.WriteAt(zeros[:n], off); err != nil {
-			return err
+			return 0, err
 		}
 		off += n
+	}
+	return size, nil
+}
+
+// fill writes the rest of a new log file with zeros, a chunk at a time,
+// past its end: writing 64 MiB takes long enough (some 70 to 150 ms here)
+// that Open should not wait for it, and commits rarely catch up with it.
+// Only the filler writes past the end of the file, and entries are only
+// written below it, so the two never touch the same bytes.
+func (l *commitLog) fill() {
+	defer close(l.fillDone)
+	zeros := make([]byte, commitLogFillChunk)
+	for {
+		l.mu.Lock()
+		from := l.mu.filled
+		l.mu.Unlock()
+		if from >= len(l.m) {
+			return
+		}
+		select {
+		case <-l.fillStop:
+			return
+		default:
+		}
+		n := min(len(zeros), len(l.m)-from)
+		var err error
+		if commitLogFillHook != nil {
+			err = commitLogFillHook()
+		}
+		if err == nil {
+			_, err = l.f.WriteAt(zeros[:n], int64(from))
+		}
+		l.mu.Lock()
+		if err == nil {
+			l.mu.filled = from + n
+		} else {
+			l.mu.fillErr = fmt.Errorf("extend the commit log to %d bytes: %w", from+n, err)
+		}
+		l.extended.Broadcast()
+		l.mu.Unlock()
+		if err != nil {
+			l.e.opts.Logger.Error("cambium: the commit log cannot grow; commits that need the rest of it will fail", "dir", l.e.dir, "err", err)
+			return
+		}
+	}
+}
+
+// waitFilledLocked returns once the file is at least end bytes long.
+func (l *commitLog) waitFilledLocked(end int) error {
+	for l.mu.filled < end {
+		if l.mu.fillErr != nil {
+			return l.mu.fillErr
+		}
+		l.extended.Wait()
 	}
 	return nil
 }
@@ -258,7 +348,7 @@ func (l *commitLog) replay() (epoch uint64, gap bool, err error) {
 // entryAt returns the entry at off if it is whole, of epoch and numbered
 // seq; ok is false at the end of the log. body aliases the mapping.
 func (l *commitLog) entryAt(off int, epoch, seq uint64) (ent logEntry, body []byte, ok bool) {
-	if off+commitLogEntryHeadLen > len(l.m) {
+	if off+commitLogEntryHeadLen > l.mu.filled {
 		return logEntry{}, nil, false
 	}
 	head := l.m[off : off+commitLogEntryHeadLen]
@@ -271,7 +361,7 @@ func (l *commitLog) entryAt(off int, epoch, seq uint64) (ent logEntry, body []by
 		parent:  Version(binary.BigEndian.Uint64(head[36:44])),
 	}
 	end := off + commitLogEntryHeadLen + n
-	if ent.epoch != epoch || ent.seq != seq || n > commitLogMaxEntry || end > len(l.m) {
+	if ent.epoch != epoch || ent.seq != seq || n > commitLogMaxEntry || end > l.mu.filled {
 		return logEntry{}, nil, false
 	}
 	body = l.m[off+commitLogEntryHeadLen : end]
@@ -371,6 +461,10 @@ func (l *commitLog) write(b *pebble.Batch, ent logEntry, sync bool) error {
 			return err
 		}
 	}
+	if err := l.waitFilledLocked(l.mu.off + size); err != nil {
+		l.mu.err = fmt.Errorf("write commit log: %w", err)
+		return l.mu.err
+	}
 	seq := l.mu.seq + 1
 	if err := b.Set(commitLogKey, encodeCommitLogPosition(commitLogPosition{epoch: l.mu.epoch, seq: seq}), nil); err != nil {
 		return err
@@ -453,6 +547,10 @@ func recoverFault(err *error) {
 // close closes the log after Pebble closed cleanly (its log is synced):
 // it starts a new, empty epoch so that the next Open has nothing to read.
 func (l *commitLog) close(pebbleClosed bool) error {
+	if l.fillDone != nil {
+		close(l.fillStop)
+		<-l.fillDone
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if pebbleClosed && l.mu.err == nil {

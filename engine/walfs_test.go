@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -174,7 +176,9 @@ func TestCommitLog_Replay(t *testing.T) {
 				commitBuffered(t, v, b) // versions 2..4: entries 2..4
 			}
 			epoch := e.clog.mu.epoch
-			saved := bytes.Clone(e.clog.m)
+			e.clog.mu.Lock() // the mapping past the file's end must not be read
+			saved := bytes.Clone(e.clog.m[:e.clog.mu.filled])
+			e.clog.mu.Unlock()
 			rewind(t, e, v, tc.pebbleAt, commitLogPosition{epoch: epoch, seq: tc.posSeq})
 			e.Close()
 			if err := os.WriteFile(filepath.Join(dir, commitLogName), saved, 0o644); err != nil {
@@ -220,6 +224,7 @@ func TestCommitLog_ErrFault(t *testing.T) {
 	defer e.Close()
 	v, _ := e.Volume("f")
 	commitBuffered(t, v, 1)
+	waitClosed(t, e.clog.fillDone) // else it would write the file out again
 	if err := os.Truncate(filepath.Join(dir, commitLogName), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +241,100 @@ func TestCommitLog_ErrFault(t *testing.T) {
 	}
 	if _, err := v.Begin(base); err == nil || errors.Is(err, ErrBusy) {
 		t.Fatalf("begin after a failed commit: %v", err)
+	}
+}
+
+// A new log file is written out by a goroutine after Open: commits that
+// catch up with it wait for it (a store past the file's end would fault),
+// and all of them are there after a reopen, which finishes the file.
+func TestCommitLog_WriterAheadOfFiller(t *testing.T) {
+	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
+	commitLogSize, commitLogFillChunk = 4<<20, 64<<10
+	var chunks atomic.Int64
+	commitLogFillHook = func() error {
+		chunks.Add(1)
+		time.Sleep(2 * time.Millisecond) // a slow disk: 60 chunks take 120 ms
+		return nil
+	}
+	dir := t.TempDir()
+	e := openTestEngine(t, dir, Options{})
+	v, _ := e.Volume("filler")
+	const commits = 300 // 1.2 MB of pages, well ahead of the filler
+	for i := 1; i <= commits; i++ {
+		commitBuffered(t, v, byte(i))
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if chunks.Load() == 0 {
+		t.Fatal("the filler never ran")
+	}
+	commitLogFillHook = nil
+	e = openTestEngine(t, dir, Options{})
+	defer e.Close()
+	v, _ = e.Volume("filler")
+	s := v.Snapshot()
+	defer s.Release()
+	if got, _ := s.ReadPage(1, nil); s.Version() != commits || got[0] != byte(commits%256) {
+		t.Fatalf("version %d, page 1 from commit %d; want %d", s.Version(), got[0], commits)
+	}
+	waitClosed(t, e.clog.fillDone)
+	if fi, err := os.Stat(filepath.Join(dir, commitLogName)); err != nil || fi.Size() != int64(commitLogSize) {
+		t.Fatalf("log file: %v, %v; want %d bytes", fi, err, commitLogSize)
+	}
+}
+
+// A log file that cannot grow (a full disk) fails the commits that need
+// the rest of it, with an error that says so, and stops the engine's
+// writes; the commits before are kept.
+func TestCommitLog_ErrFillerFails(t *testing.T) {
+	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
+	commitLogSize, commitLogFillChunk = 4<<20, 64<<10
+	commitLogFillHook = func() error { return syscall.ENOSPC }
+	dir := t.TempDir()
+	e := openTestEngine(t, dir, Options{})
+	v, _ := e.Volume("full")
+	var err error
+	n := 0
+	for n = 1; n <= 100 && err == nil; n++ {
+		base := v.Snapshot()
+		txn, _ := v.Begin(base)
+		txn.WritePage(1, bytes.Repeat([]byte{byte(n)}, 4096))
+		var s *Snapshot
+		if s, err = txn.Commit(Buffered); err == nil {
+			s.Release()
+		} else {
+			txn.Rollback()
+		}
+		base.Release()
+	}
+	if err == nil || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "extend the commit log") {
+		t.Fatalf("commits into a log that cannot grow: %v", err)
+	}
+	if e.writable() == nil {
+		t.Fatal("the engine still takes writes")
+	}
+	committed := Version(n - 2) // the last one failed
+	e.Close()
+	commitLogFillHook = nil
+	e = openTestEngine(t, dir, Options{})
+	defer e.Close()
+	v, _ = e.Volume("full")
+	if ver, _, _ := v.Head(); ver != committed || committed == 0 {
+		t.Fatalf("version %d after reopening, %d were committed", ver, committed)
+	}
+}
+
+// waitClosed waits for ch (a filler's fillDone, nil if none ran) to be
+// closed.
+func waitClosed(t *testing.T, ch chan struct{}) {
+	t.Helper()
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the filler did not finish")
 	}
 }
