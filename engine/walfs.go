@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
@@ -125,6 +126,10 @@ var commitLogSize = 64 << 20
 // (A variable, so that tests can make the filler slow to catch up.)
 var commitLogFillChunk = 1 << 20
 
+// errCommitLogClosed fails a write that waited for the filler while the
+// log closed.
+var errCommitLogClosed = errors.New("the commit log is closed")
+
 // commitLogFillHook, if set, runs before the filler writes each chunk, and
 // an error it returns stops the filler as a failed write would. (For tests:
 // a slow or failing disk.)
@@ -244,6 +249,12 @@ func (l *commitLog) fill() {
 		}
 		select {
 		case <-l.fillStop:
+			// A write waiting for the rest of the file would wait
+			// for ever: the log is closing.
+			l.mu.Lock()
+			l.mu.fillErr = errCommitLogClosed
+			l.extended.Broadcast()
+			l.mu.Unlock()
 			return
 		default:
 		}
@@ -268,17 +279,6 @@ func (l *commitLog) fill() {
 			return
 		}
 	}
-}
-
-// waitFilledLocked returns once the file is at least end bytes long.
-func (l *commitLog) waitFilledLocked(end int) error {
-	for l.mu.filled < end {
-		if l.mu.fillErr != nil {
-			return l.mu.fillErr
-		}
-		l.extended.Wait()
-	}
-	return nil
 }
 
 // replay applies the entries Pebble lacks and returns the newest epoch
@@ -446,24 +446,33 @@ func (l *commitLog) write(b *pebble.Batch, ent logEntry, sync bool) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.err != nil {
-		return l.mu.err
-	}
-	if l.mu.off+size > len(l.m) {
-		// Full: once Pebble's tables hold every batch applied so far,
-		// start over.
-		if err := l.e.db.Flush(); err != nil {
-			l.mu.err = fmt.Errorf("flush before reusing the commit log: %w", err)
+	for {
+		if l.mu.err != nil {
 			return l.mu.err
 		}
-		if err := l.startLocked(l.mu.epoch + 1); err != nil {
-			l.mu.err = err
-			return err
+		if l.mu.off+size > len(l.m) {
+			// Full: once Pebble's tables hold every batch applied so
+			// far, start over.
+			if err := l.e.db.Flush(); err != nil {
+				l.mu.err = fmt.Errorf("flush before reusing the commit log: %w", err)
+				return l.mu.err
+			}
+			if err := l.startLocked(l.mu.epoch + 1); err != nil {
+				l.mu.err = err
+				return err
+			}
+			continue
 		}
-	}
-	if err := l.waitFilledLocked(l.mu.off + size); err != nil {
-		l.mu.err = fmt.Errorf("write commit log: %w", err)
-		return l.mu.err
+		if l.mu.off+size <= l.mu.filled {
+			break
+		}
+		// The file does not reach this far yet (see fill). While this
+		// waits, other writes may append: everything is checked again.
+		if l.mu.fillErr != nil {
+			l.mu.err = fmt.Errorf("write commit log: %w", l.mu.fillErr)
+			return l.mu.err
+		}
+		l.extended.Wait()
 	}
 	seq := l.mu.seq + 1
 	if err := b.Set(commitLogKey, encodeCommitLogPosition(commitLogPosition{epoch: l.mu.epoch, seq: seq}), nil); err != nil {

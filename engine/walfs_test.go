@@ -284,6 +284,99 @@ func TestCommitLog_WriterAheadOfFiller(t *testing.T) {
 	}
 }
 
+// Writers of several volumes at once, all ahead of a slow filler: each
+// write waits until the file reaches the end of its own entry, wherever the
+// others left the log's end while it waited.
+func TestCommitLog_WritersAheadOfFiller(t *testing.T) {
+	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
+	commitLogSize, commitLogFillChunk = 8<<20, 64<<10
+	commitLogFillHook = func() error { time.Sleep(5 * time.Millisecond); return nil }
+	dir := t.TempDir()
+	e := openTestEngine(t, dir, Options{})
+	const writers, commits = 4, 150
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			v, err := e.Volume(fmt.Sprintf("w%d", w))
+			for i := 1; i <= commits && err == nil; i++ {
+				base := v.Snapshot()
+				var txn *Txn
+				if txn, err = v.Begin(base); err == nil {
+					txn.WritePage(1, bytes.Repeat([]byte{byte(i)}, 4096))
+					var s *Snapshot
+					if s, err = txn.Commit(Buffered); err == nil {
+						s.Release()
+					}
+				}
+				base.Release()
+			}
+			errs <- err
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Close()
+	e = openTestEngine(t, dir, Options{})
+	defer e.Close()
+	for w := range writers {
+		v, _ := e.Volume(fmt.Sprintf("w%d", w))
+		if ver, _, _ := v.Head(); ver != commits {
+			t.Fatalf("volume w%d at version %d after reopening, want %d", w, ver, commits)
+		}
+	}
+}
+
+// A write waiting for the filler when the log closes fails rather than
+// waiting for ever.
+func TestCommitLog_ErrClosedWhileWaiting(t *testing.T) {
+	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
+	commitLogSize, commitLogFillChunk = 4<<20, 64<<10
+	release := make(chan struct{})
+	commitLogFillHook = func() error { <-release; return nil } // stuck until told
+	defer close(release)
+	e := openTestEngine(t, t.TempDir(), Options{})
+	v, _ := e.Volume("stuck")
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 1; err == nil; i++ { // the first 64 KiB fill up, then one waits
+			base := v.Snapshot()
+			txn, _ := v.Begin(base)
+			txn.WritePage(1, bytes.Repeat([]byte{byte(i)}, 4096))
+			var s *Snapshot
+			if s, err = txn.Commit(Buffered); err == nil {
+				s.Release()
+			} else {
+				txn.Rollback()
+			}
+			base.Release()
+		}
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("a commit past the filled part of the log returned: %v", err)
+	default:
+	}
+	close(e.clog.fillStop) // as close does, without closing Pebble under the writer
+	release <- struct{}{}  // the chunk the filler was writing
+	select {
+	case err := <-done:
+		if !errors.Is(err, errCommitLogClosed) {
+			t.Fatalf("the waiting commit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting commit still waits after the log closed")
+	}
+	waitClosed(t, e.clog.fillDone)
+	e.clog.fillDone = nil // stopped already
+	e.Close()
+}
+
 // A log file that cannot grow (a full disk) fails the commits that need
 // the rest of it, with an error that says so, and stops the engine's
 // writes; the commits before are kept.

@@ -1,6 +1,7 @@
 package extension
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -99,6 +100,11 @@ type File struct {
 	sync  syncLevel        // from PRAGMA synchronous
 	buf   []byte
 	page1 []byte // page 1 as WriteAt stores it
+	// page1Written says the open write transaction wrote page 1 (and so
+	// SQLite counted one more change); counterAhead that a commit that
+	// did so made no version (see ReadAt).
+	page1Written bool
+	counterAhead bool
 
 	remote   string // URL of the volume's remote, "" if none
 	stopSync func() // ends this file's share of background sync
@@ -255,6 +261,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return 0, withCode(fmt.Errorf("read %q at negative offset %d", f.name, off), CodeIOErrRead)
 	}
 	n := 0
+	sizeValid := false // page 1 stores equal counter and version-valid-for
 	for n < len(p) {
 		at := off + int64(n)
 		if at >= size {
@@ -269,19 +276,24 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 			slog.Error("cambium: read failed", "err", err)
 			return n, withCode(err, ErrorCode(err, CodeIOErrRead))
 		}
+		if pg == 1 {
+			sizeValid = bytes.Equal(f.buf[24:28], f.buf[92:96])
+		}
 		n += copy(p[n:], f.buf[at%ps:])
 	}
 	if off < headerCounterEnd {
-		putChangeCounter(p, off, viewVersion(v))
+		putChangeCounter(p, off, viewVersion(v), sizeValid)
 	}
 	if off == 24 && len(p) == 16 {
 		// SQLite reads these 16 bytes of the header (the change counter
 		// first) to decide whether its page cache is still good. After a
 		// reset replaced versions it may have cached, the counter of the
-		// new version can equal the old one's: report a change once, so
-		// that SQLite drops its cache.
-		if l := f.vol.Lineage(); l != f.lineage {
-			f.lineage = l
+		// new version can equal the old one's; after a commit that made
+		// no version, SQLite's own counter is one ahead of the volume's,
+		// which the next version would match. Either way, report a
+		// change once, so that SQLite drops its cache.
+		if l := f.vol.Lineage(); l != f.lineage || f.counterAhead {
+			f.lineage, f.counterAhead = l, false
 			for i := range p {
 				p[i] ^= 0xff
 			}
@@ -322,6 +334,9 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		copy(f.page1[92:100], f.buf[92:100])
 		page = f.page1
 	}
+	if off == 0 {
+		f.page1Written = true
+	}
 	if err := txn.WritePage(engine.PageNo(off/ps+1), page); err != nil {
 		return 0, withCode(fmt.Errorf("write %q: %w", f.name, err), ErrorCode(err, CodeIOErrWrite))
 	}
@@ -343,11 +358,18 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 const headerCounterEnd = 96
 
 // putChangeCounter puts the change counter of version ver into the bytes
-// of p, which were read from offset off, that hold one.
-func putChangeCounter(p []byte, off int64, ver engine.Version) {
+// of p, which were read from offset off, that hold one: the counter, and
+// the version-valid-for number if sizeValid (page 1 stores the two equal,
+// so that the header's page count is SQLite's own, which a file from an
+// old or foreign writer may not have).
+func putChangeCounter(p []byte, off int64, ver engine.Version, sizeValid bool) {
 	var c [4]byte
 	binary.BigEndian.PutUint32(c[:], uint32(ver))
-	for _, at := range []int64{24, 92} {
+	fields := []int64{24, 92}
+	if !sizeValid {
+		fields = fields[:1]
+	}
+	for _, at := range fields {
 		for i := range int64(4) {
 			if j := at + i - off; j >= 0 && j < int64(len(p)) {
 				p[j] = c[i]
@@ -420,7 +442,7 @@ func (f *File) Lock(level LockLevel) error {
 			}
 			return withCode(fmt.Errorf("lock %q for writing: %w", f.name, err), ErrorCode(err, CodeIOErrLock))
 		}
-		f.txn = txn
+		f.txn, f.page1Written = txn, false
 	}
 	f.lock = level
 	return nil
@@ -463,10 +485,18 @@ func (f *File) commit() error {
 	if f.sync < syncFull {
 		d = engine.Buffered
 	}
+	wrote1 := f.page1Written
+	f.page1Written = false
 	next, err := txn.Commit(d)
 	if err != nil {
 		txn.Rollback()
+		f.counterAhead = true
 		return withCode(fmt.Errorf("commit %q: %w", f.name, err), ErrorCode(err, CodeIOErr))
+	}
+	if wrote1 && next.Version() == txn.Base() {
+		// Every page SQLite wrote, page 1's counter aside, was as
+		// before: no version, yet SQLite counted one.
+		f.counterAhead = true
 	}
 	f.snap.Release()
 	f.snap = next

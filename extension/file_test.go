@@ -92,3 +92,32 @@ func TestFile_ChangeCounter(t *testing.T) {
 		t.Fatalf("header byte 0 is %d, byte 99 %d: want version 2's page with the first stored SQLite version", h[0], h[99])
 	}
 }
+
+// A page 1 that stores a version-valid-for number unlike its counter (a
+// file from an old or foreign writer, imported) keeps them unlike as read,
+// so that SQLite does not trust its header's page count.
+func TestFile_ChangeCounterForeignHeader(t *testing.T) {
+	f, err := OpenMain("foreign", Config{Dir: t.TempDir()}, OpenFlags{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Lock(LockExclusive); err != nil {
+		t.Fatal(err)
+	}
+	page := make([]byte, 4096)
+	page[27], page[95] = 5, 9
+	if _, err := f.WriteAt(page, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Unlock(LockShared); err != nil {
+		t.Fatal(err)
+	}
+	h := make([]byte, 100)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(h[24:28], []byte{0, 0, 0, 1}) || !bytes.Equal(h[92:96], []byte{0, 0, 0, 9}) {
+		t.Fatalf("counter %x, version-valid-for %x; want the version (1) and the stored 9", h[24:28], h[92:96])
+	}
+}
