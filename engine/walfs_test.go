@@ -299,16 +299,7 @@ func TestCommitLog_WritersAheadOfFiller(t *testing.T) {
 		go func() {
 			v, err := e.Volume(fmt.Sprintf("w%d", w))
 			for i := 1; i <= commits && err == nil; i++ {
-				base := v.Snapshot()
-				var txn *Txn
-				if txn, err = v.Begin(base); err == nil {
-					txn.WritePage(1, bytes.Repeat([]byte{byte(i)}, 4096))
-					var s *Snapshot
-					if s, err = txn.Commit(Buffered); err == nil {
-						s.Release()
-					}
-				}
-				base.Release()
+				err = tryCommit(v, byte(i))
 			}
 			errs <- err
 		}()
@@ -343,16 +334,7 @@ func TestCommitLog_ErrClosedWhileWaiting(t *testing.T) {
 	go func() {
 		var err error
 		for i := 1; err == nil; i++ { // the first 64 KiB fill up, then one waits
-			base := v.Snapshot()
-			txn, _ := v.Begin(base)
-			txn.WritePage(1, bytes.Repeat([]byte{byte(i)}, 4096))
-			var s *Snapshot
-			if s, err = txn.Commit(Buffered); err == nil {
-				s.Release()
-			} else {
-				txn.Rollback()
-			}
-			base.Release()
+			err = tryCommit(v, byte(i))
 		}
 		done <- err
 	}()
@@ -390,16 +372,7 @@ func TestCommitLog_ErrFillerFails(t *testing.T) {
 	var err error
 	n := 0
 	for n = 1; n <= 100 && err == nil; n++ {
-		base := v.Snapshot()
-		txn, _ := v.Begin(base)
-		txn.WritePage(1, bytes.Repeat([]byte{byte(n)}, 4096))
-		var s *Snapshot
-		if s, err = txn.Commit(Buffered); err == nil {
-			s.Release()
-		} else {
-			txn.Rollback()
-		}
-		base.Release()
+		err = tryCommit(v, byte(n))
 	}
 	if err == nil || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "extend the commit log") {
 		t.Fatalf("commits into a log that cannot grow: %v", err)
@@ -430,4 +403,23 @@ func waitClosed(t *testing.T, ch chan struct{}) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the filler did not finish")
 	}
+}
+
+// tryCommit commits page 1 of v filled with b, Buffered, and returns the
+// error of Begin or Commit (rolling back after a failed commit).
+func tryCommit(v *Volume, b byte) error {
+	base := v.Snapshot()
+	defer base.Release()
+	txn, err := v.Begin(base)
+	if err != nil {
+		return err
+	}
+	txn.WritePage(1, bytes.Repeat([]byte{b}, 4096))
+	s, err := txn.Commit(Buffered)
+	if err != nil {
+		txn.Rollback()
+		return err
+	}
+	s.Release()
+	return nil
 }
