@@ -275,7 +275,7 @@ func (l *commitLog) fill() {
 		l.extended.Broadcast()
 		l.mu.Unlock()
 		if err != nil {
-			l.e.opts.Logger.Error("cambium: the commit log cannot grow; commits that need the rest of it will fail", "dir", l.e.dir, "err", err)
+			l.e.opts.Logger.Warn("cambium: the commit log cannot grow; it will start over within what it has, with a Pebble flush each time", "dir", l.e.dir, "bytes", from, "err", err)
 			return
 		}
 	}
@@ -450,7 +450,16 @@ func (l *commitLog) write(b *pebble.Batch, ent logEntry, sync bool) error {
 		if l.mu.err != nil {
 			return l.mu.err
 		}
-		if l.mu.off+size > len(l.m) {
+		end := len(l.m)
+		if l.mu.fillErr != nil && l.mu.fillErr != errCommitLogClosed {
+			// The file could not grow (a full disk): the log is as
+			// long as the file, and starts over more often.
+			end = l.mu.filled
+			if commitLogStart+size > end {
+				return l.writeFlushedLocked(b)
+			}
+		}
+		if l.mu.off+size > end {
 			// Full: once Pebble's tables hold every batch applied so
 			// far, start over.
 			if err := l.e.db.Flush(); err != nil {
@@ -468,9 +477,8 @@ func (l *commitLog) write(b *pebble.Batch, ent logEntry, sync bool) error {
 		}
 		// The file does not reach this far yet (see fill). While this
 		// waits, other writes may append: everything is checked again.
-		if l.mu.fillErr != nil {
-			l.mu.err = fmt.Errorf("write commit log: %w", l.mu.fillErr)
-			return l.mu.err
+		if l.mu.fillErr == errCommitLogClosed {
+			return fmt.Errorf("write commit log: %w", errCommitLogClosed)
 		}
 		l.extended.Wait()
 	}
@@ -509,6 +517,10 @@ func (l *commitLog) write(b *pebble.Batch, ent logEntry, sync bool) error {
 func (l *commitLog) writeFlushed(b *pebble.Batch) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.writeFlushedLocked(b)
+}
+
+func (l *commitLog) writeFlushedLocked(b *pebble.Batch) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}

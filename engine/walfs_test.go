@@ -359,35 +359,58 @@ func TestCommitLog_ErrClosedWhileWaiting(t *testing.T) {
 	e.Close()
 }
 
-// A log file that cannot grow (a full disk) fails the commits that need
-// the rest of it, with an error that says so, and stops the engine's
-// writes; the commits before are kept.
-func TestCommitLog_ErrFillerFails(t *testing.T) {
+// A log file that cannot grow (a full disk) is a shorter log: commits go
+// on, the log starting over within what the file has, and all of them are
+// there after a reopen, which grows the file again.
+func TestCommitLog_FillerFails(t *testing.T) {
 	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
 	commitLogSize, commitLogFillChunk = 4<<20, 64<<10
-	commitLogFillHook = func() error { return syscall.ENOSPC }
+	var failures atomic.Int64
+	commitLogFillHook = func() error { failures.Add(1); return syscall.ENOSPC }
 	dir := t.TempDir()
-	e := openTestEngine(t, dir, Options{})
+	var logs bytes.Buffer
+	e := openTestEngine(t, dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	v, _ := e.Volume("full")
-	var err error
-	n := 0
-	for n = 1; n <= 100 && err == nil; n++ {
-		err = tryCommit(v, byte(n))
+	const commits = 100 // 400 KB: the 68 KiB the file has starts over several times
+	for i := 1; i <= commits; i++ {
+		if err := tryCommit(v, byte(i)); err != nil {
+			t.Fatalf("commit %d into a log that cannot grow: %v", i, err)
+		}
 	}
-	if err == nil || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "extend the commit log") {
-		t.Fatalf("commits into a log that cannot grow: %v", err)
+	// A transaction too large for what the file has is applied and flushed.
+	base := v.Snapshot()
+	txn, _ := v.Begin(base)
+	for p := PageNo(2); p <= 40; p++ {
+		txn.WritePage(p, bytes.Repeat([]byte{byte(p)}, 4096))
 	}
-	if e.writable() == nil {
-		t.Fatal("the engine still takes writes")
+	s, err := txn.Commit(Buffered)
+	if err != nil {
+		t.Fatalf("a 160 KB commit into a 68 KiB log: %v", err)
 	}
-	committed := Version(n - 2) // the last one failed
+	s.Release()
+	base.Release()
+	if failures.Load() == 0 || !strings.Contains(logs.String(), "cannot grow") {
+		t.Fatalf("the filler failed %d times; the engine said %s", failures.Load(), logs.String())
+	}
+	e.clog.mu.Lock()
+	epoch := e.clog.mu.epoch
+	e.clog.mu.Unlock()
+	if epoch < 3 {
+		t.Fatalf("epoch %d: the log never started over", epoch)
+	}
 	e.Close()
 	commitLogFillHook = nil
 	e = openTestEngine(t, dir, Options{})
 	defer e.Close()
 	v, _ = e.Volume("full")
-	if ver, _, _ := v.Head(); ver != committed || committed == 0 {
-		t.Fatalf("version %d after reopening, %d were committed", ver, committed)
+	snap := v.Snapshot()
+	defer snap.Release()
+	if got, _ := snap.ReadPage(1, nil); snap.Version() != commits+1 || got[0] != byte(commits) {
+		t.Fatalf("version %d, page 1 of commit %d after reopening; want %d and %d", snap.Version(), got[0], commits+1, commits)
+	}
+	waitClosed(t, e.clog.fillDone)
+	if fi, err := os.Stat(filepath.Join(dir, commitLogName)); err != nil || fi.Size() != int64(commitLogSize) {
+		t.Fatalf("log file after reopening: %v, %v; want %d bytes", fi, err, commitLogSize)
 	}
 }
 
