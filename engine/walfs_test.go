@@ -248,8 +248,7 @@ func TestCommitLog_ErrFault(t *testing.T) {
 // catch up with it wait for it (a store past the file's end would fault),
 // and all of them are there after a reopen, which finishes the file.
 func TestCommitLog_WriterAheadOfFiller(t *testing.T) {
-	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
-	commitLogSize, commitLogFillChunk = 4<<20, 64<<10
+	smallLog(t, 4<<20, 64<<10)
 	var chunks atomic.Int64
 	commitLogFillHook = func() error {
 		chunks.Add(1)
@@ -269,27 +268,14 @@ func TestCommitLog_WriterAheadOfFiller(t *testing.T) {
 	if chunks.Load() == 0 {
 		t.Fatal("the filler never ran")
 	}
-	commitLogFillHook = nil
-	e = openTestEngine(t, dir, Options{})
-	defer e.Close()
-	v, _ = e.Volume("filler")
-	s := v.Snapshot()
-	defer s.Release()
-	if got, _ := s.ReadPage(1, nil); s.Version() != commits || got[0] != byte(commits%256) {
-		t.Fatalf("version %d, page 1 from commit %d; want %d", s.Version(), got[0], commits)
-	}
-	waitClosed(t, e.clog.fillDone)
-	if fi, err := os.Stat(filepath.Join(dir, commitLogName)); err != nil || fi.Size() != int64(commitLogSize) {
-		t.Fatalf("log file: %v, %v; want %d bytes", fi, err, commitLogSize)
-	}
+	reopenFilled(t, dir, "filler", commits, byte(commits%256))
 }
 
 // Writers of several volumes at once, all ahead of a slow filler: each
 // write waits until the file reaches the end of its own entry, wherever the
 // others left the log's end while it waited.
 func TestCommitLog_WritersAheadOfFiller(t *testing.T) {
-	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
-	commitLogSize, commitLogFillChunk = 8<<20, 64<<10
+	smallLog(t, 8<<20, 64<<10)
 	commitLogFillHook = func() error { time.Sleep(5 * time.Millisecond); return nil }
 	dir := t.TempDir()
 	e := openTestEngine(t, dir, Options{})
@@ -323,8 +309,7 @@ func TestCommitLog_WritersAheadOfFiller(t *testing.T) {
 // A write waiting for the filler when the log closes fails rather than
 // waiting for ever.
 func TestCommitLog_ErrClosedWhileWaiting(t *testing.T) {
-	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
-	commitLogSize, commitLogFillChunk = 4<<20, 64<<10
+	smallLog(t, 4<<20, 64<<10)
 	release := make(chan struct{})
 	commitLogFillHook = func() error { <-release; return nil } // stuck until told
 	defer close(release)
@@ -363,8 +348,7 @@ func TestCommitLog_ErrClosedWhileWaiting(t *testing.T) {
 // on, the log starting over within what the file has, and all of them are
 // there after a reopen, which grows the file again.
 func TestCommitLog_FillerFails(t *testing.T) {
-	defer func(size, chunk int) { commitLogSize, commitLogFillChunk, commitLogFillHook = size, chunk, nil }(commitLogSize, commitLogFillChunk)
-	commitLogSize, commitLogFillChunk = 4<<20, 64<<10
+	smallLog(t, 4<<20, 64<<10)
 	var failures atomic.Int64
 	commitLogFillHook = func() error { failures.Add(1); return syscall.ENOSPC }
 	dir := t.TempDir()
@@ -399,14 +383,30 @@ func TestCommitLog_FillerFails(t *testing.T) {
 		t.Fatalf("epoch %d: the log never started over", epoch)
 	}
 	e.Close()
+	reopenFilled(t, dir, "full", commits+1, byte(commits))
+}
+
+// smallLog makes the commit logs the test opens size bytes, filled chunk
+// bytes at a time, until the test ends.
+func smallLog(t *testing.T, size, chunk int) {
+	oldSize, oldChunk := commitLogSize, commitLogFillChunk
+	t.Cleanup(func() { commitLogSize, commitLogFillChunk, commitLogFillHook = oldSize, oldChunk, nil })
+	commitLogSize, commitLogFillChunk = size, chunk
+}
+
+// reopenFilled reopens dir with a filler that works and checks that volume
+// name is at version ver with page 1 written by commit page1, and that the
+// log file then grows to its full size.
+func reopenFilled(t *testing.T, dir, name string, ver Version, page1 byte) {
+	t.Helper()
 	commitLogFillHook = nil
-	e = openTestEngine(t, dir, Options{})
+	e := openTestEngine(t, dir, Options{})
 	defer e.Close()
-	v, _ = e.Volume("full")
-	snap := v.Snapshot()
-	defer snap.Release()
-	if got, _ := snap.ReadPage(1, nil); snap.Version() != commits+1 || got[0] != byte(commits) {
-		t.Fatalf("version %d, page 1 of commit %d after reopening; want %d and %d", snap.Version(), got[0], commits+1, commits)
+	v, _ := e.Volume(name)
+	s := v.Snapshot()
+	defer s.Release()
+	if got, _ := s.ReadPage(1, nil); s.Version() != ver || got[0] != page1 {
+		t.Fatalf("version %d, page 1 of commit %d after reopening; want %d and %d", s.Version(), got[0], ver, page1)
 	}
 	waitClosed(t, e.clog.fillDone)
 	if fi, err := os.Stat(filepath.Join(dir, commitLogName)); err != nil || fi.Size() != int64(commitLogSize) {
