@@ -109,18 +109,9 @@ func TestCommitLog_KillChild(t *testing.T) {
 // commitBuffered commits page 1 of v filled with b, through the commit log.
 func commitBuffered(t *testing.T, v *Volume, b byte) {
 	t.Helper()
-	base := v.Snapshot()
-	defer base.Release()
-	txn, err := v.Begin(base)
-	if err != nil {
+	if err := tryCommit(v, b); err != nil {
 		t.Fatal(err)
 	}
-	txn.WritePage(1, bytes.Repeat([]byte{b}, 4096))
-	s, err := txn.Commit(Buffered)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Release()
 }
 
 // rewind makes the store look as it would after a crash that lost
