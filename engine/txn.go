@@ -431,6 +431,12 @@ func (t *Txn) dropUnchanged() error {
 	return nil
 }
 
+// Dirty reports whether the transaction wrote or truncated anything since
+// it began (or since Discard), even if what it wrote equals its base.
+func (t *Txn) Dirty() bool {
+	return len(t.staged) > 0 || !t.spilledAll.IsEmpty() || t.pageCount != t.base.pageCount || t.pageSize != t.base.pageSize
+}
+
 // Rollback discards the transaction. It is harmless after Commit.
 func (t *Txn) Rollback() error {
 	if t.done {

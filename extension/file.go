@@ -82,10 +82,16 @@ type OpenFlags struct {
 //	PENDING,
 //	EXCLUSIVE  the same: readers never need to be waited for
 //
-// Leaving RESERVED or above commits the transaction as one version. SQLite
-// keeps its rollback journal in memory (the VFS opens the database with
-// SQLITE_OPEN_MEMORY); a ROLLBACK writes the old pages back, which the
-// engine then finds unchanged and commits nothing.
+// Leaving RESERVED or above ends the transaction: it becomes one version
+// if SQLite committed it, and leaves nothing if not. SQLite says so with
+// SQLITE_FCNTL_COMMIT_PHASETWO (CommitPhaseTwo), which its pager sends on
+// every successful commit, in every journal mode, after the journal is
+// finalized and before the lock drops; a rollback, a failed commit or a
+// connection closed mid-transaction never sends it. The rollback journal
+// cannot be trusted to undo what reached the file: SQLite keeps it in memory
+// (the VFS opens the database with SQLITE_OPEN_MEMORY), and it never holds
+// the pages SQLite took from the freelist, whose new bytes a transaction
+// that outgrew SQLite's page cache wrote before it rolled back.
 type File struct {
 	name     string
 	readOnly bool
@@ -105,6 +111,9 @@ type File struct {
 	// did so made no version (see ReadAt).
 	page1Written bool
 	counterAhead bool
+	// committed says SQLite committed the open write transaction
+	// (CommitPhaseTwo); leaving the write lock without it rolls back.
+	committed bool
 
 	remote   string // URL of the volume's remote, "" if none
 	stopSync func() // ends this file's share of background sync
@@ -442,28 +451,35 @@ func (f *File) Lock(level LockLevel) error {
 			}
 			return withCode(fmt.Errorf("lock %q for writing: %w", f.name, err), ErrorCode(err, CodeIOErrLock))
 		}
-		f.txn, f.page1Written = txn, false
+		f.txn, f.page1Written, f.committed = txn, false, false
 	}
 	f.lock = level
 	return nil
 }
 
-// Unlock lowers the lock to level (SHARED or NONE), committing the write
-// transaction when the file leaves the write lock.
+// CommitPhaseTwo records that SQLite committed the open write transaction
+// (SQLITE_FCNTL_COMMIT_PHASETWO): leaving the write lock will make it a
+// version. Outside a write transaction it does nothing.
+func (f *File) CommitPhaseTwo() error {
+	f.committed = f.txn != nil
+	return nil
+}
+
+// Unlock lowers the lock to level (SHARED or NONE). Leaving the write lock
+// commits the write transaction if SQLite committed it (CommitPhaseTwo),
+// and otherwise rolls it back: a ROLLBACK, a failed COMMIT, a connection
+// closed mid-transaction, and SQLite's error path straight to NONE.
 func (f *File) Unlock(level LockLevel) error {
 	if level >= f.lock {
 		return nil
 	}
 	var err error
-	switch {
-	case f.lock >= LockReserved && level == LockShared:
-		// How SQLite ends every successful write transaction.
-		err = f.commit()
-	case f.lock >= LockReserved && level == LockNone && f.txn != nil:
-		// Straight to NONE is SQLite's error path (pager_unlock): what the
-		// transaction holds may be half restored, so it is dropped.
-		f.txn.Rollback()
-		f.txn = nil
+	if f.lock >= LockReserved && f.txn != nil {
+		if f.committed {
+			err = f.commit()
+		} else {
+			f.rollback()
+		}
 	}
 	if level == LockNone && f.snap != nil {
 		f.snap.Release()
@@ -473,14 +489,29 @@ func (f *File) Unlock(level LockLevel) error {
 	return err
 }
 
+// rollback drops the open write transaction. SQLite's page cache may still
+// hold bytes the volume does not (a page taken from the freelist that the
+// journal did not restore); if the transaction wrote anything, the next
+// read of the header tells SQLite to drop its cache, so that it never
+// serves them (see ReadAt).
+func (f *File) rollback() {
+	txn := f.txn
+	f.txn, f.committed, f.page1Written = nil, false, false
+	if txn.Dirty() {
+		f.counterAhead = true
+	}
+	if err := txn.Rollback(); err != nil {
+		// Nothing of it is visible; the engine deletes what it spilled
+		// when it next opens.
+		slog.Error("cambium: rollback", "volume", f.name, "err", err)
+	}
+}
+
 // commit commits the open write transaction and moves the snapshot to the
 // version it made.
 func (f *File) commit() error {
-	if f.txn == nil {
-		return nil
-	}
 	txn := f.txn
-	f.txn = nil
+	f.txn, f.committed = nil, false
 	d := engine.Durable
 	if f.sync < syncFull {
 		d = engine.Buffered

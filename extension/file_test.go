@@ -62,6 +62,7 @@ func TestFile_ChangeCounter(t *testing.T) {
 		if _, err := f.WriteAt(page, 0); err != nil {
 			t.Fatal(err)
 		}
+		f.CommitPhaseTwo() // SQLite committed
 		if err := f.Unlock(LockShared); err != nil {
 			t.Fatal(err)
 		}
@@ -110,6 +111,7 @@ func TestFile_ChangeCounterForeignHeader(t *testing.T) {
 	if _, err := f.WriteAt(page, 0); err != nil {
 		t.Fatal(err)
 	}
+	f.CommitPhaseTwo()
 	if err := f.Unlock(LockShared); err != nil {
 		t.Fatal(err)
 	}
@@ -119,5 +121,72 @@ func TestFile_ChangeCounterForeignHeader(t *testing.T) {
 	}
 	if !bytes.Equal(h[24:28], []byte{0, 0, 0, 1}) || !bytes.Equal(h[92:96], []byte{0, 0, 0, 9}) {
 		t.Fatalf("counter %x, version-valid-for %x; want the version (1) and the stored 9", h[24:28], h[92:96])
+	}
+}
+
+// A write transaction becomes a version only if SQLite said it committed
+// (SQLITE_FCNTL_COMMIT_PHASETWO); leaving the write lock without that is
+// a rollback, whatever the transaction wrote, and the next header read
+// tells SQLite to drop its page cache, which may hold the dropped bytes.
+func TestFile_RollbackWithoutCommitPhaseTwo(t *testing.T) {
+	f, err := OpenMain("rollback", Config{Dir: t.TempDir()}, OpenFlags{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	write := func(fill byte, commit bool) {
+		t.Helper()
+		if err := f.Lock(LockExclusive); err != nil {
+			t.Fatal(err)
+		}
+		for pg := range int64(3) {
+			if _, err := f.WriteAt(bytes.Repeat([]byte{fill}, 4096), pg*4096); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if commit {
+			f.CommitPhaseTwo()
+		}
+		if err := f.Unlock(LockShared); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Unlock(LockNone); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counter := func() []byte {
+		t.Helper()
+		c := make([]byte, 16)
+		if _, err := f.ReadAt(c, 24); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	write(1, true)
+	before := counter()
+	write(2, false)
+	if v, _, _ := f.Volume().Head(); v != 1 {
+		t.Fatalf("a transaction SQLite did not commit made version %d", v)
+	}
+	if got := counter(); bytes.Equal(got, before) {
+		t.Fatalf("after a rollback that wrote pages, the header reads as before (%x): SQLite would keep its cache", got)
+	}
+	if got := counter(); !bytes.Equal(got, before) {
+		t.Fatalf("the header read %x after the cache was dropped, want %x", got, before)
+	}
+	p := make([]byte, 4096)
+	if _, err := f.ReadAt(p, 4096); err != nil || p[0] != 1 {
+		t.Fatalf("page 2 after the rollback starts with %d (%v), want 1", p[0], err)
+	}
+	// CommitPhaseTwo outside a write transaction is not remembered for the
+	// next one.
+	f.CommitPhaseTwo()
+	write(3, false)
+	if v, _, _ := f.Volume().Head(); v != 1 {
+		t.Fatalf("a stale CommitPhaseTwo committed version %d", v)
+	}
+	write(4, true)
+	if v, _, _ := f.Volume().Head(); v != 2 {
+		t.Fatalf("a committed transaction left version %d, want 2", v)
 	}
 }

@@ -192,6 +192,16 @@ func runCrash(t *testing.T, kills int) {
 	t.Logf("%d kills (%d before the child's first ack, %d found a durable unacked commit), %d acked commits, max seq %d, committed shapes %v",
 		kills, earlyKills, unackedKept, totalAcks, model.seq, shapesSeen)
 	t.Logf("%d committed transactions spilled SQLite's page cache (%d pages)", spilledTxns, spilledPages)
+	rolledBack := map[string]int{}
+	for seq := int64(1); seq <= model.seq; seq++ {
+		if rb, ok := crashRollbackFor(seed, seq); ok {
+			rolledBack[rb.shape]++
+		}
+	}
+	if model.seq >= 100 && len(rolledBack) == 0 {
+		t.Fatalf("%d transactions committed, and no transaction rolled back between them", model.seq)
+	}
+	t.Logf("transactions rolled back between commits, none leaving a byte in the volume: %v", rolledBack)
 	t.Logf("elapsed %v: children ran %v (first ack after %v on average), checks took %v (%v each)",
 		time.Since(start).Round(time.Millisecond), childRuntime.Round(time.Millisecond),
 		(firstAck / time.Duration(max(waited, 1))).Round(time.Millisecond),
@@ -248,6 +258,11 @@ func crashChild(dir string, seed uint64) error {
 		return err
 	}
 	for seq++; ; seq++ {
+		if rb, ok := crashRollbackFor(seed, seq); ok {
+			if err := rb.exec(ctx, conn, seed, seq); err != nil {
+				return fmt.Errorf("rolled-back transaction before %d (%s): %w", seq, rb.shape, err)
+			}
+		}
 		txn := crashTxnFor(seed, seq)
 		if err := crashInTx(ctx, conn, func(tx *sql.Tx) error { return txn.exec(conn, tx, seed, seq) }); err != nil {
 			return fmt.Errorf("transaction %d (%s): %w", seq, txn.shape, err)
@@ -413,6 +428,93 @@ func (txn crashTxn) exec(conn *sql.Conn, tx *sql.Tx, seed uint64, seq int64) err
 	_, err = tx.Exec("INSERT INTO acks(seq, shape, digest, total, nrows, spilled) SELECT ?, ?, ?, coalesce(sum(val), 0), count(*), ? FROM kv",
 		seq, txn.shape, txn.digest, spills-spills0)
 	return err
+}
+
+// Transactions that do not commit: before some transactions, the child
+// runs one that ends in ROLLBACK, large enough to spill SQLite's page cache
+// into pages taken from the freelist, which the rollback journal does not
+// restore. Every row it writes holds crashRollbackMarker every 512 bytes;
+// after every kill, no page of the volume may hold it.
+
+var crashRollbackMarker = []byte("<CRASH-ROLLEDBACK>")
+
+type crashRollback struct {
+	shape string // rollback, savepoint (ROLLBACK TO, then ROLLBACK), failed (a statement fails, then ROLLBACK)
+	rows  int    // rows of crashRollbackRow bytes written
+}
+
+// crashRollbackFor says whether a transaction that rolls back comes
+// before transaction seq, and which.
+func crashRollbackFor(seed uint64, seq int64) (crashRollback, bool) {
+	r := rand.New(rand.NewPCG(seed^0x726f6c6c6261636b, uint64(seq)))
+	if r.IntN(8) != 0 {
+		return crashRollback{}, false
+	}
+	return crashRollback{shape: []string{"rollback", "savepoint", "failed"}[r.IntN(3)], rows: 200 + r.IntN(4000)}, true
+}
+
+func crashRollbackRow(seed uint64, seq int64, i int) []byte {
+	b := crashBytes(seed, seq, 1<<40+int64(i), 300+i%700)
+	for at := 0; at+len(crashRollbackMarker) <= len(b); at += 512 {
+		copy(b[at:], crashRollbackMarker)
+	}
+	return b
+}
+
+// exec runs the transaction and rolls it back; it fails unless SQLite
+// reports the rollback as done.
+func (rb crashRollback) exec(ctx context.Context, conn *sql.Conn, seed uint64, seq int64) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	insert := func(from, to int) error {
+		stmt, err := tx.Prepare("INSERT INTO bulk(id, data) VALUES(?, ?)")
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := from; i < to; i++ {
+			if _, err := stmt.Exec(1<<30+i, crashRollbackRow(seed, seq, i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, err := tx.Exec("UPDATE kv SET val = val + 1"); err != nil {
+		return err
+	}
+	switch rb.shape {
+	case "rollback":
+		if err := insert(0, rb.rows); err != nil {
+			return err
+		}
+	case "savepoint":
+		if err := insert(0, rb.rows/2); err != nil {
+			return err
+		}
+		for _, q := range []string{"SAVEPOINT s", "DELETE FROM blobs"} {
+			if _, err := tx.Exec(q); err != nil {
+				return err
+			}
+		}
+		if err := insert(rb.rows/2, rb.rows); err != nil {
+			return err
+		}
+		if _, err := tx.Exec("ROLLBACK TO s"); err != nil {
+			return err
+		}
+	case "failed":
+		if err := insert(0, rb.rows); err != nil {
+			return err
+		}
+		// Copies every row written so far, then meets the first again.
+		if _, err := tx.Exec("INSERT INTO bulk(id, data) SELECT id + 1000000, data FROM bulk WHERE id >= ? UNION ALL SELECT ?, x'00'", 1<<30, 1<<30); err == nil {
+			return errors.New("an insert over an existing id succeeded")
+		}
+	}
+	return tx.Rollback()
 }
 
 // crashCacheSpills returns how many dirty pages the connection has written
@@ -644,6 +746,9 @@ func crashCheck(dir string, m *crashModel, lastAcked int64) (_ int64, err error)
 	}
 	if err := crashCheckBlobs(db, m); err != nil {
 		return 0, fmt.Errorf("after transaction %d: %w", hi, err)
+	}
+	if n, err := volumePagesWith(dir, crashVolume, crashRollbackMarker); err != nil || n > 0 {
+		return 0, fmt.Errorf("after transaction %d: %d pages of the volume hold bytes of a rolled-back transaction (%v)", hi, n, err)
 	}
 	return hi, nil
 }

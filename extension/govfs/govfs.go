@@ -127,8 +127,9 @@ func recoverInto(err *error, op string) {
 type mainFile struct{ f *extension.File }
 
 var (
-	_ vfs.FileLockState = (*mainFile)(nil)
-	_ vfs.FilePragma    = (*mainFile)(nil)
+	_ vfs.FileLockState      = (*mainFile)(nil)
+	_ vfs.FilePragma         = (*mainFile)(nil)
+	_ vfs.FileCommitPhaseTwo = (*mainFile)(nil)
 )
 
 func (m *mainFile) Close() (err error) {
@@ -169,6 +170,10 @@ func (m *mainFile) Unlock(l vfs.LockLevel) (err error) {
 	defer recoverInto(&err, "unlock")
 	return code(m.f.Unlock(extension.LockLevel(l)), extension.CodeIOErr)
 }
+
+// CommitPhaseTwo is SQLite saying that the write transaction committed:
+// only then does leaving the write lock make a version.
+func (m *mainFile) CommitPhaseTwo() error { return m.f.CommitPhaseTwo() }
 
 func (m *mainFile) CheckReservedLock() (ok bool, err error) {
 	defer recoverInto(&err, "check reserved lock")

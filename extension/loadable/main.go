@@ -231,10 +231,18 @@ func cambiumLock(h C.uintptr_t, level C.int) (rc C.int) {
 	return result(fileOf(h).Lock(extension.LockLevel(level)), extension.CodeIOErrLock)
 }
 
+// cambiumUnlock lowers the lock to level; committed says SQLite sent
+// SQLITE_FCNTL_COMMIT_PHASETWO since the last unlock (the C side keeps
+// that flag), so that the write transaction the unlock ends committed.
+//
 //export cambiumUnlock
-func cambiumUnlock(h C.uintptr_t, level C.int) (rc C.int) {
+func cambiumUnlock(h C.uintptr_t, level C.int, committed C.int) (rc C.int) {
 	defer recovered(&rc, "unlock")
-	return result(fileOf(h).Unlock(extension.LockLevel(level)), extension.CodeIOErr)
+	f := fileOf(h)
+	if mf, ok := f.(*extension.File); ok && committed != 0 {
+		mf.CommitPhaseTwo()
+	}
+	return result(f.Unlock(extension.LockLevel(level)), extension.CodeIOErr)
 }
 
 //export cambiumCheckReservedLock

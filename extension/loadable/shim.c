@@ -34,6 +34,10 @@ SQLITE_EXTENSION_INIT1
 typedef struct cambium_file {
 	sqlite3_file base;
 	uintptr_t h; // runtime/cgo.Handle of the Go file
+	// committed: SQLite sent SQLITE_FCNTL_COMMIT_PHASETWO since the last
+	// unlock, so the write transaction it ends committed. Kept here, and
+	// passed with the unlock, so that a commit costs no extra call into Go.
+	int committed;
 } cambium_file;
 
 #define HANDLE(f) (((cambium_file *)(f))->h)
@@ -98,7 +102,9 @@ static int fileLock(sqlite3_file *f, int level) {
 }
 
 static int fileUnlock(sqlite3_file *f, int level) {
-	return cambiumUnlock(HANDLE(f), level);
+	int committed = ((cambium_file *)f)->committed;
+	((cambium_file *)f)->committed = 0;
+	return cambiumUnlock(HANDLE(f), level, committed);
 }
 
 // Main database files.
@@ -115,6 +121,9 @@ static int mainFileControl(sqlite3_file *f, int op, void *arg) {
 		char **a = (char **)arg;
 		return cambiumPragma(HANDLE(f), a[1], a[2], &a[0]);
 	}
+	case SQLITE_FCNTL_COMMIT_PHASETWO:
+		((cambium_file *)f)->committed = 1;
+		return SQLITE_OK;
 	case SQLITE_FCNTL_LOCKSTATE:
 		return cambiumLockState(HANDLE(f), (int *)arg);
 	case SQLITE_FCNTL_VFSNAME:
@@ -228,6 +237,7 @@ static int vfsOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
 	sqlite3_free(kv);
 	if (rc != SQLITE_OK) return rc;
 	HANDLE(f) = h;
+	((cambium_file *)f)->committed = 0;
 	f->pMethods = isMain ? &main_methods : &mem_methods;
 	// SQLITE_OPEN_MEMORY tells the pager to keep the main database's
 	// rollback journal in memory (journal_mode=MEMORY): the engine, not the
