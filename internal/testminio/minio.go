@@ -347,7 +347,9 @@ func goBinDirs() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("go env: %w", err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	// One line each, the first empty when GOBIN is unset: trim only the
+	// final newline.
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	if len(lines) != 2 {
 		return nil, fmt.Errorf("go env GOBIN GOPATH printed %q", out)
 	}
