@@ -63,7 +63,7 @@ func decodeStub(what string, b []byte) (stub, error) {
 		First:  PageNo(binary.BigEndian.Uint32(b[45:])),
 		Last:   PageNo(binary.BigEndian.Uint32(b[49:])),
 	}
-	if s.frame.Last < s.frame.First || s.frame.End() > s.size {
+	if s.frame.Last < s.frame.First || s.frame.Length < segment.FrameTrailerSize || s.frame.End() > s.size {
 		return stub{}, fmt.Errorf("%w: %s: stub frame pages %d..%d at %d+%d in %d bytes", ErrCorrupt, what, s.frame.First, s.frame.Last, s.frame.Offset, s.frame.Length, s.size)
 	}
 	return s, nil
@@ -499,10 +499,9 @@ func (v *Volume) prefetch(r *replica, run []stub, pageSize int) {
 }
 
 func decodeStubFrame(key string, s stub, pageSize int, data []byte) ([]byte, error) {
-	f := segment.Footer{PageSize: pageSize, Salt: s.salt, Frames: []segment.Frame{s.frame}}
-	pages, err := f.DecodeFrame(0, data, nil)
+	pages, err := segment.DecodeFrame(s.frame, s.salt, pageSize, data, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s, frame of pages %d..%d at offset %d: %v", ErrRemoteCorrupt, key, s.frame.First, s.frame.Last, s.frame.Offset, err)
+		return nil, fmt.Errorf("%w: %s, frame of pages %d..%d at offset %d: %w", ErrRemoteCorrupt, key, s.frame.First, s.frame.Last, s.frame.Offset, err)
 	}
 	return pages, nil
 }

@@ -1,11 +1,16 @@
 package engine
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"testing"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/cambiumdb/cambium/segment"
 )
 
 // FuzzDecodeRecords feeds arbitrary bytes to every record decoder: each
@@ -20,6 +25,9 @@ func FuzzDecodeRecords(f *testing.F) {
 		headRecord{version: 5, pageCount: 2, pageSize: 512}.encode(),
 		volumeRecord{id: 7, created: time.Unix(2, 0)}.encode(),
 		encodePrunedRecord(9),
+		replRecord{pushed: 8, seq: 3, lastParent: 5, remoteVersion: 9, diverged: true, url: "file:///r", pending: []byte("claim")}.encode(),
+		replRecord{}.encode(),
+		encodeCommitLogPosition(commitLogPosition{epoch: 4, seq: 17}),
 	} {
 		f.Add(seed, false)
 		f.Add(seed[:len(seed)-4], true)
@@ -43,5 +51,119 @@ func FuzzDecodeRecords(f *testing.F) {
 		check(err)
 		_, err = decodePrunedRecord("pruned", b)
 		check(err)
+		repl, err := decodeReplRecord("repl", b)
+		check(err)
+		if err == nil {
+			// What decodes encodes to the same bytes.
+			if again := repl.encode(); !bytes.Equal(again, b) {
+				t.Fatalf("replication record %+v encodes to %x, decoded from %x", repl, again, b)
+			}
+		}
+		pos, err := decodeCommitLogPosition(b)
+		check(err)
+		if err == nil && !bytes.Equal(encodeCommitLogPosition(pos), b) {
+			t.Fatalf("position %+v does not encode to %x", pos, b)
+		}
+	})
+}
+
+// FuzzDecodeStub feeds arbitrary bytes to the stub decoder and, for a stub
+// that decodes, arbitrary frame bytes to the frame decoder: a stub either
+// decodes to one that encodes to the same bytes or is ErrCorrupt; a frame
+// either decodes to whole pages or is ErrRemoteCorrupt.
+func FuzzDecodeStub(f *testing.F) {
+	ref := segmentRef{id: SegmentID{1, 2, 3}, salt: 99, size: 1 << 20}
+	good := encodeStub(nil, ref, segment.Frame{Offset: 4096, Length: 300, First: 7, Last: 9})
+	f.Add(good, []byte("not a frame"))
+	f.Add(good[:len(good)-1], []byte{})
+	f.Add(encodeStub(nil, ref, segment.Frame{Offset: 1 << 20, Length: 1, First: 2, Last: 1}), []byte{0})
+	f.Fuzz(func(t *testing.T, b, frame []byte) {
+		s, err := decodeStub("stub", b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		again := encodeStub(nil, segmentRef{id: s.seg, salt: s.salt, size: s.size}, s.frame)
+		if !bytes.Equal(again, b) {
+			t.Fatalf("stub %+v encodes to %x, decoded from %x", s, again, b)
+		}
+		pages, err := decodeStubFrame("seg", s, 512, frame)
+		if err != nil {
+			if !errors.Is(err, ErrRemoteCorrupt) {
+				t.Fatalf("frame error does not wrap ErrRemoteCorrupt: %v", err)
+			}
+			return
+		}
+		if want := int(s.frame.Last-s.frame.First+1) * 512; len(pages) != want {
+			t.Fatalf("frame of pages %d..%d decoded to %d bytes, want %d", s.frame.First, s.frame.Last, len(pages), want)
+		}
+	})
+}
+
+// FuzzDecodeLogEntry feeds arbitrary bytes to the commit log's header and
+// entry decoders: they find a whole entry only where its length, epoch,
+// sequence number and CRC all hold, its body inside the bytes given.
+func FuzzDecodeLogEntry(f *testing.F) {
+	entry := func(body []byte, ent logEntry) []byte {
+		b := make([]byte, commitLogEntryHeadLen, commitLogEntryHeadLen+len(body))
+		binary.BigEndian.PutUint32(b[0:4], uint32(len(body)))
+		binary.BigEndian.PutUint64(b[4:12], ent.epoch)
+		binary.BigEndian.PutUint64(b[12:20], ent.seq)
+		binary.BigEndian.PutUint64(b[20:28], uint64(ent.volume))
+		binary.BigEndian.PutUint64(b[28:36], uint64(ent.version))
+		binary.BigEndian.PutUint64(b[36:44], uint64(ent.parent))
+		b = append(b, body...)
+		binary.BigEndian.PutUint32(b[44:48], crc32.Update(crc32.Checksum(b[:44], castagnoli), castagnoli, body))
+		return b
+	}
+	good := entry([]byte("a pebble batch"), logEntry{epoch: 3, seq: 1, volume: 2, version: 8, parent: 7})
+	f.Add(good, uint64(3), uint64(1))
+	f.Add(good[:len(good)-1], uint64(3), uint64(1))
+	f.Add(entry(nil, logEntry{epoch: 1, seq: 2}), uint64(1), uint64(2))
+	f.Add(encodeCommitLogHeader(5), uint64(5), uint64(0))
+	f.Fuzz(func(t *testing.T, b []byte, epoch, seq uint64) {
+		if e, ok := decodeCommitLogHeader(b); ok && !bytes.Equal(encodeCommitLogHeader(e), b) && b[8] == commitLogFormat {
+			t.Fatalf("header of epoch %d decoded from %x, which it does not encode to", e, b)
+		}
+		ent, body, ok := decodeLogEntry(b, epoch, seq)
+		if !ok {
+			return
+		}
+		if ent.epoch != epoch || ent.seq != seq {
+			t.Fatalf("entry %+v decoded where epoch %d, seq %d were wanted", ent, epoch, seq)
+		}
+		if again := entry(body, ent); !bytes.Equal(again, b[:len(again)]) {
+			t.Fatalf("entry %+v with a %d-byte body encodes to other bytes", ent, len(body))
+		}
+	})
+}
+
+// FuzzParseNames feeds arbitrary strings and bytes to the parsers of names
+// and keys: what parses formats back to the same text.
+func FuzzParseNames(f *testing.F) {
+	f.Add("0123456789abcdef0123456789abcdef", []byte{tagPage, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe})
+	f.Add("03/00000000000000ff", []byte{})
+	f.Add("18446744073709551615", []byte{1})
+	f.Fuzz(func(t *testing.T, s string, key []byte) {
+		if id, err := ParseSegmentID(s); err == nil && id.String() != s {
+			t.Fatalf("segment id %q formats as %q", s, id.String())
+		}
+		if v, err := ParseVersion(s); err == nil {
+			if again, err := ParseVersion(v.String()); err != nil || again != v {
+				t.Fatalf("version %q parses to %d, which formats as %q", s, v, v.String())
+			}
+		}
+		if level, start, ok := parseRollupKey(s); ok {
+			if again := remoteRollupKey("x", level, start); again != remotePrefix("x")+"r/"+s {
+				t.Fatalf("rollup key %q parses to level %d, start %d, which format as %q", s, level, start, again)
+			}
+		}
+		if id, p, v, ok := decodePageKey(key); ok {
+			if again := appendPageKey(nil, id, p, v); !bytes.Equal(again, key) {
+				t.Fatalf("page key %x decodes to (%d, %d, %d), which encode to %x", key, id, p, v, again)
+			}
+		}
 	})
 }

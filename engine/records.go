@@ -223,5 +223,8 @@ func decodeCommitLogPosition(b []byte) (commitLogPosition, error) {
 	if err != nil {
 		return commitLogPosition{}, err
 	}
+	if len(body) != 16 {
+		return commitLogPosition{}, fmt.Errorf("%w: commit log position record is %d bytes, want %d", ErrCorrupt, len(b), commitLogPositionLen)
+	}
 	return commitLogPosition{epoch: binary.BigEndian.Uint64(body[0:8]), seq: binary.BigEndian.Uint64(body[8:16])}, nil
 }

@@ -41,12 +41,12 @@ func newSegmentID() (SegmentID, error) {
 	return id, err
 }
 
-// ParseSegmentID parses 32 hex digits.
+// ParseSegmentID parses 32 lower-case hex digits, as String formats them.
 func ParseSegmentID(s string) (SegmentID, error) {
 	var id SegmentID
 	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != segmentIDLen {
-		return id, fmt.Errorf("parse segment id %q: want %d hex digits", s, 2*segmentIDLen)
+	if err != nil || len(b) != segmentIDLen || s != hex.EncodeToString(b) {
+		return id, fmt.Errorf("parse segment id %q: want %d lower-case hex digits", s, 2*segmentIDLen)
 	}
 	copy(id[:], b)
 	return id, nil

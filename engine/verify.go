@@ -420,8 +420,8 @@ func parseRollupKey(s string) (level uint8, start uint64, ok bool) {
 	}
 	lv, err1 := strconv.ParseUint(l, 16, 8)
 	sv, err2 := strconv.ParseUint(st, 16, 64)
-	if err1 != nil || err2 != nil {
-		return 0, 0, false
+	if err1 != nil || err2 != nil || s != fmt.Sprintf("%02x/%016x", lv, sv) {
+		return 0, 0, false // not as remoteRollupKey formats it
 	}
 	return uint8(lv), sv, true
 }

@@ -348,10 +348,20 @@ func (l *commitLog) replay() (epoch uint64, gap bool, err error) {
 // entryAt returns the entry at off if it is whole, of epoch and numbered
 // seq; ok is false at the end of the log. body aliases the mapping.
 func (l *commitLog) entryAt(off int, epoch, seq uint64) (ent logEntry, body []byte, ok bool) {
-	if off+commitLogEntryHeadLen > l.mu.filled {
+	if off >= l.mu.filled {
 		return logEntry{}, nil, false
 	}
-	head := l.m[off : off+commitLogEntryHeadLen]
+	return decodeLogEntry(l.m[off:l.mu.filled], epoch, seq)
+}
+
+// decodeLogEntry decodes the entry at the start of b if it is whole, of
+// epoch and numbered seq; ok is false otherwise (the end of the log, or a
+// torn entry). body aliases b.
+func decodeLogEntry(b []byte, epoch, seq uint64) (ent logEntry, body []byte, ok bool) {
+	if len(b) < commitLogEntryHeadLen {
+		return logEntry{}, nil, false
+	}
+	head := b[:commitLogEntryHeadLen]
 	n := int(binary.BigEndian.Uint32(head[0:4]))
 	ent = logEntry{
 		epoch:   binary.BigEndian.Uint64(head[4:12]),
@@ -360,11 +370,10 @@ func (l *commitLog) entryAt(off int, epoch, seq uint64) (ent logEntry, body []by
 		version: Version(binary.BigEndian.Uint64(head[28:36])),
 		parent:  Version(binary.BigEndian.Uint64(head[36:44])),
 	}
-	end := off + commitLogEntryHeadLen + n
-	if ent.epoch != epoch || ent.seq != seq || n > commitLogMaxEntry || end > l.mu.filled {
+	if ent.epoch != epoch || ent.seq != seq || n > commitLogMaxEntry || commitLogEntryHeadLen+n > len(b) {
 		return logEntry{}, nil, false
 	}
-	body = l.m[off+commitLogEntryHeadLen : end]
+	body = b[commitLogEntryHeadLen : commitLogEntryHeadLen+n]
 	if binary.BigEndian.Uint32(head[44:48]) != crc32.Update(crc32.Checksum(head[:44], castagnoli), castagnoli, body) {
 		return logEntry{}, nil, false // torn: the end of the log
 	}

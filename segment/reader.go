@@ -215,20 +215,37 @@ func (f *Footer) DecodeFrame(i int, data, dst []byte) ([]byte, error) {
 	if i < 0 || i >= len(f.Frames) {
 		return nil, fmt.Errorf("decode frame %d: segment has %d frames", i, len(f.Frames))
 	}
-	fr := f.Frames[i]
+	out, err := DecodeFrame(f.Frames[i], f.Salt, f.PageSize, data, dst)
+	if err != nil {
+		return nil, fmt.Errorf("frame %d: %w", i, err)
+	}
+	return out, nil
+}
+
+// DecodeFrame verifies and decompresses data, the exact bytes of frame fr
+// of a segment whose footer has salt and pageSize, and returns its pages
+// concatenated in page order, appended to dst. It is Footer.DecodeFrame for
+// a caller that kept one frame's description instead of the footer (a
+// page's stub); fr is checked as a footer's frames are. Errors wrap
+// ErrCorrupt.
+func DecodeFrame(fr Frame, salt uint64, pageSize int, data, dst []byte) ([]byte, error) {
+	if fr.Last < fr.First || fr.Length < FrameTrailerSize || pageSize <= 0 || fr.PageCount() > MaxFrameBytes/pageSize {
+		return nil, fmt.Errorf("%w: frame of pages %d-%d, %d bytes, %d-byte pages: not a frame",
+			ErrCorrupt, fr.First, fr.Last, fr.Length, pageSize)
+	}
 	if len(data) != int(fr.Length) {
-		return nil, fmt.Errorf("%w: frame %d (pages %d-%d) is %d bytes, want %d (truncated read?)",
-			ErrCorrupt, i, fr.First, fr.Last, len(data), fr.Length)
+		return nil, fmt.Errorf("%w: frame of pages %d-%d is %d bytes, want %d (truncated read?)",
+			ErrCorrupt, fr.First, fr.Last, len(data), fr.Length)
 	}
 	body := data[:len(data)-FrameTrailerSize]
 	want := binary.BigEndian.Uint32(data[len(data)-FrameTrailerSize:])
-	if got := frameCRC(f.Salt, fr.First, fr.PageCount(), body); got != want {
-		return nil, fmt.Errorf("%w: frame %d (pages %d-%d) checksum %08x, want %08x",
-			ErrCorrupt, i, fr.First, fr.Last, got, want)
+	if got := frameCRC(salt, fr.First, fr.PageCount(), body); got != want {
+		return nil, fmt.Errorf("%w: frame of pages %d-%d: checksum %08x, want %08x",
+			ErrCorrupt, fr.First, fr.Last, got, want)
 	}
-	out, err := decompress(frameDecoder(), dst, body, fr.PageCount()*f.PageSize)
+	out, err := decompress(frameDecoder(), dst, body, fr.PageCount()*pageSize)
 	if err != nil {
-		return nil, fmt.Errorf("%w: frame %d (pages %d-%d): %v", ErrCorrupt, i, fr.First, fr.Last, err)
+		return nil, fmt.Errorf("%w: frame of pages %d-%d: %v", ErrCorrupt, fr.First, fr.Last, err)
 	}
 	return out, nil
 }
