@@ -37,8 +37,8 @@ test: deps vet
 		grep -E '^(--- FAIL|FAIL|panic:)|^\s+--- FAIL|_test\.go:[0-9]+:' $(BUILD)/test.log | head -200; \
 		echo "make test: FAILED (see $(BUILD)/test.log)"; exit 1; fi
 	@grep -E '^(--- (PASS|SKIP)|ok |FAIL)|testminio:|against MinIO|violations|kills|coldopen|fastforward' $(BUILD)/test.log
-	@echo "go test -race -short ./engine/ ./segment/ ./remote/  (full log: $(BUILD)/test-race.log)"
-	@if ! $(GO) test -race -short -count=1 ./engine/ ./segment/ ./remote/ > $(BUILD)/test-race.log 2>&1; then \
+	@echo "go test -race -short ./engine/ ./segment/ ./remote/...  (full log: $(BUILD)/test-race.log)"
+	@if ! $(GO) test -race -short -count=1 ./engine/ ./segment/ ./remote/... > $(BUILD)/test-race.log 2>&1; then \
 		grep -E 'FAIL|DATA RACE|panic:' -A20 $(BUILD)/test-race.log | head -100; \
 		echo "make test: FAILED under -race (see $(BUILD)/test-race.log)"; exit 1; fi
 	@cat $(BUILD)/test-race.log

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cambiumdb/cambium/extension"
 	"github.com/cambiumdb/cambium/remote"
+	_ "github.com/cambiumdb/cambium/remote/s3" // RemoteConfig.URL may be s3://
 )
 
 // RemoteConfig says what object store the replication workloads use.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cambiumdb/cambium/internal/testminio"
 	"github.com/cambiumdb/cambium/remote"
+	_ "github.com/cambiumdb/cambium/remote/s3" // the tests replicate through s3:// too
 	"github.com/cambiumdb/cambium/segment"
 )
 

@@ -8,10 +8,16 @@
 //	file:///abs/path    a local directory: atomic creates (link), readers never
 //	                    see partial objects (write, fsync, rename), keys cannot
 //	                    leave the directory
-//	s3://bucket/prefix  Amazon S3 or any S3-compatible store, through
-//	                    aws-sdk-go-v2; credentials, region and endpoint come from
-//	                    the standard AWS chain (AWS_ACCESS_KEY_ID, AWS_REGION,
-//	                    AWS_ENDPOINT_URL, profiles), never from the URL
+//	s3://bucket/prefix  Amazon S3 or any S3-compatible store: package
+//	                    remote/s3, which a program must import to use it;
+//	                    credentials, region and endpoint come from the standard
+//	                    AWS chain, never from the URL
+//
+// Backends other than mem and file live in packages of their own that
+// register their scheme with Register from init, so that a program links an
+// SDK only when it imports the backend:
+//
+//	import _ "github.com/cambiumdb/cambium/remote/s3"
 //
 // Wrappers that take any Store and are Stores themselves:
 //
@@ -24,7 +30,10 @@
 // The package knows keys and bytes, nothing of segments or volumes, and
 // imports nothing else of Cambium. Every Store is safe for concurrent use.
 // The conformance suite in remote/remotetest checks the contract; it runs
-// against every implementation and wrapper, S3 against a real MinIO.
+// against every implementation and wrapper, S3 against a real MinIO. The
+// argument checks ValidateKey, ValidateRange, ClampRange and ListLimit are
+// exported so that backends outside the package refuse the same requests
+// with the same sentinels.
 //
 // Example:
 //

@@ -100,7 +100,7 @@ func (s *FileStore) GetRange(ctx context.Context, key string, offset, length int
 	if err != nil {
 		return nil, fmt.Errorf("file get range: %w", err)
 	}
-	if err := checkRange(offset, length); err != nil {
+	if err := ValidateRange(offset, length); err != nil {
 		return nil, fmt.Errorf("file get range %s: %w", key, err)
 	}
 	f, size, err := openObject(p)
@@ -108,7 +108,7 @@ func (s *FileStore) GetRange(ctx context.Context, key string, offset, length int
 		return nil, fmt.Errorf("file get range %s: %w", key, err)
 	}
 	defer f.Close()
-	start, end, err := clampRange(size, offset, length)
+	start, end, err := ClampRange(size, offset, length)
 	if err != nil {
 		return nil, fmt.Errorf("file get range %s: %w", key, err)
 	}
@@ -181,7 +181,7 @@ func (s *FileStore) List(ctx context.Context, opts ListOptions) (ListPage, error
 	if err := ctx.Err(); err != nil {
 		return ListPage{}, fmt.Errorf("file list: %w", err)
 	}
-	limit, err := checkList(opts)
+	limit, err := ListLimit(opts)
 	if err != nil {
 		return ListPage{}, fmt.Errorf("file list: %w", err)
 	}

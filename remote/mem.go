@@ -101,14 +101,14 @@ func (s *MemStore) GetRange(ctx context.Context, key string, offset, length int6
 	if err := checkCall(ctx, key); err != nil {
 		return nil, fmt.Errorf("mem get range: %w", err)
 	}
-	if err := checkRange(offset, length); err != nil {
+	if err := ValidateRange(offset, length); err != nil {
 		return nil, fmt.Errorf("mem get range %s: %w", key, err)
 	}
 	o, ok := s.lookup(key)
 	if !ok {
 		return nil, fmt.Errorf("mem get range %s: %w", key, ErrNotFound)
 	}
-	start, end, err := clampRange(int64(len(o.data)), offset, length)
+	start, end, err := ClampRange(int64(len(o.data)), offset, length)
 	if err != nil {
 		return nil, fmt.Errorf("mem get range %s: %w", key, err)
 	}
@@ -164,7 +164,7 @@ func (s *MemStore) List(ctx context.Context, opts ListOptions) (ListPage, error)
 	if err := ctx.Err(); err != nil {
 		return ListPage{}, fmt.Errorf("mem list: %w", err)
 	}
-	limit, err := checkList(opts)
+	limit, err := ListLimit(opts)
 	if err != nil {
 		return ListPage{}, fmt.Errorf("mem list: %w", err)
 	}

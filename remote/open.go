@@ -3,19 +3,72 @@ package remote
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 )
+
+// An Opener returns the store that a URL of its scheme names. Open calls it
+// with the URL as given and as parsed, after refusing what no store allows
+// (an opaque URL, user info, a fragment). Errors about the URL itself wrap
+// ErrInvalidURL and read like Open's own: fmt.Errorf("%w: %q: %s",
+// ErrInvalidURL, rawURL, what is wrong).
+type Opener func(ctx context.Context, rawURL string, u *url.URL) (Store, error)
+
+// openers holds the schemes that backend packages registered. Open finds
+// a backend here rather than by importing it, so that remote, and whatever
+// imports only remote (the engine), does not link the S3 SDK.
+var openers struct {
+	sync.RWMutex
+	m map[string]Opener
+}
+
+// Register makes Open hand URLs of scheme (lower case, as url.Parse
+// leaves it) to open. Backends call it from init, so that importing the
+// backend's package is what makes its scheme work:
+//
+//	import _ "github.com/cambiumdb/cambium/remote/s3" // s3://
+//
+// Registering a scheme twice, or mem or file, which Open handles itself,
+// panics: two backends for one scheme is a mistake in how the program is
+// put together.
+func Register(scheme string, open Opener) {
+	if scheme == "" || scheme != strings.ToLower(scheme) || open == nil {
+		panic(fmt.Sprintf("remote: Register(%q): want a lower-case scheme and an opener", scheme))
+	}
+	if scheme == "mem" || scheme == "file" {
+		panic(fmt.Sprintf("remote: Register(%q): built into Open", scheme))
+	}
+	openers.Lock()
+	defer openers.Unlock()
+	if _, dup := openers.m[scheme]; dup {
+		panic(fmt.Sprintf("remote: Register(%q) called twice", scheme))
+	}
+	if openers.m == nil {
+		openers.m = make(map[string]Opener)
+	}
+	openers.m[scheme] = open
+}
+
+func registered(scheme string) Opener {
+	openers.RLock()
+	defer openers.RUnlock()
+	return openers.m[scheme]
+}
+
+// s3Package is the backend for s3:// URLs, named in the error for a
+// program that does not import it.
+const s3Package = "github.com/cambiumdb/cambium/remote/s3"
 
 // Open returns the store a URL names:
 //
 //	mem://NAME                    the process-wide MemStore called NAME
 //	file:///abs/path              a FileStore rooted at /abs/path
 //	s3://bucket[/prefix][?path_style=true|false]
+//	                              an S3 store, from package remote/s3,
+//	                              which the program must import
 //
-// An s3 URL names only the bucket and key prefix; credentials, region and
-// endpoint come from the AWS configuration chain (see S3Store). Every error
+// and any other scheme a backend has registered (see Register). Every error
 // about the URL itself wraps ErrInvalidURL and names the part at fault.
 func Open(ctx context.Context, rawURL string) (Store, error) {
 	if rawURL == "" {
@@ -28,11 +81,18 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %q: %s", ErrInvalidURL, rawURL, fmt.Sprintf(format, args...))
 	}
+	var open Opener
 	switch u.Scheme {
-	case "mem", "file", "s3":
+	case "mem", "file":
 	case "":
 		return nil, bad("missing scheme; want mem://, file:// or s3://")
 	default:
+		if open = registered(u.Scheme); open != nil {
+			break
+		}
+		if u.Scheme == "s3" {
+			return nil, bad("s3 stores are not linked into this program; import _ %q", s3Package)
+		}
 		return nil, bad("unknown scheme %q; want mem, file or s3", u.Scheme)
 	}
 	if u.Opaque != "" {
@@ -74,89 +134,9 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 		}
 		return s, nil
 
-	default: // s3
-		opts, err := parseS3URL(u)
-		if err != nil {
-			return nil, bad("%v", err)
-		}
-		s, err := NewS3Store(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", rawURL, err)
-		}
-		return s, nil
+	default:
+		return open(ctx, rawURL, u)
 	}
-}
-
-// parseS3URL reads the bucket, prefix and options of an s3 URL.
-func parseS3URL(u *url.URL) (S3Options, error) {
-	var opts S3Options
-	if u.Host == "" {
-		return opts, fmt.Errorf("missing bucket name")
-	}
-	if err := validateBucket(u.Host); err != nil {
-		return opts, fmt.Errorf("bucket %q: %v", u.Host, err)
-	}
-	opts.Bucket = u.Host
-
-	if prefix := strings.Trim(u.Path, "/"); prefix != "" {
-		if err := ValidateKey(prefix); err != nil {
-			return opts, fmt.Errorf("prefix %q: %v", prefix, err)
-		}
-		// The prefix is a whole number of key parts, so that s3://b/x
-		// and s3://b/xy never share objects.
-		opts.Prefix = prefix + "/"
-	}
-
-	query, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return opts, fmt.Errorf("query %q: %v", u.RawQuery, err)
-	}
-	for name, values := range query {
-		if name != "path_style" {
-			return opts, fmt.Errorf("unknown query parameter %q; the only one is path_style", name)
-		}
-		if len(values) != 1 {
-			return opts, fmt.Errorf("query parameter %q given %d times", name, len(values))
-		}
-		var on bool
-		switch values[0] {
-		case "true":
-			on = true
-		case "false":
-		default:
-			return opts, fmt.Errorf("query parameter path_style=%q; want true or false", values[0])
-		}
-		opts.PathStyle = &on
-	}
-	return opts, nil
-}
-
-// validateBucket checks name against the S3 bucket naming rules
-// (general purpose buckets), which S3-compatible servers share.
-func validateBucket(name string) error {
-	if len(name) < 3 || len(name) > 63 {
-		return fmt.Errorf("length %d is outside 3 to 63", len(name))
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return fmt.Errorf("character %q at offset %d; only lower-case letters, digits, '-' and '.' are allowed", c, i)
-		}
-	}
-	if !isAlnum(name[0]) || !isAlnum(name[len(name)-1]) {
-		return fmt.Errorf("must begin and end with a letter or digit")
-	}
-	if strings.Contains(name, "..") {
-		return fmt.Errorf("must not contain \"..\"")
-	}
-	if _, err := netip.ParseAddr(name); err == nil {
-		return fmt.Errorf("must not be an IP address")
-	}
-	return nil
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
 }
 
 // unwrapURLError drops the *url.Error wrapper, whose message repeats the URL.

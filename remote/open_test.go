@@ -1,7 +1,9 @@
 package remote
 
 import (
+	"context"
 	"errors"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,17 +30,6 @@ func TestOpen(t *testing.T) {
 			t.Errorf("Open(file://) = %T rooted at %v, want *FileStore at %s", s, fs, root)
 		}
 	})
-	t.Run("S3", func(t *testing.T) {
-		isolateAWSEnv(t)
-		s, err := Open(t.Context(), "s3://my-bucket/db/one/?path_style=false")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s3s, ok := s.(*S3Store)
-		if !ok || s3s.bucket != "my-bucket" || s3s.prefix != "db/one/" || s3s.client.Options().UsePathStyle {
-			t.Errorf("Open(s3://) = %T %+v, want bucket my-bucket, prefix db/one/, virtual-host style", s, s3s)
-		}
-	})
 }
 
 func TestOpen_Invalid(t *testing.T) {
@@ -60,27 +51,11 @@ func TestOpen_Invalid(t *testing.T) {
 		{"FileOpaque", "file:relative", "want file://"},
 		{"FileQuery", "file:///tmp/x?sync=1", `query "sync=1"`},
 		{"FileFragment", "file:///tmp/x#frag", `fragment "frag"`},
-		{"S3NoBucket", "s3://", "missing bucket name"},
-		{"S3NoBucketWithPath", "s3:///prefix", "missing bucket name"},
-		{"S3BucketUpper", "s3://MyBucket", `bucket "MyBucket": character 'M'`},
-		{"S3BucketShort", "s3://ab", `bucket "ab": length 2`},
-		{"S3BucketLong", "s3://" + strings.Repeat("b", 64), "length 64"},
-		{"S3BucketUnderscore", "s3://my_bucket", `character '_'`},
-		{"S3BucketEdge", "s3://-bucket", "begin and end"},
-		{"S3BucketDots", "s3://my..bucket", `".."`},
-		{"S3BucketIP", "s3://192.168.1.1", "IP address"},
-		{"S3BucketPort", "s3://bucket:9000", `character ':'`},
-		{"S3Credentials", "s3://key:secret@bucket", `user info "key"`},
-		{"S3PrefixEmptyPart", "s3://bucket/a//b", `prefix "a//b"`},
-		{"S3PrefixDotDot", "s3://bucket/a/../b", `prefix "a/../b"`},
-		{"S3PrefixControl", "s3://bucket/a%01b", `prefix "a\x01b"`},
-		{"S3UnknownParam", "s3://bucket?region=eu-west-1", `unknown query parameter "region"`},
-		{"S3PathStyleValue", "s3://bucket?path_style=yes", `path_style="yes"`},
-		{"S3PathStyleTwice", "s3://bucket?path_style=true&path_style=false", "given 2 times"},
-		{"S3BadQuery", "s3://bucket?path_style=%zz", "query"},
+		{"FileUserInfo", "file://user@/tmp/x", `user info "user"`},
+		// This test binary does not import remote/s3.
+		{"S3NotLinked", "s3://bucket/prefix", `import _ "github.com/cambiumdb/cambium/remote/s3"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			isolateAWSEnv(t)
 			s, err := Open(t.Context(), tc.url)
 			if !errors.Is(err, ErrInvalidURL) {
 				t.Fatalf("Open(%q) = %v, %v; want ErrInvalidURL", tc.url, s, err)
@@ -92,121 +67,73 @@ func TestOpen_Invalid(t *testing.T) {
 	}
 }
 
-func TestParseS3URL(t *testing.T) {
-	for _, tc := range []struct {
-		url, bucket, prefix string
-		pathStyle           *bool
-	}{
-		{"s3://bucket", "bucket", "", nil},
-		{"s3://bucket/", "bucket", "", nil},
-		{"s3://my.bucket-1/db", "my.bucket-1", "db/", nil},
-		{"s3://bucket/db/one/", "bucket", "db/one/", nil},
-		{"s3://bucket//db/one//", "bucket", "db/one/", nil},
-		{"s3://bucket/db%20one?path_style=true", "bucket", "db one/", ptr(true)},
-		{"s3://bucket?path_style=false", "bucket", "", ptr(false)},
-	} {
-		t.Run(tc.url, func(t *testing.T) {
-			isolateAWSEnv(t)
-			s, err := Open(t.Context(), tc.url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s3s := s.(*S3Store)
-			if s3s.bucket != tc.bucket || s3s.prefix != tc.prefix {
-				t.Errorf("bucket %q, prefix %q; want %q, %q", s3s.bucket, s3s.prefix, tc.bucket, tc.prefix)
-			}
-			if tc.pathStyle != nil && s3s.client.Options().UsePathStyle != *tc.pathStyle {
-				t.Errorf("path style %v, want %v", s3s.client.Options().UsePathStyle, *tc.pathStyle)
-			}
+func TestRegister(t *testing.T) {
+	t.Run("Open", func(t *testing.T) {
+		var got []string
+		registerForTest(t, "fake", func(_ context.Context, rawURL string, u *url.URL) (Store, error) {
+			got = append(got, rawURL+" "+u.Host+" "+u.Path)
+			return NewMemStore(), nil
 		})
-	}
-}
-
-// TestNewS3Store_PathStyle checks the addressing default: path style with a
-// custom endpoint, from either endpoint variable, virtual-host style for AWS.
-func TestNewS3Store_PathStyle(t *testing.T) {
-	for _, tc := range []struct {
-		name, env string
-		force     *bool
-		want      bool
-	}{
-		{"AWS", "", nil, false},
-		{"Endpoint", "AWS_ENDPOINT_URL", nil, true},
-		{"ServiceEndpoint", "AWS_ENDPOINT_URL_S3", nil, true},
-		{"EndpointForcedOff", "AWS_ENDPOINT_URL", ptr(false), false},
-		{"AWSForcedOn", "", ptr(true), true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			isolateAWSEnv(t)
-			if tc.env != "" {
-				t.Setenv(tc.env, "http://127.0.0.1:9")
-			}
-			s, err := NewS3Store(t.Context(), S3Options{Bucket: "bucket", PathStyle: tc.force})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := s.client.Options().UsePathStyle; got != tc.want {
-				t.Errorf("UsePathStyle = %v, want %v", got, tc.want)
-			}
-		})
-	}
-	t.Run("DefaultRegion", func(t *testing.T) {
-		isolateAWSEnv(t)
-		t.Setenv("AWS_REGION", "")
-		s, err := NewS3Store(t.Context(), S3Options{Bucket: "bucket"})
-		if err != nil {
+		if _, err := Open(t.Context(), "fake://host/path"); err != nil {
 			t.Fatal(err)
 		}
-		if got := s.client.Options().Region; got != defaultS3Region {
-			t.Errorf("Region = %q, want %q", got, defaultS3Region)
+		if want := "fake://host/path host /path"; len(got) != 1 || got[0] != want {
+			t.Errorf("opener called with %q, want [%q]", got, want)
+		}
+		// What no store allows is refused before the opener runs.
+		for _, bad := range []string{"fake:opaque", "fake://user@host", "fake://host#frag"} {
+			if _, err := Open(t.Context(), bad); !errors.Is(err, ErrInvalidURL) {
+				t.Errorf("Open(%q) = %v, want ErrInvalidURL", bad, err)
+			}
+		}
+		if len(got) != 1 {
+			t.Errorf("opener called for refused URLs: %q", got[1:])
+		}
+	})
+	t.Run("OpenerError", func(t *testing.T) {
+		errOpen := errors.New("opener failed")
+		registerForTest(t, "fake", func(context.Context, string, *url.URL) (Store, error) { return nil, errOpen })
+		if _, err := Open(t.Context(), "fake://host"); err != errOpen {
+			t.Errorf("Open = %v, want the opener's error as is", err)
+		}
+	})
+	nop := func(context.Context, string, *url.URL) (Store, error) { return nil, nil }
+	for _, tc := range []struct {
+		name, scheme string
+		open         Opener
+	}{
+		{"Mem", "mem", nop},
+		{"File", "file", nop},
+		{"Empty", "", nop},
+		{"UpperCase", "Fake", nop},
+		{"NilOpener", "fake", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !panics(func() { Register(tc.scheme, tc.open) }) {
+				t.Errorf("Register(%q) did not panic", tc.scheme)
+			}
+		})
+	}
+	t.Run("Twice", func(t *testing.T) {
+		registerForTest(t, "fake", nop)
+		if !panics(func() { Register("fake", nop) }) {
+			t.Error("second Register(fake) did not panic")
 		}
 	})
 }
 
-func TestS3Options_Fill(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts S3Options
-		says string
-	}{
-		{"NoBucket", S3Options{}, "no bucket"},
-		{"NegativeTimeout", S3Options{Bucket: "b", Timeout: -1}, "negative timeout"},
-		{"NegativeAttempts", S3Options{Bucket: "b", MaxAttempts: -1}, "negative max attempts"},
-		{"PrefixTooLong", S3Options{Bucket: "b", Prefix: strings.Repeat("p", MaxKeyLen)}, "no room"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.opts.fill(); err == nil || !strings.Contains(err.Error(), tc.says) {
-				t.Errorf("fill() = %v, want an error saying %q", err, tc.says)
-			}
-		})
-	}
-	t.Run("Defaults", func(t *testing.T) {
-		opts := S3Options{Bucket: "b"}
-		if err := opts.fill(); err != nil {
-			t.Fatal(err)
-		}
-		if opts.Timeout != defaultS3Timeout || opts.MaxAttempts != defaultS3MaxAttempts {
-			t.Errorf("filled options %+v, want timeout %v and %d attempts", opts, defaultS3Timeout, defaultS3MaxAttempts)
-		}
+// registerForTest registers scheme for the duration of the test.
+func registerForTest(t *testing.T, scheme string, open Opener) {
+	Register(scheme, open)
+	t.Cleanup(func() {
+		openers.Lock()
+		defer openers.Unlock()
+		delete(openers.m, scheme)
 	})
 }
 
-// isolateAWSEnv keeps the user's AWS configuration out of a test.
-func isolateAWSEnv(t *testing.T) {
-	none := filepath.Join(t.TempDir(), "none")
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           "AKIDTEST",
-		"AWS_SECRET_ACCESS_KEY":       "secret",
-		"AWS_REGION":                  "us-east-1",
-		"AWS_ENDPOINT_URL":            "",
-		"AWS_ENDPOINT_URL_S3":         "",
-		"AWS_PROFILE":                 "",
-		"AWS_CONFIG_FILE":             none,
-		"AWS_SHARED_CREDENTIALS_FILE": none,
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
+func panics(f func()) (panicked bool) {
+	defer func() { panicked = recover() != nil }()
+	f()
+	return false
 }
-
-func ptr[T any](v T) *T { return &v }

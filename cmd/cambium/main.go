@@ -30,6 +30,7 @@ import (
 	"github.com/cambiumdb/cambium/engine"
 	"github.com/cambiumdb/cambium/extension"
 	"github.com/cambiumdb/cambium/remote"
+	_ "github.com/cambiumdb/cambium/remote/s3" // s3:// for --remote
 )
 
 func main() {

@@ -6,7 +6,7 @@
 //		"database/sql"
 //		_ "github.com/cambiumdb/cambium/extension/govfs"
 //		_ "github.com/ncruces/go-sqlite3/driver"
-//	//	)
+//	)
 //
 //	db, err := sql.Open("sqlite3", "file:tenant/42.db?vfs=cambium&dir=/var/lib/cambium")
 //
@@ -26,6 +26,11 @@
 // An unknown URI parameter is an error. A volume that exists only in the
 // remote opens at the remote's newest version without downloading pages:
 // each is fetched when SQLite first reads it.
+//
+// A program that uses s3:// remotes also imports the S3 backend, which this
+// package leaves out so that programs without S3 do not link the AWS SDK:
+//
+//	import _ "github.com/cambiumdb/cambium/remote/s3"
 //
 // Journals and temporary files live in memory: the engine makes commits
 // durable, per PRAGMA synchronous (FULL, the default: fsync before COMMIT

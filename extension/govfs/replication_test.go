@@ -18,6 +18,7 @@ import (
 	"github.com/ncruces/go-sqlite3"
 
 	"github.com/cambiumdb/cambium/internal/testminio"
+	_ "github.com/cambiumdb/cambium/remote/s3" // the tests replicate through s3:// too
 )
 
 func TestMain(m *testing.M) { testminio.Main(m) }

@@ -22,6 +22,7 @@ import (
 	"unsafe"
 
 	"github.com/cambiumdb/cambium/extension"
+	_ "github.com/cambiumdb/cambium/remote/s3" // s3:// for remote=
 )
 
 // main is required by -buildmode=c-shared and never runs.

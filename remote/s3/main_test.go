@@ -1,4 +1,4 @@
-package remote_test
+package s3_test
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package remote
+package s3
 
 import (
 	"bytes"
@@ -17,14 +17,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/cambiumdb/cambium/remote"
 )
 
-// S3Store is a Store in an S3 bucket, or in a server that speaks the S3 API
-// (MinIO, Ceph, R2, ...). Credentials, region and endpoint come from the
-// standard AWS configuration chain: environment variables such as
+// Store is a remote.Store in an S3 bucket, or in a server that speaks the
+// S3 API (MinIO, Ceph, R2, ...). Credentials, region and endpoint come from
+// the standard AWS configuration chain: environment variables such as
 // AWS_ACCESS_KEY_ID, AWS_REGION and AWS_ENDPOINT_URL_S3, shared config
 // files and profiles, and instance roles.
 //
@@ -33,26 +35,26 @@ import (
 // exponential backoff on network errors, 5xx responses, throttling and
 // conditional write conflicts, never on other 4xx responses.
 //
-// The store's key prefix counts against S3's limit of MaxKeyLen bytes per
-// object name, so with a prefix the longest usable key is shorter than
-// MaxKeyLen; longer keys fail with ErrInvalidKey.
-type S3Store struct {
-	client    *s3.Client
+// The store's key prefix counts against S3's limit of remote.MaxKeyLen
+// bytes per object name, so with a prefix the longest usable key is shorter
+// than remote.MaxKeyLen; longer keys fail with remote.ErrInvalidKey.
+type Store struct {
+	client    *awss3.Client
 	bucket    string
 	prefix    string
 	transport *http.Transport // for closing idle connections
 }
 
-var _ Store = (*S3Store)(nil)
+var _ remote.Store = (*Store)(nil)
 
-// S3Options configures an S3Store. Bucket is required; the zero value of
+// Options configures a Store. Bucket is required; the zero value of
 // every other field means its default.
-type S3Options struct {
+type Options struct {
 	// Bucket names the bucket that holds the objects.
 	Bucket string
 
 	// Prefix is prepended verbatim to every key, so that several stores
-	// can share a bucket. Open makes it end in "/".
+	// can share a bucket. remote.Open makes it end in "/".
 	Prefix string
 
 	// PathStyle forces path-style addressing (http://host/bucket/key) on
@@ -71,50 +73,50 @@ type S3Options struct {
 }
 
 const (
-	defaultS3Timeout     = 60 * time.Second
-	defaultS3MaxAttempts = 5
+	defaultTimeout     = 60 * time.Second
+	defaultMaxAttempts = 5
 
-	// defaultS3Region is used when the configuration chain names no
+	// defaultRegion is used when the configuration chain names no
 	// region. Most S3-compatible servers accept any region.
-	defaultS3Region = "us-east-1"
+	defaultRegion = "us-east-1"
 
-	// s3BaseBackoff and s3MaxBackoff bound the delay before a retry:
-	// attempt n waits between half and all of s3BaseBackoff*2^n, capped.
-	s3BaseBackoff = 100 * time.Millisecond
-	s3MaxBackoff  = 5 * time.Second
+	// baseBackoff and maxBackoff bound the delay before a retry:
+	// attempt n waits between half and all of baseBackoff*2^n, capped.
+	baseBackoff = 100 * time.Millisecond
+	maxBackoff  = 5 * time.Second
 )
 
 // fill applies defaults and checks the options.
-func (o *S3Options) fill() error {
+func (o *Options) fill() error {
 	if o.Bucket == "" {
 		return errors.New("s3 store: no bucket")
 	}
-	if len(o.Prefix) >= MaxKeyLen {
+	if len(o.Prefix) >= remote.MaxKeyLen {
 		return fmt.Errorf("s3 store: prefix is %d bytes, leaving no room for keys", len(o.Prefix))
 	}
 	switch {
 	case o.Timeout < 0:
 		return fmt.Errorf("s3 store: negative timeout %v", o.Timeout)
 	case o.Timeout == 0:
-		o.Timeout = defaultS3Timeout
+		o.Timeout = defaultTimeout
 	}
 	switch {
 	case o.MaxAttempts < 0:
 		return fmt.Errorf("s3 store: negative max attempts %d", o.MaxAttempts)
 	case o.MaxAttempts == 0:
-		o.MaxAttempts = defaultS3MaxAttempts
+		o.MaxAttempts = defaultMaxAttempts
 	}
 	return nil
 }
 
-// NewS3Store returns a store in the bucket opts.Bucket, configured from the
+// New returns a store in the bucket opts.Bucket, configured from the
 // standard AWS configuration chain. It does not contact the server.
-func NewS3Store(ctx context.Context, opts S3Options) (*S3Store, error) {
+func New(ctx context.Context, opts Options) (*Store, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
 	cfg, err := config.LoadDefaultConfig(ctx,
-		config.WithDefaultRegion(defaultS3Region),
+		config.WithDefaultRegion(defaultRegion),
 		// Checksums beyond what the API requires break many
 		// S3-compatible servers.
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
@@ -131,22 +133,22 @@ func NewS3Store(ctx context.Context, opts S3Options) (*S3Store, error) {
 		// itself and needs to see them.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+	client := awss3.NewFromConfig(cfg, func(o *awss3.Options) {
 		// BaseEndpoint is resolved from the configuration by now.
 		o.UsePathStyle = aws.ToString(o.BaseEndpoint) != ""
 		if opts.PathStyle != nil {
 			o.UsePathStyle = *opts.PathStyle
 		}
 		o.HTTPClient = httpClient
-		o.Retryer = newS3Retryer(opts.MaxAttempts)
+		o.Retryer = newRetryer(opts.MaxAttempts)
 		o.RetryMaxAttempts = 0 // so that AWS_MAX_ATTEMPTS does not wrap our retryer
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	return &S3Store{client: client, bucket: opts.Bucket, prefix: opts.Prefix, transport: transport}, nil
+	return &Store{client: client, bucket: opts.Bucket, prefix: opts.Prefix, transport: transport}, nil
 }
 
-// newS3Retryer returns the retry policy: the SDK's standard retryer, which
+// newRetryer returns the retry policy: the SDK's standard retryer, which
 // does not retry 4xx responses other than throttling and request timeouts,
 // plus retries of conditional write conflicts (409
 // ConditionalRequestConflict), which S3 returns when concurrent conditional
@@ -154,11 +156,11 @@ func NewS3Store(ctx context.Context, opts S3Options) (*S3Store, error) {
 // client-side retry quota is off: a storage engine bounds its retries per
 // call, and a quota shared by all calls would turn one bad minute into
 // immediate failures afterwards.
-func newS3Retryer(maxAttempts int) aws.Retryer {
+func newRetryer(maxAttempts int) aws.Retryer {
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = maxAttempts
-		o.MaxBackoff = s3MaxBackoff
-		o.Backoff = retry.BackoffDelayerFunc(s3Backoff)
+		o.MaxBackoff = maxBackoff
+		o.Backoff = retry.BackoffDelayerFunc(backoff)
 		o.RateLimiter = ratelimit.None
 		o.Retryables = append([]retry.IsErrorRetryable{
 			retry.RetryableErrorCode{Codes: map[string]struct{}{"ConditionalRequestConflict": {}}},
@@ -166,12 +168,12 @@ func newS3Retryer(maxAttempts int) aws.Retryer {
 	})
 }
 
-// s3Backoff returns the delay before retry number attempt: exponential with
+// backoff returns the delay before retry number attempt: exponential with
 // jitter, so that clients that failed together do not retry together.
-func s3Backoff(attempt int, _ error) (time.Duration, error) {
-	d := s3MaxBackoff
+func backoff(attempt int, _ error) (time.Duration, error) {
+	d := maxBackoff
 	if attempt < 16 {
-		d = min(s3BaseBackoff<<max(attempt, 0), s3MaxBackoff)
+		d = min(baseBackoff<<max(attempt, 0), maxBackoff)
 	}
 	return d/2 + rand.N(d/2+1), nil
 }
@@ -211,13 +213,13 @@ func (c *cancelOnClose) Close() error {
 	return err
 }
 
-// Get implements Store.
-func (s *S3Store) Get(ctx context.Context, key string) ([]byte, error) {
+// Get implements remote.Store.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	k, err := s.objectKey(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("s3 get: %w", err)
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k})
+	out, err := s.client.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &k})
 	if err != nil {
 		return nil, fmt.Errorf("s3 get %s: %w", key, classify(err))
 	}
@@ -228,14 +230,14 @@ func (s *S3Store) Get(ctx context.Context, key string) ([]byte, error) {
 	return data, nil
 }
 
-// GetRange implements Store. It costs one request, and a second one (a
+// GetRange implements remote.Store. It costs one request, and a second one (a
 // HEAD) only when the range starts at or past the end of the object.
-func (s *S3Store) GetRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
 	k, err := s.objectKey(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("s3 get range: %w", err)
 	}
-	if err := checkRange(offset, length); err != nil {
+	if err := remote.ValidateRange(offset, length); err != nil {
 		return nil, fmt.Errorf("s3 get range %s: %w", key, err)
 	}
 	if length == 0 {
@@ -250,8 +252,8 @@ func (s *S3Store) GetRange(ctx context.Context, key string, offset, length int64
 	if length <= math.MaxInt64-offset {
 		rangeHeader += fmt.Sprint(offset + length - 1)
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k, Range: &rangeHeader})
-	if code, status := s3ErrorCode(err); code == "InvalidRange" || status == http.StatusRequestedRangeNotSatisfiable {
+	out, err := s.client.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &k, Range: &rangeHeader})
+	if code, status := errorCode(err); code == "InvalidRange" || status == http.StatusRequestedRangeNotSatisfiable {
 		// The range starts at or past the end: at the end is an empty
 		// slice, past it ErrInvalidRange.
 		size, err := s.checkOffset(ctx, k, offset)
@@ -272,7 +274,7 @@ func (s *S3Store) GetRange(ctx context.Context, key string, offset, length int64
 	}
 	if out.ContentRange == nil {
 		// The server ignored the Range header and sent the whole object.
-		start, end, err := clampRange(int64(len(data)), offset, length)
+		start, end, err := remote.ClampRange(int64(len(data)), offset, length)
 		if err != nil {
 			return nil, fmt.Errorf("s3 get range %s: %w", key, err)
 		}
@@ -286,19 +288,19 @@ func (s *S3Store) GetRange(ctx context.Context, key string, offset, length int64
 
 // checkOffset returns the size of the object named k, or ErrInvalidRange if
 // offset lies past its end.
-func (s *S3Store) checkOffset(ctx context.Context, k string, offset int64) (int64, error) {
+func (s *Store) checkOffset(ctx context.Context, k string, offset int64) (int64, error) {
 	size, err := s.size(ctx, k)
 	if err != nil {
 		return 0, err
 	}
-	if _, _, err := clampRange(size, offset, 0); err != nil {
+	if _, _, err := remote.ClampRange(size, offset, 0); err != nil {
 		return 0, err
 	}
 	return size, nil
 }
 
-// Size implements Store.
-func (s *S3Store) Size(ctx context.Context, key string) (int64, error) {
+// Size implements remote.Store.
+func (s *Store) Size(ctx context.Context, key string) (int64, error) {
 	k, err := s.objectKey(ctx, key)
 	if err != nil {
 		return 0, fmt.Errorf("s3 size: %w", err)
@@ -310,8 +312,8 @@ func (s *S3Store) Size(ctx context.Context, key string) (int64, error) {
 	return size, nil
 }
 
-func (s *S3Store) size(ctx context.Context, k string) (int64, error) {
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &k})
+func (s *Store) size(ctx context.Context, k string) (int64, error) {
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &k})
 	if err != nil {
 		return 0, classify(err)
 	}
@@ -321,8 +323,8 @@ func (s *S3Store) size(ctx context.Context, k string) (int64, error) {
 	return *out.ContentLength, nil
 }
 
-// Put implements Store.
-func (s *S3Store) Put(ctx context.Context, key string, data []byte) error {
+// Put implements remote.Store.
+func (s *Store) Put(ctx context.Context, key string, data []byte) error {
 	k, err := s.objectKey(ctx, key)
 	if err != nil {
 		return fmt.Errorf("s3 put: %w", err)
@@ -333,8 +335,8 @@ func (s *S3Store) Put(ctx context.Context, key string, data []byte) error {
 	return nil
 }
 
-// Create implements Store.
-func (s *S3Store) Create(ctx context.Context, key string, data []byte) error {
+// Create implements remote.Store.
+func (s *Store) Create(ctx context.Context, key string, data []byte) error {
 	k, err := s.objectKey(ctx, key)
 	if err != nil {
 		return fmt.Errorf("s3 create: %w", err)
@@ -342,16 +344,16 @@ func (s *S3Store) Create(ctx context.Context, key string, data []byte) error {
 	in := s.putInput(k, data)
 	in.IfNoneMatch = aws.String("*")
 	if _, err := s.client.PutObject(ctx, in); err != nil {
-		if code, status := s3ErrorCode(err); code == "PreconditionFailed" || status == http.StatusPreconditionFailed {
-			return fmt.Errorf("s3 create %s: %w", key, ErrExists)
+		if code, status := errorCode(err); code == "PreconditionFailed" || status == http.StatusPreconditionFailed {
+			return fmt.Errorf("s3 create %s: %w", key, remote.ErrExists)
 		}
 		return fmt.Errorf("s3 create %s: %w", key, classify(err))
 	}
 	return nil
 }
 
-func (s *S3Store) putInput(k string, data []byte) *s3.PutObjectInput {
-	return &s3.PutObjectInput{
+func (s *Store) putInput(k string, data []byte) *awss3.PutObjectInput {
+	return &awss3.PutObjectInput{
 		Bucket:        &s.bucket,
 		Key:           &k,
 		Body:          bytes.NewReader(data),
@@ -360,19 +362,19 @@ func (s *S3Store) putInput(k string, data []byte) *s3.PutObjectInput {
 	}
 }
 
-// List implements Store.
-func (s *S3Store) List(ctx context.Context, opts ListOptions) (ListPage, error) {
+// List implements remote.Store.
+func (s *Store) List(ctx context.Context, opts remote.ListOptions) (remote.ListPage, error) {
 	if err := ctx.Err(); err != nil {
-		return ListPage{}, fmt.Errorf("s3 list: %w", err)
+		return remote.ListPage{}, fmt.Errorf("s3 list: %w", err)
 	}
-	limit, err := checkList(opts)
+	limit, err := remote.ListLimit(opts)
 	if err != nil {
-		return ListPage{}, fmt.Errorf("s3 list: %w", err)
+		return remote.ListPage{}, fmt.Errorf("s3 list: %w", err)
 	}
 	// One object more than the limit says for sure whether more follow:
 	// MinIO answers IsTruncated false to max-keys=1 when the prefix is
 	// itself a key, though more keys follow.
-	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, MaxKeys: aws.Int32(int32(min(limit+1, MaxListLimit)))}
+	in := &awss3.ListObjectsV2Input{Bucket: &s.bucket, MaxKeys: aws.Int32(int32(min(limit+1, remote.MaxListLimit)))}
 	if p := s.prefix + opts.Prefix; p != "" {
 		in.Prefix = &p
 	}
@@ -381,16 +383,16 @@ func (s *S3Store) List(ctx context.Context, opts ListOptions) (ListPage, error) 
 	}
 	out, err := s.client.ListObjectsV2(ctx, in)
 	if err != nil {
-		return ListPage{}, fmt.Errorf("s3 list %q: %w", opts.Prefix, err)
+		return remote.ListPage{}, fmt.Errorf("s3 list %q: %w", opts.Prefix, err)
 	}
-	page := ListPage{Truncated: aws.ToBool(out.IsTruncated)}
+	page := remote.ListPage{Truncated: aws.ToBool(out.IsTruncated)}
 	contents := out.Contents
 	if len(contents) > limit {
 		contents, page.Truncated = contents[:limit], true
 	}
-	page.Objects = make([]ObjectInfo, 0, len(contents))
+	page.Objects = make([]remote.ObjectInfo, 0, len(contents))
 	for _, o := range contents {
-		page.Objects = append(page.Objects, ObjectInfo{
+		page.Objects = append(page.Objects, remote.ObjectInfo{
 			Key:      strings.TrimPrefix(aws.ToString(o.Key), s.prefix),
 			Size:     aws.ToInt64(o.Size),
 			Modified: aws.ToTime(o.LastModified),
@@ -399,15 +401,15 @@ func (s *S3Store) List(ctx context.Context, opts ListOptions) (ListPage, error) 
 	return page, nil
 }
 
-// Delete implements Store.
-func (s *S3Store) Delete(ctx context.Context, key string) error {
+// Delete implements remote.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
 	k, err := s.objectKey(ctx, key)
 	if err != nil {
 		return fmt.Errorf("s3 delete: %w", err)
 	}
-	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil {
+	if _, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil {
 		err = classify(err)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, remote.ErrNotFound) {
 			return nil
 		}
 		return fmt.Errorf("s3 delete %s: %w", key, err)
@@ -415,20 +417,23 @@ func (s *S3Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Close implements Store.
-func (s *S3Store) Close() error {
+// Close implements remote.Store.
+func (s *Store) Close() error {
 	s.transport.CloseIdleConnections()
 	return nil
 }
 
 // objectKey checks a call and returns the S3 object name for key.
-func (s *S3Store) objectKey(ctx context.Context, key string) (string, error) {
-	if err := checkCall(ctx, key); err != nil {
+func (s *Store) objectKey(ctx context.Context, key string) (string, error) {
+	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	if len(s.prefix)+len(key) > MaxKeyLen {
+	if err := remote.ValidateKey(key); err != nil {
+		return "", err
+	}
+	if len(s.prefix)+len(key) > remote.MaxKeyLen {
 		return "", fmt.Errorf("%w: with the store prefix %q, %q is %d bytes, longer than S3's %d",
-			ErrInvalidKey, s.prefix, key, len(s.prefix)+len(key), MaxKeyLen)
+			remote.ErrInvalidKey, s.prefix, key, len(s.prefix)+len(key), remote.MaxKeyLen)
 	}
 	return s.prefix + key, nil
 }
@@ -446,9 +451,9 @@ func readBody(body io.ReadCloser, length *int64) ([]byte, error) {
 	return data, nil
 }
 
-// s3ErrorCode returns the S3 error code and HTTP status of a failed request,
+// errorCode returns the S3 error code and HTTP status of a failed request,
 // where the server sent them.
-func s3ErrorCode(err error) (code string, status int) {
+func errorCode(err error) (code string, status int) {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
 		code = apiErr.ErrorCode()
@@ -460,21 +465,21 @@ func s3ErrorCode(err error) (code string, status int) {
 	return code, status
 }
 
-// classify maps a failed request to the Store's sentinels: ErrNotFound if
-// the object does not exist, ErrInvalidKey if the server refuses the key
-// (AWS limits its length; MinIO also limits each part to 255 bytes), and
-// err itself otherwise.
+// classify maps a failed request to remote's sentinels: ErrNotFound if the
+// object does not exist, ErrInvalidKey if the server refuses the key (AWS
+// limits its length; MinIO also limits each part to 255 bytes), and err
+// itself otherwise.
 //
 // A missing bucket is not a missing object: GET reports it as NoSuchBucket,
 // which stays an error. HEAD has no body to say which is missing, so Size in
 // a missing bucket reports ErrNotFound.
 func classify(err error) error {
-	code, status := s3ErrorCode(err)
+	code, status := errorCode(err)
 	switch {
 	case code == "NoSuchKey", status == http.StatusNotFound && code == "NotFound":
-		return ErrNotFound
+		return remote.ErrNotFound
 	case code == "KeyTooLongError", code == "XMinioInvalidObjectName":
-		return fmt.Errorf("%w: refused by the server: %w", ErrInvalidKey, err)
+		return fmt.Errorf("%w: refused by the server: %w", remote.ErrInvalidKey, err)
 	}
 	return err
 }

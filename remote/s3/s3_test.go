@@ -1,4 +1,4 @@
-package remote_test
+package s3_test
 
 import (
 	"context"
@@ -15,22 +15,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cambiumdb/cambium/internal/testminio"
 	"github.com/cambiumdb/cambium/remote"
 	"github.com/cambiumdb/cambium/remote/remotetest"
+	"github.com/cambiumdb/cambium/remote/s3"
 )
 
-// TestS3Store_Conformance runs the conformance suite against a real MinIO
+// TestStore_Conformance runs the conformance suite against a real MinIO
 // server, each subtest in a bucket of its own.
-func TestS3Store_Conformance(t *testing.T) {
+func TestStore_Conformance(t *testing.T) {
 	srv := testminio.Shared(t)
 	srv.Env(t)
 	t.Logf("S3 store conformance against MinIO at %s", srv.Endpoint)
 	began := time.Now()
 	remotetest.Run(t, func(t testing.TB) remote.Store {
-		s, err := remote.NewS3Store(context.Background(), remote.S3Options{Bucket: srv.NewBucket(t)})
+		s, err := s3.New(context.Background(), s3.Options{Bucket: srv.NewBucket(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +40,7 @@ func TestS3Store_Conformance(t *testing.T) {
 	t.Logf("conformance suite took %v", time.Since(began).Round(time.Millisecond))
 }
 
-func TestS3Store_Prefix(t *testing.T) {
+func TestStore_Prefix(t *testing.T) {
 	srv := testminio.Shared(t)
 	srv.Env(t)
 	bucket := srv.NewBucket(t)
@@ -68,7 +69,7 @@ func TestS3Store_Prefix(t *testing.T) {
 		}
 	})
 	t.Run("ObjectNames", func(t *testing.T) {
-		out, err := srv.Client().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &bucket})
+		out, err := srv.Client().ListObjectsV2(ctx, &awss3.ListObjectsV2Input{Bucket: &bucket})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +102,7 @@ func TestS3Store_Prefix(t *testing.T) {
 	})
 }
 
-func TestS3Store_Keys(t *testing.T) {
+func TestStore_Keys(t *testing.T) {
 	srv := testminio.Shared(t)
 	srv.Env(t)
 	s := mustOpen(t, "s3://"+srv.NewBucket(t))
@@ -113,6 +114,16 @@ func TestS3Store_Keys(t *testing.T) {
 			t.Errorf("Put of a 256 byte part = %v, want ErrInvalidKey", err)
 		}
 	})
+}
+
+func mustOpen(t testing.TB, url string) remote.Store {
+	t.Helper()
+	s, err := remote.Open(t.Context(), url)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", url, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // fakeS3 is an HTTP server that answers S3 requests from a script, and
@@ -170,12 +181,12 @@ func s3Error(w http.ResponseWriter, status int, code string) {
 	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>test</Message><RequestId>1</RequestId></Error>`, code)
 }
 
-func newS3Store(t *testing.T, opts remote.S3Options) *remote.S3Store {
+func newStore(t *testing.T, opts s3.Options) *s3.Store {
 	t.Helper()
 	if opts.Bucket == "" {
 		opts.Bucket = "bucket"
 	}
-	s, err := remote.NewS3Store(t.Context(), opts)
+	s, err := s3.New(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +194,7 @@ func newS3Store(t *testing.T, opts remote.S3Options) *remote.S3Store {
 	return s
 }
 
-func TestS3Store_Errors(t *testing.T) {
+func TestStore_Errors(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name     string
@@ -292,7 +303,7 @@ func TestS3Store_Errors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeS3(t, tc.answer)
-			s := newS3Store(t, remote.S3Options{MaxAttempts: 3})
+			s := newStore(t, s3.Options{MaxAttempts: 3})
 			err := tc.call(s)
 			switch {
 			case tc.want == errNone:
@@ -315,13 +326,13 @@ func TestS3Store_Errors(t *testing.T) {
 	}
 }
 
-func TestS3Store_Retry(t *testing.T) {
+func TestStore_Retry(t *testing.T) {
 	t.Run("Backoff", func(t *testing.T) {
 		// Three attempts wait twice: 100-200ms, then 200-400ms.
 		f := newFakeS3(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 			s3Error(w, http.StatusServiceUnavailable, "ServiceUnavailable")
 		})
-		s := newS3Store(t, remote.S3Options{MaxAttempts: 3})
+		s := newStore(t, s3.Options{MaxAttempts: 3})
 		began := time.Now()
 		if _, err := s.Get(t.Context(), "k"); err == nil || !strings.Contains(err.Error(), "503") {
 			t.Errorf("Get = %v, want the 503 error", err)
@@ -337,7 +348,7 @@ func TestS3Store_Retry(t *testing.T) {
 		newFakeS3(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 			s3Error(w, http.StatusInternalServerError, "InternalError")
 		})
-		s := newS3Store(t, remote.S3Options{MaxAttempts: 10})
+		s := newStore(t, s3.Options{MaxAttempts: 10})
 		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
 		defer cancel()
 		began := time.Now()
@@ -353,11 +364,11 @@ func TestS3Store_Retry(t *testing.T) {
 // errNone marks a case that must succeed.
 var errNone = errors.New("no error")
 
-func TestS3Store_Requests(t *testing.T) {
+func TestStore_Requests(t *testing.T) {
 	t.Run("PathStyleAndNoChecksums", func(t *testing.T) {
 		var header http.Header
 		f := newFakeS3(t, func(_ int, _ http.ResponseWriter, r *http.Request) { header = r.Header.Clone() })
-		s := newS3Store(t, remote.S3Options{Bucket: "my-bucket", Prefix: "pre/"})
+		s := newStore(t, s3.Options{Bucket: "my-bucket", Prefix: "pre/"})
 		if err := s.Put(t.Context(), "dir/key", []byte("data")); err != nil {
 			t.Fatal(err)
 		}
@@ -378,7 +389,7 @@ func TestS3Store_Requests(t *testing.T) {
 			w.WriteHeader(http.StatusPartialContent)
 			w.Write([]byte("01234"))
 		})
-		s := newS3Store(t, remote.S3Options{})
+		s := newStore(t, s3.Options{})
 		got, err := s.GetRange(t.Context(), "k", 10, 5)
 		if err != nil || string(got) != "01234" {
 			t.Errorf("GetRange = %q, %v", got, err)
@@ -392,7 +403,7 @@ func TestS3Store_Requests(t *testing.T) {
 		newFakeS3(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 			w.Write([]byte("0123456789"))
 		})
-		s := newS3Store(t, remote.S3Options{})
+		s := newStore(t, s3.Options{})
 		got, err := s.GetRange(t.Context(), "k", 8, 5)
 		if err != nil || string(got) != "89" {
 			t.Errorf("GetRange(8, 5) = %q, %v; want 89", got, err)
@@ -410,7 +421,7 @@ func TestS3Store_Requests(t *testing.T) {
 				}
 				s3Error(w, http.StatusRequestedRangeNotSatisfiable, "InvalidRange")
 			})
-			s := newS3Store(t, remote.S3Options{})
+			s := newStore(t, s3.Options{})
 			got, err := s.GetRange(t.Context(), "k", tc.offset, 5)
 			if !errors.Is(err, tc.want) || (tc.want == nil && (err != nil || len(got) != 0)) {
 				t.Errorf("GetRange(%d, 5) of 10 bytes = %q, %v; want empty, %v", tc.offset, got, err, tc.want)
@@ -422,7 +433,7 @@ func TestS3Store_Requests(t *testing.T) {
 	})
 }
 
-func TestS3Store_DeadEndpoint(t *testing.T) {
+func TestStore_DeadEndpoint(t *testing.T) {
 	t.Run("ConnectionRefused", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -431,7 +442,7 @@ func TestS3Store_DeadEndpoint(t *testing.T) {
 		addr := l.Addr().String()
 		l.Close()
 		setAWSEnv(t, "http://"+addr)
-		s := newS3Store(t, remote.S3Options{MaxAttempts: 3})
+		s := newStore(t, s3.Options{MaxAttempts: 3})
 		began := time.Now()
 		_, err = s.Get(t.Context(), "k")
 		if err == nil || errors.Is(err, remote.ErrNotFound) || !strings.Contains(err.Error(), "refused") {
@@ -461,7 +472,7 @@ func TestS3Store_DeadEndpoint(t *testing.T) {
 			}
 		}()
 		setAWSEnv(t, "http://"+l.Addr().String())
-		s := newS3Store(t, remote.S3Options{MaxAttempts: 2, Timeout: 300 * time.Millisecond})
+		s := newStore(t, s3.Options{MaxAttempts: 2, Timeout: 300 * time.Millisecond})
 		began := time.Now()
 		done := make(chan error, 1)
 		go func() {
@@ -500,7 +511,7 @@ func TestS3Store_DeadEndpoint(t *testing.T) {
 			}
 		}()
 		setAWSEnv(t, "http://"+l.Addr().String())
-		s := newS3Store(t, remote.S3Options{})
+		s := newStore(t, s3.Options{})
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()
 		began := time.Now()
