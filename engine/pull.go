@@ -61,12 +61,14 @@ func (v *Volume) RemoteStats() remote.Stats {
 }
 
 // PullResult describes one Pull.
+// Its JSON is the result of PRAGMA cambium_pull and of cambium pull --json.
 type PullResult struct {
-	From, To     Version // the volume moved from From to To; equal when the remote had nothing new
-	Commits      int     // remote commits applied
-	PagesChanged int     // pages whose image changed from From to To
-	Requests     int64   // object store requests made
-	BytesRead    int64   // payload bytes downloaded
+	From         Version `json:"from"`              // the volume moved from From
+	To           Version `json:"to"`                // to To; equal when the remote had nothing new
+	Commits      int     `json:"commits"`           // remote commits applied
+	PagesChanged int     `json:"pages_changed"`     // pages whose image changed from From to To
+	Requests     int64   `json:"remote_requests"`   // object store requests made
+	BytesRead    int64   `json:"remote_bytes_read"` // payload bytes downloaded
 }
 
 // Pull fast-forwards the volume to the remote's newest version. It reads
@@ -352,11 +354,12 @@ func (v *Volume) publish(base *state, version Version, pageCount, pageSize uint3
 }
 
 // FetchResult describes one Fetch.
+// Its JSON is the result of PRAGMA cambium_fetch and of cambium fetch --json.
 type FetchResult struct {
-	Version       Version // the volume's version
-	RemoteVersion Version // the remote's newest version
-	Commits       int     // remote commits after the volume's pushed version
-	Requests      int64
+	Version       Version `json:"version"`        // the volume's version
+	RemoteVersion Version `json:"remote_version"` // the remote's newest version
+	Commits       int     `json:"commits"`        // remote commits after the volume's pushed version
+	Requests      int64   `json:"remote_requests"`
 }
 
 // Fetch learns the remote's newest version without applying anything: one

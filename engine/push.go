@@ -23,12 +23,14 @@ func replKey(id VolumeID) []byte { return idKey(tagRepl, id) }
 const maxSegmentBytes = 32 << 20
 
 // PushResult describes one Push.
+// Its JSON is the result of PRAGMA cambium_push and of cambium push --json.
 type PushResult struct {
-	From, To     Version // the remote moved from version From to To; equal when there was nothing to push
-	Pages        int     // pages uploaded
-	Segments     int     // segments uploaded
-	Requests     int64   // object store requests made
-	BytesWritten int64   // payload bytes uploaded
+	From         Version `json:"from"`                 // the remote moved from version From
+	To           Version `json:"to"`                   // to To; equal when there was nothing to push
+	Pages        int     `json:"pages"`                // pages uploaded
+	Segments     int     `json:"segments"`             // segments uploaded
+	Requests     int64   `json:"remote_requests"`      // object store requests made
+	BytesWritten int64   `json:"remote_bytes_written"` // payload bytes uploaded
 }
 
 // Push uploads the volume's commits that the remote does not have yet as

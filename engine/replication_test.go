@@ -727,11 +727,11 @@ func TestReplication_Diverged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Discarded != loserHead-base || res.Pull.To != winner.head.Load().version || loser.Lineage() == lineage {
+		if res.Discarded != loserHead-base || res.To != winner.head.Load().version || loser.Lineage() == lineage {
 			t.Fatalf("reset %+v", res)
 		}
 		checkHead(t, loser, wWin.cur)
-		if st := loser.Replication(); st.Diverged || st.Pushed != res.Pull.To {
+		if st := loser.Replication(); st.Diverged || st.Pushed != res.To {
 			t.Fatalf("state after reset %+v", st)
 		}
 		// The former loser writes and pushes; the winner follows.

@@ -8,9 +8,11 @@ import (
 )
 
 // ResetResult describes one Reset.
+// Its JSON, the result of PRAGMA cambium_reset and of cambium reset --json,
+// is discarded beside the pull's keys.
 type ResetResult struct {
-	Discarded Version // local versions thrown away: those after Pull.From
-	Pull      PullResult
+	Discarded  Version `json:"discarded"` // local versions thrown away: those after From
+	PullResult         // the pull that followed
 }
 
 // Reset discards the volume's local versions that are not in the remote
@@ -36,9 +38,9 @@ func (v *Volume) Reset(ctx context.Context) (ResetResult, error) {
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
 	before := r.store.Stats()
-	res.Pull, err = v.pull(ctx, r)
+	res.PullResult, err = v.pull(ctx, r)
 	st := r.store.Stats().Sub(before)
-	res.Pull.Requests, res.Pull.BytesRead = st.Requests(), st.BytesRead()
+	res.PullResult.Requests, res.PullResult.BytesRead = st.Requests(), st.BytesRead()
 	if err != nil {
 		return res, fmt.Errorf("reset %q: pull: %w", v.name, err)
 	}

@@ -158,29 +158,15 @@ func (f *File) replicate(name, value string) (string, error) {
 	var err error
 	switch name {
 	case "cambium_push":
-		var r engine.PushResult
-		r, err = f.vol.Push(ctx)
-		out = map[string]any{"from": r.From, "to": r.To, "pages": r.Pages, "segments": r.Segments,
-			"remote_requests": r.Requests, "remote_bytes_written": r.BytesWritten}
+		out, err = f.vol.Push(ctx)
 	case "cambium_pull":
-		var r engine.PullResult
-		r, err = f.vol.Pull(ctx)
-		out = map[string]any{"from": r.From, "to": r.To, "commits": r.Commits, "pages_changed": r.PagesChanged,
-			"remote_requests": r.Requests, "remote_bytes_read": r.BytesRead}
+		out, err = f.vol.Pull(ctx)
 	case "cambium_fetch":
-		var r engine.FetchResult
-		r, err = f.vol.Fetch(ctx)
-		out = map[string]any{"version": r.Version, "remote_version": r.RemoteVersion, "commits": r.Commits,
-			"remote_requests": r.Requests}
+		out, err = f.vol.Fetch(ctx)
 	case "cambium_hydrate":
-		var r engine.HydrateResult
-		r, err = f.vol.Hydrate(ctx)
-		out = map[string]any{"pages": r.Pages, "frames": r.Frames, "remote_requests": r.Requests, "remote_bytes_read": r.BytesRead}
+		out, err = f.vol.Hydrate(ctx)
 	case "cambium_reset":
-		var r engine.ResetResult
-		r, err = f.vol.Reset(ctx)
-		out = map[string]any{"discarded": r.Discarded, "from": r.Pull.From, "to": r.Pull.To, "pages_changed": r.Pull.PagesChanged,
-			"remote_requests": r.Pull.Requests, "remote_bytes_read": r.Pull.BytesRead}
+		out, err = f.vol.Reset(ctx)
 	}
 	if err != nil {
 		return "", withCode(fmt.Errorf("pragma %s: %w", name, err), ErrorCode(err, CodeIOErr))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/cambiumdb/cambium/engine"
 )
 
 func fetchCommand(g *globals) *command {
@@ -21,12 +23,9 @@ cambium info and cambium ls until cambium pull.`,
 }
 
 type fetchResult struct {
-	Volume        string `json:"volume"`
-	Remote        string `json:"remote"`
-	Version       uint64 `json:"version"`
-	RemoteVersion uint64 `json:"remote_version"`
-	Commits       int    `json:"commits"`
-	Requests      int64  `json:"remote_requests"`
+	Volume string `json:"volume"`
+	Remote string `json:"remote"`
+	engine.FetchResult
 }
 
 func runFetch(ctx context.Context, g *globals, name string) error {
@@ -50,8 +49,7 @@ func runFetch(ctx context.Context, g *globals, name string) error {
 	if !exists(v) && r.RemoteVersion == 0 {
 		return fmt.Errorf("no volume %q in %s or in %s", name, g.dir, url)
 	}
-	res := fetchResult{Volume: name, Remote: url, Version: uint64(r.Version), RemoteVersion: uint64(r.RemoteVersion),
-		Commits: r.Commits, Requests: r.Requests}
+	res := fetchResult{Volume: name, Remote: url, FetchResult: r}
 	return g.emit(res, func(w io.Writer) {
 		switch {
 		case !exists(v):

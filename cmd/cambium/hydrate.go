@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cambiumdb/cambium/engine"
 	"github.com/cambiumdb/cambium/remote"
 )
 
@@ -24,13 +25,10 @@ replicates with.`,
 }
 
 type hydrateResult struct {
-	Volume    string `json:"volume"`
-	Remote    string `json:"remote"`
-	Version   uint64 `json:"version"`
-	Pages     int    `json:"pages"`
-	Frames    int    `json:"frames"`
-	Requests  int64  `json:"remote_requests"`
-	BytesRead int64  `json:"remote_bytes_read"`
+	Volume  string `json:"volume"`
+	Remote  string `json:"remote"`
+	Version uint64 `json:"version"`
+	engine.HydrateResult
 }
 
 func runHydrate(ctx context.Context, g *globals, name string) error {
@@ -50,8 +48,7 @@ func runHydrate(ctx context.Context, g *globals, name string) error {
 		return err
 	}
 	head, _, _ := v.Head()
-	res := hydrateResult{Volume: name, Remote: url, Version: uint64(head), Pages: r.Pages, Frames: r.Frames,
-		Requests: r.Requests, BytesRead: r.BytesRead}
+	res := hydrateResult{Volume: name, Remote: url, Version: uint64(head), HydrateResult: r}
 	return g.emit(res, func(w io.Writer) {
 		if r.Pages == 0 {
 			fmt.Fprintf(w, "%s: every page of version %d is already local\n", name, head)

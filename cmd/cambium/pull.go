@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/cambiumdb/cambium/engine"
 )
 
 func pullCommand(g *globals) *command {
@@ -23,14 +25,9 @@ newest version. A volume with unpushed versions cannot pull; push or reset it.`,
 }
 
 type pullResult struct {
-	Volume       string `json:"volume"`
-	Remote       string `json:"remote"`
-	From         uint64 `json:"from"`
-	To           uint64 `json:"to"`
-	Commits      int    `json:"commits"`
-	PagesChanged int    `json:"pages_changed"`
-	Requests     int64  `json:"remote_requests"`
-	BytesRead    int64  `json:"remote_bytes_read"`
+	Volume string `json:"volume"`
+	Remote string `json:"remote"`
+	engine.PullResult
 }
 
 func runPull(ctx context.Context, g *globals, name string) error {
@@ -50,8 +47,7 @@ func runPull(ctx context.Context, g *globals, name string) error {
 	if !exists(v) {
 		return fmt.Errorf("no volume %q in %s", name, url)
 	}
-	res := pullResult{Volume: name, Remote: url, From: uint64(r.From), To: uint64(r.To), Commits: r.Commits,
-		PagesChanged: r.PagesChanged, Requests: r.Requests, BytesRead: r.BytesRead}
+	res := pullResult{Volume: name, Remote: url, PullResult: r}
 	return g.emit(res, func(w io.Writer) {
 		if r.To == r.From {
 			fmt.Fprintf(w, "%s is up to date at version %d\n", name, r.To)

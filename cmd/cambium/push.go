@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cambiumdb/cambium/engine"
 	"github.com/cambiumdb/cambium/remote"
 )
 
@@ -28,14 +29,9 @@ remote.`,
 }
 
 type pushResult struct {
-	Volume       string `json:"volume"`
-	Remote       string `json:"remote"`
-	From         uint64 `json:"from"`
-	To           uint64 `json:"to"`
-	Pages        int    `json:"pages"`
-	Segments     int    `json:"segments"`
-	Requests     int64  `json:"remote_requests"`
-	BytesWritten int64  `json:"remote_bytes_written"`
+	Volume string `json:"volume"`
+	Remote string `json:"remote"`
+	engine.PushResult
 }
 
 func runPush(ctx context.Context, g *globals, name string) error {
@@ -54,8 +50,7 @@ func runPush(ctx context.Context, g *globals, name string) error {
 	if err != nil {
 		return err
 	}
-	res := pushResult{Volume: name, Remote: url, From: uint64(r.From), To: uint64(r.To), Pages: r.Pages, Segments: r.Segments,
-		Requests: r.Requests, BytesWritten: r.BytesWritten}
+	res := pushResult{Volume: name, Remote: url, PushResult: r}
 	return g.emit(res, func(w io.Writer) {
 		if r.To == r.From {
 			fmt.Fprintf(w, "%s: nothing to push; %s has version %d\n", name, url, r.To)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/cambiumdb/cambium/engine"
 )
 
 func resetCommand(g *globals) *command {
@@ -21,14 +23,9 @@ again. What is discarded is gone: export it first if it matters.`,
 }
 
 type resetResult struct {
-	Volume       string `json:"volume"`
-	Remote       string `json:"remote"`
-	Discarded    uint64 `json:"discarded"`
-	From         uint64 `json:"from"`
-	To           uint64 `json:"to"`
-	PagesChanged int    `json:"pages_changed"`
-	Requests     int64  `json:"remote_requests"`
-	BytesRead    int64  `json:"remote_bytes_read"`
+	Volume string `json:"volume"`
+	Remote string `json:"remote"`
+	engine.ResetResult
 }
 
 func runReset(ctx context.Context, g *globals, name string) error {
@@ -46,18 +43,17 @@ func runReset(ctx context.Context, g *globals, name string) error {
 	if err != nil {
 		return err
 	}
-	res := resetResult{Volume: name, Remote: url, Discarded: uint64(r.Discarded), From: uint64(r.Pull.From), To: uint64(r.Pull.To),
-		PagesChanged: r.Pull.PagesChanged, Requests: r.Pull.Requests, BytesRead: r.Pull.BytesRead}
+	res := resetResult{Volume: name, Remote: url, ResetResult: r}
 	return g.emit(res, func(w io.Writer) {
 		if r.Discarded > 0 {
 			fmt.Fprintf(w, "reset %s: discarded local versions %d..%d; ", name, head-r.Discarded+1, head)
 		} else {
 			fmt.Fprintf(w, "reset %s: nothing to discard; ", name)
 		}
-		if r.Pull.To != r.Pull.From {
-			fmt.Fprintf(w, "pulled version %d -> %d from %s (%s changed)\n", r.Pull.From, r.Pull.To, url, plural(r.Pull.PagesChanged, "page", "pages"))
+		if r.To != r.From {
+			fmt.Fprintf(w, "pulled version %d -> %d from %s (%s changed)\n", r.From, r.To, url, plural(r.PagesChanged, "page", "pages"))
 		} else {
-			fmt.Fprintf(w, "at version %d, following %s\n", r.Pull.To, url)
+			fmt.Fprintf(w, "at version %d, following %s\n", r.To, url)
 		}
 	})
 }
