@@ -562,11 +562,13 @@ func pointsTo(val []byte, s stub) bool {
 }
 
 // HydrateResult describes one Hydrate.
+// Its JSON is the result of PRAGMA cambium_hydrate and of cambium hydrate
+// --json.
 type HydrateResult struct {
-	Pages     int   // pages downloaded and stored
-	Frames    int   // frames fetched
-	Requests  int64 // ranged GETs made
-	BytesRead int64
+	Pages     int   `json:"pages"`           // pages downloaded and stored
+	Frames    int   `json:"frames"`          // frames fetched
+	Requests  int64 `json:"remote_requests"` // ranged GETs made
+	BytesRead int64 `json:"remote_bytes_read"`
 }
 
 // hydrateRunBytes bounds one ranged read of Hydrate; hydrateGapBytes is

@@ -2,9 +2,7 @@ package engine
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"testing"
 	"time"
 
@@ -108,15 +106,8 @@ func FuzzDecodeStub(f *testing.F) {
 func FuzzDecodeLogEntry(f *testing.F) {
 	entry := func(body []byte, ent logEntry) []byte {
 		b := make([]byte, commitLogEntryHeadLen, commitLogEntryHeadLen+len(body))
-		binary.BigEndian.PutUint32(b[0:4], uint32(len(body)))
-		binary.BigEndian.PutUint64(b[4:12], ent.epoch)
-		binary.BigEndian.PutUint64(b[12:20], ent.seq)
-		binary.BigEndian.PutUint64(b[20:28], uint64(ent.volume))
-		binary.BigEndian.PutUint64(b[28:36], uint64(ent.version))
-		binary.BigEndian.PutUint64(b[36:44], uint64(ent.parent))
-		b = append(b, body...)
-		binary.BigEndian.PutUint32(b[44:48], crc32.Update(crc32.Checksum(b[:44], castagnoli), castagnoli, body))
-		return b
+		putLogEntryHead(b, ent, body)
+		return append(b, body...)
 	}
 	good := entry([]byte("a pebble batch"), logEntry{epoch: 3, seq: 1, volume: 2, version: 8, parent: 7})
 	f.Add(good, uint64(3), uint64(1))

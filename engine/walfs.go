@@ -543,14 +543,7 @@ func (l *commitLog) appendLocked(body []byte, ent logEntry) (n int, err error) {
 	defer recoverFault(&err)
 	at := l.mu.off
 	copy(l.m[at+commitLogEntryHeadLen:], body)
-	head := l.m[at : at+commitLogEntryHeadLen]
-	binary.BigEndian.PutUint32(head[0:4], uint32(len(body)))
-	binary.BigEndian.PutUint64(head[4:12], ent.epoch)
-	binary.BigEndian.PutUint64(head[12:20], ent.seq)
-	binary.BigEndian.PutUint64(head[20:28], uint64(ent.volume))
-	binary.BigEndian.PutUint64(head[28:36], uint64(ent.version))
-	binary.BigEndian.PutUint64(head[36:44], uint64(ent.parent))
-	binary.BigEndian.PutUint32(head[44:48], crc32.Update(crc32.Checksum(head[:44], castagnoli), castagnoli, body))
+	putLogEntryHead(l.m[at:at+commitLogEntryHeadLen], ent, body)
 	n = commitLogEntryHeadLen + len(body)
 	if !l.mapped {
 		if _, err := l.f.WriteAt(l.m[at:at+n], int64(at)); err != nil {
@@ -558,6 +551,18 @@ func (l *commitLog) appendLocked(body []byte, ent logEntry) (n int, err error) {
 		}
 	}
 	return n, nil
+}
+
+// putLogEntryHead writes into head the header of the entry ent whose body
+// is body (see decodeLogEntry).
+func putLogEntryHead(head []byte, ent logEntry, body []byte) {
+	binary.BigEndian.PutUint32(head[0:4], uint32(len(body)))
+	binary.BigEndian.PutUint64(head[4:12], ent.epoch)
+	binary.BigEndian.PutUint64(head[12:20], ent.seq)
+	binary.BigEndian.PutUint64(head[20:28], uint64(ent.volume))
+	binary.BigEndian.PutUint64(head[28:36], uint64(ent.version))
+	binary.BigEndian.PutUint64(head[36:44], uint64(ent.parent))
+	binary.BigEndian.PutUint32(head[44:48], crc32.Update(crc32.Checksum(head[:44], castagnoli), castagnoli, body))
 }
 
 // recoverFault turns a fault touching the mapping (SIGBUS: the file system

@@ -111,6 +111,12 @@ func ErrorCode(err error, def Code) Code {
 		return CodeBusySnap
 	case errors.Is(err, engine.ErrBusy), errors.Is(err, engine.ErrDirLocked):
 		return CodeBusy
+	case errors.Is(err, engine.ErrRemoteCorrupt):
+		// Damage in the remote, which may wrap the segment's
+		// ErrCorrupt too: the local database is sound, so SQLite hears
+		// of an I/O error (whose message names the object), not of a
+		// malformed database.
+		return def
 	case errors.Is(err, engine.ErrCorrupt), errors.Is(err, segment.ErrCorrupt):
 		return CodeCorrupt
 	case errors.Is(err, engine.ErrInvalidName), errors.Is(err, ErrConfig), errors.Is(err, remote.ErrInvalidURL),

@@ -321,3 +321,40 @@ func TestRollback_Random(t *testing.T) {
 		})
 	}
 }
+
+// TestRollback_JournalModes: in every journal mode SQLite lets a Cambium
+// database take, a COMMIT makes one version and a ROLLBACK none, and the
+// rows after the rollback are those before it. With journal_mode=OFF,
+// where SQLite itself cannot roll back, the volume still does.
+func TestRollback_JournalModes(t *testing.T) {
+	for _, mode := range []string{"memory", "off", "delete", "truncate", "persist"} {
+		t.Run(mode, func(t *testing.T) {
+			c := rawConn(t, t.TempDir(), "j.db", "")
+			rawExec(t, c, "PRAGMA cache_size=10")
+			got := rawText(t, c, "PRAGMA journal_mode="+mode)
+			rawExec(t, c, "CREATE TABLE kv(id INTEGER PRIMARY KEY, v BLOB)")
+			rawExec(t, c, `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<40)
+				INSERT INTO kv SELECT i, zeroblob(20000) FROM c`)
+			rawExec(t, c, "DELETE FROM kv WHERE id > 10")
+			before := rawVersion(t, c)
+			rawExec(t, c, "BEGIN")
+			rawExec(t, c, "UPDATE kv SET v = randomblob(20000)")
+			rawExec(t, c, `WITH RECURSIVE c(i) AS (SELECT 100 UNION ALL SELECT i+1 FROM c WHERE i<160)
+				INSERT INTO kv SELECT i, CAST('<JOURNAL-ROLLBACK>' AS BLOB) || randomblob(20000) FROM c`)
+			rawExec(t, c, "ROLLBACK")
+			if after := rawVersion(t, c); after != before {
+				t.Fatalf("journal_mode=%s (SQLite says %s): the rollback moved the version from %s to %s", mode, got, before, after)
+			}
+			if s := rawText(t, c, "SELECT count(*) || ' ' || sum(length(v)) || ' ' || sum(v = zeroblob(20000)) FROM kv"); s != "10 200000 10" {
+				t.Fatalf("journal_mode=%s (SQLite says %s): after the rollback, rows, bytes and untouched rows are %s, want 10 200000 10", mode, got, s)
+			}
+			if s := rawText(t, c, "PRAGMA integrity_check"); s != "ok" {
+				t.Fatalf("integrity_check: %s", s)
+			}
+			rawExec(t, c, "INSERT INTO kv VALUES(11, x'01')")
+			if after := rawVersion(t, c); after == before {
+				t.Fatalf("journal_mode=%s: a committed insert made no version", mode)
+			}
+		})
+	}
+}
