@@ -21,9 +21,9 @@
 // tried up to Options.MaxAttempts times (default 5) with jittered
 // exponential backoff (a first wait of 100 to 200ms, doubling, capped at 5s)
 // on network errors, 5xx responses, throttling and conditional write
-// conflicts, never on other 4xx responses, which retrying cannot fix. An attempt whose context has no deadline gets
-// Options.Timeout, so that a server that stops answering cannot hang a
-// call.
+// conflicts, never on other 4xx responses, which retrying cannot fix. An
+// attempt whose context has no deadline gets Options.Timeout, so that a
+// server that stops answering cannot hang a call.
 //
 // A Store is safe for concurrent use. The conformance suite in
 // remote/remotetest runs against it on a real MinIO server.
