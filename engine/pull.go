@@ -120,7 +120,7 @@ func (v *Volume) pull(ctx context.Context, r *replica) (PullResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := v.apply(m, rec, parents[len(parents)-1]); err != nil {
+	if err := v.applyPulled(m, rec, parents[len(parents)-1]); err != nil {
 		return res, err
 	}
 	res.To, res.Commits, res.PagesChanged = m.version, len(parents), int(m.changeset.GetCardinality())
@@ -250,19 +250,15 @@ func (v *Volume) readPiece(ctx context.Context, r *replica, p piece, parentOf fu
 	return mergeMaps(left, right)
 }
 
-// apply makes map m, read from the remote, the volume's next version: in
+// applyPulled makes map m, read from the remote, the volume's next version: in
 // one batch, a stub for every changed page (where its image lives), zeros
 // for pages it cleared, the commit and head records, and the replication
 // record. It is the pull's commit.
-func (v *Volume) apply(m *remoteMap, rec replRecord, lastParent Version) error {
-	if !v.writer.TryLock() {
+func (v *Volume) applyPulled(m *remoteMap, rec replRecord, lastParent Version) error {
+	if !v.takeWriter() {
 		return fmt.Errorf("%w: a write transaction is open; pull when it ends", ErrBusy)
 	}
-	v.writing.Store(true)
-	defer func() {
-		v.writing.Store(false)
-		v.writer.Unlock()
-	}()
+	defer v.releaseWriter()
 	base := v.head.Load()
 	if base.version != m.parent {
 		return fmt.Errorf("%w: the volume moved to version %d during the pull", ErrBusy, base.version)
@@ -275,7 +271,7 @@ func (v *Volume) apply(m *remoteMap, rec replRecord, lastParent Version) error {
 	}
 	b := v.e.db.NewBatch()
 	defer b.Close()
-	id, unlock, err := v.storeLocked(b)
+	id, unlock, err := v.assignID(b)
 	if err != nil {
 		return err
 	}
@@ -315,21 +311,18 @@ func (v *Volume) apply(m *remoteMap, rec replRecord, lastParent Version) error {
 	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
 		return err
 	}
-	v.committing.Store(uint64(m.version))
-	if err := v.e.clog.write(b, logEntry{volume: id, version: m.version, parent: base.version}, true); err != nil {
-		v.committing.Store(uint64(base.version))
+	if err := v.logHeadMove(b, id, base.version, m.version, true, false); err != nil {
 		return v.e.fail(fmt.Errorf("apply versions %d..%d of %q: %w", m.parent, m.version, v.name, err))
 	}
-	v.id.Store(uint64(id))
 	v.repl.Store(&rec)
-	v.publish(base, m.version, m.pageCount, pageSize, m.changeset)
+	v.publishPulled(base, m.version, m.pageCount, pageSize, m.changeset)
 	return nil
 }
 
-// publish makes version (with pageCount pages, changed pages changed) the
+// publishPulled makes version (with pageCount pages, changed pages changed) the
 // volume's head after its batch is applied: the cache first, then the
 // state readers pin.
-func (v *Volume) publish(base *state, version Version, pageCount, pageSize uint32, changed *roaring.Bitmap) {
+func (v *Volume) publishPulled(base *state, version Version, pageCount, pageSize uint32, changed *roaring.Bitmap) {
 	shrunk := pageCount < base.pageCount
 	if shrunk {
 		v.cacheGen.Add(1)
@@ -338,16 +331,7 @@ func (v *Volume) publish(base *state, version Version, pageCount, pageSize uint3
 		v.e.cache.remove(v, PageNo(p))
 	}
 	v.mu.Lock()
-	next := &state{version: version, pageCount: pageCount, pageSize: pageSize}
-	for _, sh := range base.shrinks {
-		if sh.version > v.mu.prunedThrough {
-			next.shrinks = append(next.shrinks, sh)
-		}
-	}
-	if shrunk {
-		next.shrinks = append(next.shrinks, shrink{version: version, pageCount: pageCount})
-	}
-	v.head.Store(next)
+	v.head.Store(v.successorLocked(base, version, pageCount, pageSize))
 	v.forgetSupersededLocked(version)
 	v.mu.Unlock()
 	v.e.kickPruner()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // ResetResult describes one Reset.
@@ -51,25 +52,44 @@ func (v *Volume) Reset(ctx context.Context) (ResetResult, error) {
 // this process may have read with other ones.
 func (v *Volume) Lineage() uint64 { return v.lineage.Load() }
 
+// discardUnpushed moves the volume's head back to its newest pushed
+// version, deleting the versions after it, and clears the diverged state.
+//
+// Snapshot must never wait for it, so its reads and its log write happen
+// outside v.mu; under v.mu it only checks that no snapshot pins a discarded
+// version and publishes the older head, before the batch that deletes the
+// discarded versions is applied. That order is safe: a snapshot of the
+// pushed version reads the same images whether or not the newer ones are
+// still stored (every read seeks the newest at or before its version), and
+// the writer and pushMu, held here, keep anything else from moving the
+// head meanwhile. A failure to apply the batch stops the engine's writes,
+// as a failed commit does.
 func (v *Volume) discardUnpushed() (ResetResult, error) {
 	id := VolumeID(v.id.Load())
 	rec := *v.repl.Load()
 	if id == 0 {
 		return ResetResult{}, nil
 	}
-	if !v.writer.TryLock() {
+	if !v.takeWriter() {
 		return ResetResult{}, fmt.Errorf("%w: a write transaction is open", ErrBusy)
 	}
-	v.writing.Store(true)
-	defer func() {
-		v.writing.Store(false)
-		v.writer.Unlock()
-	}()
+	defer v.releaseWriter()
 	head := v.head.Load()
 	res := ResetResult{Discarded: head.version - rec.pushed}
 	if head.version == rec.pushed && !rec.diverged && len(rec.pending) == 0 {
 		return res, nil
 	}
+	b := v.e.db.NewBatch()
+	defer b.Close()
+	baseCount, baseSize, err := v.batchDiscard(b, id, rec.pushed, head)
+	if err != nil {
+		return res, err
+	}
+	rec.diverged, rec.pending = false, nil
+	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
+		return res, err
+	}
+
 	v.mu.Lock()
 	for ver := range v.mu.pins {
 		if ver > rec.pushed {
@@ -77,14 +97,30 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 			return res, fmt.Errorf("%w: a connection still reads version %d, which reset discards; end its transaction (or close it) first", ErrBusy, ver)
 		}
 	}
-	// No snapshot can pin a discarded version from here on: the head
-	// moves back under v.mu below, before it is released.
-	b := v.e.db.NewBatch()
-	defer b.Close()
-	baseCount, baseSize := head.pageCount, head.pageSize
-	err := v.e.forCommits(id, rec.pushed+1, head.version, func(ver Version, c commitRecord, parentCount uint32) error {
-		if ver == rec.pushed+1 {
-			baseCount = parentCount
+	// From here on no snapshot can pin a discarded version.
+	v.committing.Store(uint64(rec.pushed))
+	v.cacheGen.Add(1)
+	v.head.Store(v.successorLocked(head, rec.pushed, baseCount, baseSize))
+	v.forgetSupersededLocked(rec.pushed)
+	v.repl.Store(&rec)
+	v.lineage.Add(1)
+	v.mu.Unlock()
+	v.e.cache.dropVolume(v)
+
+	if err := v.e.clog.write(b, logEntry{volume: id, version: rec.pushed, parent: head.version}, true); err != nil {
+		return res, v.e.fail(fmt.Errorf("reset %q: %w", v.name, err))
+	}
+	return res, nil
+}
+
+// batchDiscard adds to b the deletion of the versions after pushed, up to
+// head, and the head record of pushed, and returns pushed's page count and
+// page size.
+func (v *Volume) batchDiscard(b *pebble.Batch, id VolumeID, pushed Version, head *state) (pageCount, pageSize uint32, err error) {
+	pageCount, pageSize = head.pageCount, head.pageSize
+	err = v.e.forCommits(id, pushed+1, head.version, func(ver Version, c commitRecord, parentCount uint32) error {
+		if ver == pushed+1 {
+			pageCount = parentCount
 		}
 		for p := range roaring.Values(c.changeset) {
 			if err := b.Delete(pageKey(id, PageNo(p), ver), nil); err != nil {
@@ -94,39 +130,10 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 		return b.Delete(commitKey(id, ver), nil)
 	})
 	if err != nil {
-		v.mu.Unlock()
-		return res, err
+		return 0, 0, err
 	}
-	if rec.pushed == 0 {
-		baseCount, baseSize = 0, 0
+	if pushed == 0 {
+		pageCount, pageSize = 0, 0
 	}
-	if err := b.Set(headKey(id), headRecord{version: rec.pushed, pageCount: baseCount, pageSize: baseSize}.encode(), nil); err != nil {
-		v.mu.Unlock()
-		return res, err
-	}
-	rec.diverged, rec.pending = false, nil
-	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
-		v.mu.Unlock()
-		return res, err
-	}
-	err = v.e.clog.write(b, logEntry{volume: id, version: rec.pushed, parent: head.version}, true)
-	if err != nil {
-		v.mu.Unlock()
-		return res, v.e.fail(fmt.Errorf("reset %q: %w", v.name, err))
-	}
-	next := &state{version: rec.pushed, pageCount: baseCount, pageSize: baseSize}
-	for _, sh := range head.shrinks {
-		if sh.version <= rec.pushed && sh.version > v.mu.prunedThrough {
-			next.shrinks = append(next.shrinks, sh)
-		}
-	}
-	v.committing.Store(uint64(rec.pushed))
-	v.cacheGen.Add(1)
-	v.head.Store(next)
-	v.forgetSupersededLocked(rec.pushed)
-	v.repl.Store(&rec)
-	v.lineage.Add(1)
-	v.mu.Unlock()
-	v.e.cache.dropVolume(v)
-	return res, nil
+	return pageCount, pageSize, b.Set(headKey(id), headRecord{version: pushed, pageCount: pageCount, pageSize: pageSize}.encode(), nil)
 }

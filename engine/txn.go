@@ -50,14 +50,13 @@ func (v *Volume) Begin(base *Snapshot) (*Txn, error) {
 	if rec := v.repl.Load(); rec.diverged {
 		return nil, fmt.Errorf("begin write on %w", v.divergedError(rec.pushed))
 	}
-	if !v.writer.TryLock() {
+	if !v.takeWriter() {
 		return nil, fmt.Errorf("begin write on %q: %w", v.name, ErrBusy)
 	}
 	if head := v.head.Load(); head.version != base.st.version {
-		v.writer.Unlock()
+		v.releaseWriter()
 		return nil, fmt.Errorf("begin write on %q at version %d, newest is %d: %w", v.name, base.st.version, head.version, ErrSnapshotStale)
 	}
-	v.writing.Store(true)
 	st := base.st
 	return &Txn{
 		v:          v,
@@ -171,7 +170,7 @@ func (t *Txn) ReadPage(p PageNo, dst []byte) ([]byte, error) {
 func (t *Txn) spill() error {
 	b := t.v.e.db.NewBatch()
 	defer b.Close()
-	id, unlock, err := t.v.storeLocked(b)
+	id, unlock, err := t.v.assignID(b)
 	if err != nil {
 		return err
 	}
@@ -210,11 +209,11 @@ func (t *Txn) dropStaged() {
 	t.stagedBytes = 0
 }
 
-// storeLocked returns the volume's ID, and for a volume not yet stored
+// assignID returns the volume's ID, and for a volume not yet stored
 // assigns one and adds its volume and head records to b. Until unlock is
 // called, no other volume can be assigned an ID, so the caller must apply
 // b (or give up) before calling unlock.
-func (v *Volume) storeLocked(b *pebble.Batch) (VolumeID, func(), error) {
+func (v *Volume) assignID(b *pebble.Batch) (VolumeID, func(), error) {
 	if id := VolumeID(v.id.Load()); id != 0 {
 		return id, func() {}, nil
 	}
@@ -239,6 +238,11 @@ func (v *Volume) storeLocked(b *pebble.Batch) (VolumeID, func(), error) {
 // the new newest version (the caller releases it). A transaction that
 // changed nothing commits no version and returns a snapshot of its base.
 // After an error the transaction stays open for Rollback.
+//
+// The steps, as a pull and a reset take them too: the writer is held
+// (Begin took it); the batch holds the pages, the commit record and the
+// new head; logHeadMove logs and applies it; the page cache is brought up
+// to date; publish makes the new state the one snapshots pin.
 func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	if t.done {
 		return nil, ErrTxnDone
@@ -247,36 +251,70 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	if err := v.e.writable(); err != nil {
 		return nil, fmt.Errorf("commit %q: %w", v.name, err)
 	}
-	// Pages the transaction cut off and grew back without writing are
-	// zeros now; committing them as images keeps a commit fully described
-	// by its page count and its changeset.
+	t.stageRegrown()
+	if err := t.dropUnchanged(); err != nil {
+		return nil, err
+	}
+	if len(t.staged) == 0 && t.spilled.IsEmpty() && t.pageCount == t.base.pageCount {
+		return t.commitNothing()
+	}
+
+	b := v.e.db.NewBatchWithSize(len(t.staged)*(pageKeyLen+int(t.pageSize)+16) + 256)
+	defer b.Close()
+	id, unlock, err := v.assignID(b)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	pages, changeset, err := t.batchPages(b, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.batchRecords(b, id, changeset); err != nil {
+		return nil, err
+	}
+	// The log would not hold the pages a transaction spilled earlier: those
+	// commits go to Pebble's tables.
+	flushed := !t.spilledAll.IsEmpty()
+	if err := v.logHeadMove(b, id, t.base.version, t.version, d == Durable, flushed); err != nil {
+		return nil, v.e.fail(fmt.Errorf("commit version %d of %q: %w", t.version, v.name, err))
+	}
+	superseded := t.updateCache(pages)
+	snap := t.publish(superseded)
+	v.stats.commits.Add(1)
+	t.staged = nil
+	t.finish()
+	return snap, nil
+}
+
+// stageRegrown stages zeros for the pages the transaction cut off and grew
+// back without writing: they are zeros now, and committing them as images
+// keeps a commit fully described by its page count and its changeset.
+func (t *Txn) stageRegrown() {
 	for p := t.minCount + 1; p <= min(t.base.pageCount, t.pageCount) && p > t.minCount; p++ {
 		if _, ok := t.staged[PageNo(p)]; !ok && !t.spilled.Contains(p) {
 			t.staged[PageNo(p)] = make([]byte, t.pageSize)
 		}
 	}
-	if err := t.dropUnchanged(); err != nil {
+}
+
+// commitNothing ends a transaction that changed nothing and returns a
+// snapshot of the newest version.
+func (t *Txn) commitNothing() (*Snapshot, error) {
+	if err := t.discardSpilled(); err != nil {
 		return nil, err
 	}
-	if len(t.staged) == 0 && t.spilled.IsEmpty() && t.pageCount == t.base.pageCount {
-		if err := t.discardSpilled(); err != nil {
-			return nil, err
-		}
-		t.finish()
-		v.mu.Lock()
-		snap := v.pinLocked(v.head.Load())
-		v.mu.Unlock()
-		return snap, nil
-	}
+	t.finish()
+	v := t.v
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.pinLocked(v.head.Load()), nil
+}
 
-	b := v.e.db.NewBatchWithSize(len(t.staged)*(pageKeyLen+int(t.pageSize)+16) + 256)
-	defer b.Close()
-	id, unlock, err := v.storeLocked(b)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-
+// batchPages adds to b the staged images, in page order, and the deletion
+// of the spilled images that no longer belong to the commit, and returns
+// the staged pages in order and the commit's changeset.
+func (t *Txn) batchPages(b *pebble.Batch, id VolumeID) ([]PageNo, *roaring.Bitmap, error) {
 	changeset := roaring.New()
 	pages := slices.Sorted(maps.Keys(t.staged))
 	for _, p := range pages {
@@ -286,7 +324,7 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 		op.Value[0] = pageKindImage
 		copy(op.Value[1:], t.staged[p])
 		if err := op.Finish(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		changeset.Add(uint32(p))
 	}
@@ -295,7 +333,7 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 		for p := range roaring.Values(t.spilledAll) {
 			if _, staged := t.staged[PageNo(p)]; !staged && !t.spilled.Contains(p) {
 				if err := b.Delete(pageKey(id, PageNo(p), t.version), nil); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			}
 		}
@@ -306,10 +344,15 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 		// record stops the engine's writes, and Open deletes the records
 		// a crash left.
 		if err := b.Delete(spillKey(id), nil); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	changeset.RunOptimize()
+	return pages, changeset, nil
+}
+
+// batchRecords adds to b the commit record and the new head record.
+func (t *Txn) batchRecords(b *pebble.Batch, id VolumeID, changeset *roaring.Bitmap) error {
 	rec, err := commitRecord{
 		parent:    t.base.version,
 		pageCount: t.pageCount,
@@ -318,34 +361,25 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 		changeset: changeset,
 	}.encode()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := b.Set(commitKey(id, t.version), rec, nil); err != nil {
-		return nil, err
+		return err
 	}
 	head := headRecord{version: t.version, pageCount: t.pageCount, pageSize: t.pageSize}
-	if err := b.Set(headKey(id), head.encode(), nil); err != nil {
-		return nil, err
-	}
+	return b.Set(headKey(id), head.encode(), nil)
+}
 
-	v.committing.Store(uint64(t.version))
-	if err := t.apply(b, d, id); err != nil {
-		// Pebble may have applied the batch even though it failed to sync
-		// it: the store's state is unknown, so no more writes.
-		v.committing.Store(uint64(t.base.version))
-		return nil, v.e.fail(fmt.Errorf("commit version %d of %q: %w", t.version, v.name, err))
-	}
-	v.id.Store(uint64(id))
-
-	// Make the cache right for the new version before anyone can pin it.
-	shrunk := t.pageCount < t.base.pageCount
-	if shrunk {
+// updateCache makes the page cache right for the new version before anyone
+// can pin it, and returns what each page's image supersedes, for the
+// pruner: the cache knows it for the pages the transaction read; a page
+// beyond the base's count had none left.
+func (t *Txn) updateCache(pages []PageNo) []supersession {
+	v := t.v
+	if t.pageCount < t.base.pageCount {
 		v.cacheGen.Add(1)
 	}
-	// What each page's image replaces, for the pruner: the cache knows
-	// it for the pages the transaction read; a page beyond the base's
-	// count had none left.
-	superseded := make([]supersession, 0, changeset.GetCardinality())
+	superseded := make([]supersession, 0, len(pages)+int(t.spilled.GetCardinality()))
 	for _, p := range pages {
 		prev := v.e.cache.replace(v, p, t.version, t.staged[p])
 		if uint32(p) > t.base.pageCount {
@@ -359,44 +393,48 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 			superseded = append(superseded, supersession{version: t.version, page: PageNo(p)})
 		}
 	}
+	return superseded
+}
 
+// publish makes the committed version the head and returns a snapshot of
+// it, pinned before any other reader can see it; it wakes the pruner when
+// due.
+func (t *Txn) publish(superseded []supersession) *Snapshot {
+	v := t.v
 	v.mu.Lock()
-	next := &state{version: t.version, pageCount: t.pageCount, pageSize: t.pageSize}
-	for _, sh := range t.base.shrinks {
-		if sh.version > v.mu.prunedThrough {
-			next.shrinks = append(next.shrinks, sh)
-		}
-	}
-	if shrunk {
-		next.shrinks = append(next.shrinks, shrink{version: t.version, pageCount: t.pageCount})
-	}
+	next := v.successorLocked(t.base, t.version, t.pageCount, t.pageSize)
 	v.head.Store(next)
 	v.noteSupersededLocked(t.version, superseded)
 	snap := v.pinLocked(next)
 	prune := v.pruneDueLocked()
 	v.mu.Unlock()
-
-	v.stats.commits.Add(1)
-	t.staged = nil
-	t.finish()
 	if prune {
 		v.e.kickPruner()
 	}
-	return snap, nil
+	return snap
 }
 
-// apply writes the commit's batch b with durability d. Every commit is in
-// the operating system when apply returns; a Durable one is on stable
-// storage too. A Buffered commit goes through the commit log, which needs
-// no wait for Pebble's log writer, unless the transaction spilled (the log
-// would not hold the spilled pages) or it is too large for the log.
-func (t *Txn) apply(b *pebble.Batch, d Durability, id VolumeID) error {
-	if !t.spilledAll.IsEmpty() {
-		// The log would not hold the pages spilled earlier: put them and
-		// the commit in Pebble's tables.
-		return t.v.e.clog.writeFlushed(b)
+// logHeadMove logs and applies batch b, which moves volume id's head from
+// version parent to version, once the page cache knows a commit has begun.
+// With sync the log is on stable storage first; flushed puts the batch in
+// Pebble's tables instead of the log. After an error the store's state is
+// unknown (Pebble may have applied a batch whose log entry it failed to
+// sync): the caller stops the engine's writes. Commits and pulls take this
+// step.
+func (v *Volume) logHeadMove(b *pebble.Batch, id VolumeID, parent, version Version, sync, flushed bool) error {
+	v.committing.Store(uint64(version))
+	var err error
+	if flushed {
+		err = v.e.clog.writeFlushed(b)
+	} else {
+		err = v.e.clog.write(b, logEntry{volume: id, version: version, parent: parent}, sync)
 	}
-	return t.v.e.clog.write(b, logEntry{volume: id, version: t.version, parent: t.base.version}, d == Durable)
+	if err != nil {
+		v.committing.Store(uint64(parent))
+		return err
+	}
+	v.id.Store(uint64(id))
+	return nil
 }
 
 // dropUnchanged removes staged pages whose image equals the base's, so
@@ -485,6 +523,5 @@ func (t *Txn) discardSpilled() error {
 
 func (t *Txn) finish() {
 	t.done = true
-	t.v.writing.Store(false)
-	t.v.writer.Unlock()
+	t.v.releaseWriter()
 }

@@ -245,6 +245,39 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 	return nil
 }
 
+// takeWriter takes the volume's writer, which a write transaction holds
+// while open and a pull or a reset while it moves the head; it reports
+// false if another holds it.
+func (v *Volume) takeWriter() bool {
+	if !v.writer.TryLock() {
+		return false
+	}
+	v.writing.Store(true)
+	return true
+}
+
+func (v *Volume) releaseWriter() {
+	v.writing.Store(false)
+	v.writer.Unlock()
+}
+
+// successorLocked returns the state of version, which follows base (a
+// commit or a pull) or precedes it (a reset): base's truncations that the
+// pruner has not applied and that version includes, and version's own if it
+// shrinks the volume. The caller holds v.mu.
+func (v *Volume) successorLocked(base *state, version Version, pageCount, pageSize uint32) *state {
+	next := &state{version: version, pageCount: pageCount, pageSize: pageSize}
+	for _, sh := range base.shrinks {
+		if sh.version <= version && sh.version > v.mu.prunedThrough {
+			next.shrinks = append(next.shrinks, sh)
+		}
+	}
+	if version > base.version && pageCount < base.pageCount {
+		next.shrinks = append(next.shrinks, shrink{version: version, pageCount: pageCount})
+	}
+	return next
+}
+
 // Snapshot pins and returns the newest version. Release it when done.
 func (v *Volume) Snapshot() *Snapshot {
 	v.mu.Lock()
