@@ -101,6 +101,36 @@
 // publishes a new head after its batch is applied, and a snapshot keeps
 // reading its own version meanwhile.
 //
+// A Volume's fields serve five concerns, each guarded on its own:
+//
+//	concern          guarded by                        what it guards
+//	snapshot pins    Volume.mu                         pins by version; the pruner's progress, its
+//	                                                   claimed range and the supersessions it uses
+//	the head         atomics head, committing,         the published state (immutable); the version
+//	                 cacheGen, lineage, id             being applied; the page cache's generation;
+//	                                                   Reset's count; the volume ID
+//	writing          Volume.writer, atomic writing     the write transaction, or a pull or reset
+//	                                                   moving the head
+//	replication      Volume.pushMu, atomics repl, rep  one push, pull, fetch, reset or Log at a
+//	                                                   time; the replication record; the remote
+//	lazy fetch       replica.mu, Volume.fetchMu,       frames being fetched; stubs that fetched
+//	                 the readahead mutex               images replace (the pruner deletes some);
+//	                                                   the scan state
+//
+// Locks are taken in this order, never the other way:
+//
+//	Volume.pushMu → Volume.writer → Engine.idMu → the commit log's mutex
+//	Engine.mu → the page cache's shard mutexes
+//
+// A pull or a reset takes the writer with TryLock: it fails with ErrBusy
+// rather than wait for a write transaction. Volume.mu, replica.mu, the
+// readahead mutex and the cache shard mutexes are leaves: no other lock is
+// taken and no I/O is done while one is held, so Snapshot, which takes
+// Volume.mu, never waits for a disk or a network. Volume.fetchMu is held
+// alone, around one Pebble batch (the pruner's, exclusively; a fetch's,
+// shared). Background work (the pruner, readahead) holds no lock across
+// steps and stops when the engine closes.
+//
 // # Example
 //
 //	e, err := engine.Open(engine.Options{Dir: dir})

@@ -68,6 +68,25 @@ func nearVersions(parents []Version, n Version) string {
 
 // localSnapshotAt pins version n if the volume stores it whole.
 func (v *Volume) localSnapshotAt(n Version) (*Snapshot, bool, error) {
+	// The commit record is read before v.mu is taken (Snapshot must never
+	// wait for I/O); under it, what the read assumed is checked again: a
+	// Reset in between may have replaced version n (it changes the
+	// lineage).
+	id, lineage := VolumeID(v.id.Load()), v.lineage.Load()
+	var c commitRecord
+	found := false
+	if id != 0 && n != 0 && n < v.head.Load().version {
+		raw, ok, err := v.e.get(commitKey(id, n))
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			if c, err = decodeCommitRecord(fmt.Sprintf("commit record %d of %q", n, v.name), raw); err != nil {
+				return nil, false, err
+			}
+			found = true
+		}
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	head := v.head.Load()
@@ -77,19 +96,10 @@ func (v *Volume) localSnapshotAt(n Version) (*Snapshot, bool, error) {
 	if n > head.version && v.rep.Load() == nil {
 		return nil, false, fmt.Errorf("open %q at version %d: %w: the newest is %d", v.name, n, ErrVersion, head.version)
 	}
-	id := VolumeID(v.id.Load())
 	// A prune step in progress may be deleting images of versions below
 	// its end (see pruneStep).
-	if n > head.version || n < max(v.mu.prunedThrough, v.mu.pruning) || id == 0 || n == 0 {
+	if !found || v.lineage.Load() != lineage || n > head.version || n < max(v.mu.prunedThrough, v.mu.pruning) {
 		return nil, false, nil
-	}
-	raw, found, err := v.e.get(commitKey(id, n))
-	if err != nil || !found {
-		return nil, false, err
-	}
-	c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of %q", n, v.name), raw)
-	if err != nil {
-		return nil, false, err
 	}
 	// Pinned under v.mu, so the pruner, which reads the pins under it,
 	// keeps every image this version reads.
