@@ -81,14 +81,17 @@
 // # Replication
 //
 // A volume attached to a remote (Attach) pushes its new versions there
-// (Push) and pulls the versions others pushed (Pull); the object layout is
-// in remote.go, the commit and rollup format in remotemap.go. A pull is a
-// commit made of stubs: for each changed page, a value saying which segment
-// frame holds its image. Reading a stub fetches the frame (fetch.go) and
-// replaces the stubs of its pages with images. Local versions and remote
-// versions share one numbering; a pulled commit covers a range of versions,
-// so the local log is a chain of (parent, version] records, not always one
-// version apart.
+// (Push) and pulls the versions others pushed (Pull). The remote's object
+// layout (every key, next to its parser, and what each object holds) and
+// the format of remote commits and rollups belong to package
+// internal/manifest (engine/internal/manifest/doc.go); the engine reads
+// and writes them through it, and decides what damage to them means. A
+// pull is a commit made of stubs: for each changed page, a value saying
+// which segment frame holds its image. Reading a stub fetches the frame
+// (fetch.go) and replaces the stubs of its pages with images. Local
+// versions and remote versions share one numbering; a pulled commit covers
+// a range of versions, so the local log is a chain of (parent, version]
+// records, not always one version apart.
 //
 // The pruner never prunes past the newest pushed version of a replicating
 // volume, so that Reset can always return to it: a writer that commits

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/segment"
 )
 
@@ -38,11 +39,11 @@ type stub struct {
 	frame segment.Frame
 }
 
-func encodeStub(dst []byte, ref segmentRef, fr segment.Frame) []byte {
+func encodeStub(dst []byte, ref manifest.SegmentRef, fr segment.Frame) []byte {
 	dst = append(dst, pageKindStub)
-	dst = append(dst, ref.id[:]...)
-	dst = binary.BigEndian.AppendUint64(dst, ref.salt)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(ref.size))
+	dst = append(dst, ref.ID[:]...)
+	dst = binary.BigEndian.AppendUint64(dst, ref.Salt)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ref.Size))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(fr.Offset))
 	dst = binary.BigEndian.AppendUint32(dst, fr.Length)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(fr.First))
@@ -267,7 +268,7 @@ func (v *Volume) fetchCurrent(ctx context.Context, r *replica, run []stub, calls
 // cannot be had is nil, and err says why.
 func (v *Volume) fetchFrames(ctx context.Context, r *replica, run []stub, pageSize int) ([][]byte, error) {
 	out := make([][]byte, len(run))
-	key := remoteSegmentKey(v.name, run[0].seg)
+	key := manifest.SegmentKey(v.name, run[0].seg)
 	off := run[0].frame.Offset
 	data, err := r.store.GetRange(ctx, key, off, run[len(run)-1].frame.End()-off)
 	if err != nil {

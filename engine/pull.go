@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/remote"
 )
 
@@ -20,7 +19,7 @@ type replica struct {
 	store *remote.CountingStore
 	// levels holds, per rollup level, the newest completed block that is
 	// the left half of the next rollup (guarded by the volume's pushMu).
-	levels map[uint8]*remoteMap
+	levels map[uint8]*manifest.Map
 
 	mu      sync.Mutex
 	fetches map[frameKey]*fetchCall // frames being fetched, for sharing
@@ -34,7 +33,7 @@ func (v *Volume) Attach(url string, store remote.Store) error {
 	if rec := v.repl.Load(); rec.url != "" && rec.url != url {
 		return fmt.Errorf("attach %q to %s: %w: it replicates with %s", v.name, url, ErrRemoteMismatch, rec.url)
 	}
-	r := &replica{url: url, store: remote.NewCountingStore(store), levels: map[uint8]*remoteMap{}, fetches: map[frameKey]*fetchCall{}}
+	r := &replica{url: url, store: remote.NewCountingStore(store), levels: map[uint8]*manifest.Map{}, fetches: map[frameKey]*fetchCall{}}
 	if !v.rep.CompareAndSwap(nil, r) {
 		if cur := v.rep.Load(); cur.url != url {
 			return fmt.Errorf("attach %q to %s: %w: already attached to %s", v.name, url, ErrRemoteMismatch, cur.url)
@@ -123,17 +122,16 @@ func (v *Volume) pull(ctx context.Context, r *replica) (PullResult, error) {
 	if err := v.applyPulled(m, rec, parents[len(parents)-1]); err != nil {
 		return res, err
 	}
-	res.To, res.Commits, res.PagesChanged = m.version, len(parents), int(m.changeset.GetCardinality())
+	res.To, res.Commits, res.PagesChanged = Version(m.Version), len(parents), int(m.Changeset.GetCardinality())
 	return res, nil
 }
 
 // listCommits returns the parents of the remote commits after version
 // from, in order: the first is from itself.
 func (v *Volume) listCommits(ctx context.Context, r *replica, from Version) ([]Version, error) {
-	prefix := remotePrefix(v.name) + "c/"
-	opts := remote.ListOptions{Prefix: prefix}
+	opts := remote.ListOptions{Prefix: manifest.CommitPrefix(v.name)}
 	if from > 0 {
-		opts.StartAfter = remoteCommitKey(v.name, from-1)
+		opts.StartAfter = manifest.CommitKey(v.name, uint64(from-1))
 	}
 	var parents []Version
 	for {
@@ -142,8 +140,8 @@ func (v *Volume) listCommits(ctx context.Context, r *replica, from Version) ([]V
 			return nil, fmt.Errorf("list commits after version %d: %w", from, err)
 		}
 		for _, o := range page.Objects {
-			p, err := strconv.ParseUint(strings.TrimPrefix(o.Key, prefix), 16, 64)
-			if err != nil || len(o.Key)-len(prefix) != 16 {
+			volume, p, ok := manifest.ParseCommitKey(o.Key)
+			if !ok || volume != v.name {
 				return nil, fmt.Errorf("%w: %s is not a commit key", ErrRemoteCorrupt, o.Key)
 			}
 			if n := len(parents); n > 0 && Version(p) <= parents[n-1] {
@@ -166,11 +164,11 @@ func (v *Volume) listCommits(ctx context.Context, r *replica, from Version) ([]V
 // readRange reads the maps of commits seq+1..seq+len(parents), where
 // parents[i] is the parent of commit seq+1+i and parents[0] is from, and
 // merges them into one.
-func (v *Volume) readRange(ctx context.Context, r *replica, seq uint64, from Version, parents []Version) (*remoteMap, error) {
+func (v *Volume) readRange(ctx context.Context, r *replica, seq uint64, from Version, parents []Version) (*manifest.Map, error) {
 	end := seq + uint64(len(parents))
 	parentOf := func(s uint64) Version { return parents[s-seq] } // of commit s+1
-	ps := pieces(seq, end)
-	maps := make([]*remoteMap, len(ps))
+	ps := manifest.Pieces(seq, end)
+	maps := make([]*manifest.Map, len(ps))
 	errs := make([]error, len(ps))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -194,18 +192,18 @@ func (v *Volume) readRange(ctx context.Context, r *replica, seq uint64, from Ver
 			return nil, err
 		}
 	}
-	if m.parent != from || m.fromSeq != seq || m.toSeq != end || m.version <= parents[len(parents)-1] {
+	if Version(m.Parent) != from || m.FromSeq != seq || m.ToSeq != end || Version(m.Version) <= parents[len(parents)-1] {
 		return nil, fmt.Errorf("%w: commits %d..%d read as versions %d..%d, want from %d past %d",
-			ErrRemoteCorrupt, seq+1, end, m.parent, m.version, from, parents[len(parents)-1])
+			ErrRemoteCorrupt, seq+1, end, m.Parent, m.Version, from, parents[len(parents)-1])
 	}
 	return m, nil
 }
 
 // readPiece reads one rollup, or its two halves (recursively) when it is
 // missing or unreadable, or one commit.
-func (v *Volume) readPiece(ctx context.Context, r *replica, p piece, parentOf func(uint64) Version) (*remoteMap, error) {
-	if p.level == 0 {
-		key := remoteCommitKey(v.name, parentOf(p.start))
+func (v *Volume) readPiece(ctx context.Context, r *replica, p manifest.Piece, parentOf func(uint64) Version) (*manifest.Map, error) {
+	if p.Level == 0 {
+		key := manifest.CommitKey(v.name, uint64(parentOf(p.Start)))
 		raw, err := r.store.Get(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("read commit %s: %w", key, err)
@@ -214,18 +212,18 @@ func (v *Volume) readPiece(ctx context.Context, r *replica, p piece, parentOf fu
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrRemoteCorrupt, err)
 		}
-		if m.level != 0 || m.parent != parentOf(p.start) || m.fromSeq != p.start {
+		if m.Level != 0 || Version(m.Parent) != parentOf(p.Start) || m.FromSeq != p.Start {
 			return nil, fmt.Errorf("%w: %s is commit %d from version %d, want commit %d from %d",
-				ErrRemoteCorrupt, key, m.toSeq, m.parent, p.start+1, parentOf(p.start))
+				ErrRemoteCorrupt, key, m.ToSeq, m.Parent, p.Start+1, parentOf(p.Start))
 		}
 		return m, nil
 	}
-	key := remoteRollupKey(v.name, p.level, p.start)
+	key := manifest.RollupKey(v.name, p.Level, p.Start)
 	raw, err := r.store.Get(ctx, key)
-	var m *remoteMap
+	var m *manifest.Map
 	if err == nil {
-		if m, err = decodeRemoteMap(key, raw); err == nil && (m.level != p.level || m.fromSeq != p.start || m.parent != parentOf(p.start)) {
-			err = fmt.Errorf("%w: %s covers commits %d..%d from version %d", ErrRemoteCorrupt, key, m.fromSeq+1, m.toSeq, m.parent)
+		if m, err = decodeRemoteMap(key, raw); err == nil && (m.Level != p.Level || m.FromSeq != p.Start || Version(m.Parent) != parentOf(p.Start)) {
+			err = fmt.Errorf("%w: %s covers commits %d..%d from version %d", ErrRemoteCorrupt, key, m.FromSeq+1, m.ToSeq, m.Parent)
 		}
 	}
 	if err == nil {
@@ -237,12 +235,12 @@ func (v *Volume) readPiece(ctx context.Context, r *replica, p piece, parentOf fu
 		}
 		v.e.opts.Logger.Warn("cambium: unusable rollup; reading its parts instead", "volume", v.name, "key", key, "err", err)
 	}
-	half := piece{level: p.level - 1, start: p.start}
+	half := manifest.Piece{Level: p.Level - 1, Start: p.Start}
 	left, err := v.readPiece(ctx, r, half, parentOf)
 	if err != nil {
 		return nil, err
 	}
-	half.start += 1 << half.level
+	half.Start += 1 << half.Level
 	right, err := v.readPiece(ctx, r, half, parentOf)
 	if err != nil {
 		return nil, err
@@ -254,20 +252,20 @@ func (v *Volume) readPiece(ctx context.Context, r *replica, p piece, parentOf fu
 // one batch, a stub for every changed page (where its image lives), zeros
 // for pages it cleared, the commit and head records, and the replication
 // record. It is the pull's commit.
-func (v *Volume) applyPulled(m *remoteMap, rec replRecord, lastParent Version) error {
+func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version) error {
 	if !v.takeWriter() {
 		return fmt.Errorf("%w: a write transaction is open; pull when it ends", ErrBusy)
 	}
 	defer v.releaseWriter()
-	base := v.head.Load()
-	if base.version != m.parent {
+	base, version := v.head.Load(), Version(m.Version)
+	if base.version != Version(m.Parent) {
 		return fmt.Errorf("%w: the volume moved to version %d during the pull", ErrBusy, base.version)
 	}
 	pageSize := base.pageSize
 	if pageSize == 0 {
-		pageSize = m.pageSize
-	} else if m.pageSize != 0 && m.pageSize != pageSize {
-		return fmt.Errorf("%w: the remote's pages are %d bytes, this volume's %d", ErrRemoteCorrupt, m.pageSize, pageSize)
+		pageSize = m.PageSize
+	} else if m.PageSize != 0 && m.PageSize != pageSize {
+		return fmt.Errorf("%w: the remote's pages are %d bytes, this volume's %d", ErrRemoteCorrupt, m.PageSize, pageSize)
 	}
 	b := v.e.db.NewBatch()
 	defer b.Close()
@@ -278,44 +276,44 @@ func (v *Volume) applyPulled(m *remoteMap, rec replRecord, lastParent Version) e
 	defer unlock()
 	zero := []byte{pageKindZero}
 	var stub []byte
-	for _, ref := range m.segments {
-		for p := range roaring.Values(ref.pages) {
-			fr, _ := ref.frameOf(PageNo(p))
+	for _, ref := range m.Segments {
+		for p := range roaring.Values(ref.Pages) {
+			fr, _ := ref.FrameOf(PageNo(p))
 			stub = encodeStub(stub[:0], ref, fr)
-			if err := b.Set(pageKey(id, PageNo(p), m.version), stub, nil); err != nil {
+			if err := b.Set(pageKey(id, PageNo(p), version), stub, nil); err != nil {
 				return err
 			}
 		}
 	}
-	zeros := m.changeset.Clone()
-	for _, ref := range m.segments {
-		zeros.AndNot(ref.pages)
+	zeros := m.Changeset.Clone()
+	for _, ref := range m.Segments {
+		zeros.AndNot(ref.Pages)
 	}
 	for p := range roaring.Values(zeros) {
-		if err := b.Set(pageKey(id, PageNo(p), m.version), zero, nil); err != nil {
+		if err := b.Set(pageKey(id, PageNo(p), version), zero, nil); err != nil {
 			return err
 		}
 	}
-	crec, err := commitRecord{parent: base.version, pageCount: m.pageCount, pageSize: pageSize, time: m.time, changeset: m.changeset}.encode()
+	crec, err := commitRecord{parent: base.version, pageCount: m.PageCount, pageSize: pageSize, time: m.Time, changeset: m.Changeset}.encode()
 	if err != nil {
 		return err
 	}
-	if err := b.Set(commitKey(id, m.version), crec, nil); err != nil {
+	if err := b.Set(commitKey(id, version), crec, nil); err != nil {
 		return err
 	}
-	if err := b.Set(headKey(id), headRecord{version: m.version, pageCount: m.pageCount, pageSize: pageSize}.encode(), nil); err != nil {
+	if err := b.Set(headKey(id), headRecord{version: version, pageCount: m.PageCount, pageSize: pageSize}.encode(), nil); err != nil {
 		return err
 	}
-	rec.pushed, rec.seq, rec.lastParent, rec.url = m.version, m.toSeq, lastParent, v.rep.Load().url
-	rec.remoteVersion = max(rec.remoteVersion, m.version)
+	rec.pushed, rec.seq, rec.lastParent, rec.url = version, m.ToSeq, lastParent, v.rep.Load().url
+	rec.remoteVersion = max(rec.remoteVersion, version)
 	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
 		return err
 	}
-	if err := v.logHeadMove(b, id, base.version, m.version, true, false); err != nil {
-		return v.e.fail(fmt.Errorf("apply versions %d..%d of %q: %w", m.parent, m.version, v.name, err))
+	if err := v.logHeadMove(b, id, base.version, version, true, false); err != nil {
+		return v.e.fail(fmt.Errorf("apply versions %d..%d of %q: %w", m.Parent, version, v.name, err))
 	}
 	v.repl.Store(&rec)
-	v.publishPulled(base, m.version, m.pageCount, pageSize, m.changeset)
+	v.publishPulled(base, version, m.PageCount, pageSize, m.Changeset)
 	return nil
 }
 
@@ -360,12 +358,12 @@ func (v *Volume) Fetch(ctx context.Context) (FetchResult, error) {
 	res := FetchResult{Version: v.head.Load().version, RemoteVersion: rec.pushed}
 	parents, err := v.listCommits(ctx, r, rec.pushed)
 	if err == nil && len(parents) > 0 {
-		key := remoteCommitKey(v.name, parents[len(parents)-1])
+		key := manifest.CommitKey(v.name, uint64(parents[len(parents)-1]))
 		var raw []byte
 		if raw, err = r.store.Get(ctx, key); err == nil {
-			var m *remoteMap
+			var m *manifest.Map
 			if m, err = decodeRemoteMap(key, raw); err == nil {
-				res.RemoteVersion, res.Commits = m.version, len(parents)
+				res.RemoteVersion, res.Commits = Version(m.Version), len(parents)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/remote"
 	"github.com/cambiumdb/cambium/segment"
 )
@@ -88,21 +89,21 @@ func (v *Volume) push(ctx context.Context, r *replica) (PushResult, error) {
 	if err != nil {
 		return res, err
 	}
-	m := &remoteMap{
-		fromSeq:   rec.seq,
-		toSeq:     rec.seq + 1,
-		parent:    from,
-		version:   to,
-		pageCount: snap.PageCount(),
-		pageSize:  uint32(snap.PageSize()),
-		minCount:  minCount,
-		time:      time.Now(),
-		changeset: pages,
+	m := &manifest.Map{
+		FromSeq:   rec.seq,
+		ToSeq:     rec.seq + 1,
+		Parent:    uint64(from),
+		Version:   uint64(to),
+		PageCount: snap.PageCount(),
+		PageSize:  uint32(snap.PageSize()),
+		MinCount:  minCount,
+		Time:      time.Now(),
+		Changeset: pages,
 	}
-	if m.segments, err = v.uploadSegments(ctx, r, snap, pages); err != nil {
+	if m.Segments, err = v.uploadSegments(ctx, r, snap, pages); err != nil {
 		return res, err
 	}
-	if rec.pending, err = m.encode(); err != nil {
+	if rec.pending, err = m.Encode(); err != nil {
 		return res, err
 	}
 	rec.url = r.url
@@ -114,15 +115,15 @@ func (v *Volume) push(ctx context.Context, r *replica) (PushResult, error) {
 	if err := v.claim(ctx, r, id, &rec, m); err != nil {
 		return res, err
 	}
-	res.To, res.Pages, res.Segments = to, int(pages.GetCardinality()), len(m.segments)
+	res.To, res.Pages, res.Segments = to, int(pages.GetCardinality()), len(m.Segments)
 	return res, nil
 }
 
 // uploadSegments writes the images at snap of pages as segments of at most
 // about maxSegmentBytes each and returns their references.
-func (v *Volume) uploadSegments(ctx context.Context, r *replica, snap *Snapshot, pages *roaring.Bitmap) ([]segmentRef, error) {
+func (v *Volume) uploadSegments(ctx context.Context, r *replica, snap *Snapshot, pages *roaring.Bitmap) ([]manifest.SegmentRef, error) {
 	var (
-		refs []segmentRef
+		refs []manifest.SegmentRef
 		buf  bytes.Buffer
 		w    *segment.Writer
 		page []byte
@@ -133,14 +134,14 @@ func (v *Volume) uploadSegments(ctx context.Context, r *replica, snap *Snapshot,
 		if err != nil {
 			return err
 		}
-		id, err := newSegmentID()
+		id, err := manifest.NewSegmentID()
 		if err != nil {
 			return err
 		}
-		if err := r.store.Put(ctx, remoteSegmentKey(v.name, id), buf.Bytes()); err != nil {
+		if err := r.store.Put(ctx, manifest.SegmentKey(v.name, id), buf.Bytes()); err != nil {
 			return fmt.Errorf("push %q: upload segment: %w", v.name, err)
 		}
-		refs = append(refs, segmentRef{id: id, salt: footer.Salt, size: footer.Size, pages: footer.Pages, frames: footer.Frames})
+		refs = append(refs, manifest.SegmentRef{ID: id, Salt: footer.Salt, Size: footer.Size, Pages: footer.Pages, Frames: footer.Frames})
 		w = nil
 		return nil
 	}
@@ -173,8 +174,8 @@ func (v *Volume) uploadSegments(ctx context.Context, r *replica, snap *Snapshot,
 
 // claim creates the remote commit rec.pending holds and, once the remote
 // has it, records the push as done and writes the rollups it completes.
-func (v *Volume) claim(ctx context.Context, r *replica, id VolumeID, rec *replRecord, m *remoteMap) error {
-	key := remoteCommitKey(v.name, m.parent)
+func (v *Volume) claim(ctx context.Context, r *replica, id VolumeID, rec *replRecord, m *manifest.Map) error {
+	key := manifest.CommitKey(v.name, m.Parent)
 	err := r.store.Create(ctx, key, rec.pending)
 	if errors.Is(err, remote.ErrExists) {
 		// Either our own earlier claim whose response was lost, or another
@@ -192,20 +193,20 @@ func (v *Volume) claim(ctx context.Context, r *replica, id VolumeID, rec *replRe
 				return fmt.Errorf("push %q: read back %s: %w: %v", v.name, key, ErrRemoteCorrupt, derr)
 			}
 			rec.pending, rec.diverged = nil, true
-			rec.remoteVersion = max(rec.remoteVersion, other.version)
+			rec.remoteVersion = max(rec.remoteVersion, Version(other.Version))
 			if serr := v.saveRepl(id, *rec); serr != nil {
 				return serr
 			}
-			return v.divergedError(m.parent)
+			return v.divergedError(Version(m.Parent))
 		}
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("push %q: claim version %d: %w", v.name, m.version, err)
+		return fmt.Errorf("push %q: claim version %d: %w", v.name, m.Version, err)
 	}
 	prevParent := rec.lastParent
-	rec.pushed, rec.seq, rec.lastParent, rec.pending = m.version, m.toSeq, m.parent, nil
-	rec.remoteVersion = max(rec.remoteVersion, m.version)
+	rec.pushed, rec.seq, rec.lastParent, rec.pending = Version(m.Version), m.ToSeq, Version(m.Parent), nil
+	rec.remoteVersion = max(rec.remoteVersion, Version(m.Version))
 	if err := v.saveRepl(id, *rec); err != nil {
 		return err
 	}
@@ -218,18 +219,18 @@ func (v *Volume) claim(ctx context.Context, r *replica, id VolumeID, rec *replRe
 // halves. The pusher keeps the left halves it will need in memory and
 // reads them back from the remote after a restart. Rollups only save
 // readers requests, so a failure here is logged, not returned.
-func (v *Volume) writeRollups(ctx context.Context, r *replica, m *remoteMap, prevParent Version) {
-	carry, n := m, m.toSeq
+func (v *Volume) writeRollups(ctx context.Context, r *replica, m *manifest.Map, prevParent Version) {
+	carry, n := m, m.ToSeq
 	var l uint8
-	for ; l < maxRollupLevel && n%(1<<(l+1)) == 0; l++ {
+	for ; l < manifest.MaxRollupLevel && n%(1<<(l+1)) == 0; l++ {
 		start := n - 1<<(l+1)
 		left := r.levels[l]
-		if left == nil || left.fromSeq != start || left.toSeq != start+1<<l {
+		if left == nil || left.FromSeq != start || left.ToSeq != start+1<<l {
 			var key string
 			if l == 0 {
-				key = remoteCommitKey(v.name, prevParent)
+				key = manifest.CommitKey(v.name, uint64(prevParent))
 			} else {
-				key = remoteRollupKey(v.name, l, start)
+				key = manifest.RollupKey(v.name, l, start)
 			}
 			raw, err := r.store.Get(ctx, key)
 			if err == nil {
@@ -242,10 +243,10 @@ func (v *Volume) writeRollups(ctx context.Context, r *replica, m *remoteMap, pre
 		}
 		merged, err := mergeMaps(left, carry)
 		if err == nil {
-			merged.level = l + 1
+			merged.Level = l + 1
 			var raw []byte
-			if raw, err = merged.encode(); err == nil {
-				err = r.store.Put(ctx, remoteRollupKey(v.name, l+1, start), raw)
+			if raw, err = merged.Encode(); err == nil {
+				err = r.store.Put(ctx, manifest.RollupKey(v.name, l+1, start), raw)
 			}
 		}
 		if err != nil {

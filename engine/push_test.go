@@ -10,6 +10,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/internal/testminio"
 	"github.com/cambiumdb/cambium/remote"
 	_ "github.com/cambiumdb/cambium/remote/s3" // the tests replicate through s3:// too
@@ -133,15 +134,15 @@ func commitWith(t testing.TB, v *Volume, fn func(txn *Txn) error) Version {
 // claiming its parent, is numbered i+1, starts where commit i-1 ended, and
 // names segments that exist with the sizes it records. Each version's
 // successor is therefore claimed exactly once.
-func remoteLog(t testing.TB, store remote.Store, volume string) []*remoteMap {
+func remoteLog(t testing.TB, store remote.Store, volume string) []*manifest.Map {
 	t.Helper()
 	ctx := context.Background()
-	objs, err := remote.ListAll(ctx, store, remotePrefix(volume)+"c/")
+	objs, err := remote.ListAll(ctx, store, manifest.CommitPrefix(volume))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*remoteMap
-	next := Version(0)
+	var out []*manifest.Map
+	next := uint64(0)
 	for i, o := range objs {
 		raw, err := store.Get(ctx, o.Key)
 		if err != nil {
@@ -151,21 +152,21 @@ func remoteLog(t testing.TB, store remote.Store, volume string) []*remoteMap {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.Key != remoteCommitKey(volume, m.parent) {
-			t.Fatalf("%s holds a commit from version %d", o.Key, m.parent)
+		if o.Key != manifest.CommitKey(volume, m.Parent) {
+			t.Fatalf("%s holds a commit from version %d", o.Key, m.Parent)
 		}
-		if m.parent != next || m.level != 0 || m.fromSeq != uint64(i) || m.toSeq != uint64(i+1) {
+		if m.Parent != next || m.Level != 0 || m.FromSeq != uint64(i) || m.ToSeq != uint64(i+1) {
 			t.Fatalf("chain broken at %s: commit %d..%d (level %d) of versions %d..%d follows version %d",
-				o.Key, m.fromSeq+1, m.toSeq, m.level, m.parent, m.version, next)
+				o.Key, m.FromSeq+1, m.ToSeq, m.Level, m.Parent, m.Version, next)
 		}
-		for _, ref := range m.segments {
-			size, err := store.Size(ctx, remoteSegmentKey(volume, ref.id))
-			if err != nil || size != ref.size {
-				t.Fatalf("segment %s of %s: %d bytes (%v), map says %d", ref.id, o.Key, size, err, ref.size)
+		for _, ref := range m.Segments {
+			size, err := store.Size(ctx, manifest.SegmentKey(volume, ref.ID))
+			if err != nil || size != ref.Size {
+				t.Fatalf("segment %s of %s: %d bytes (%v), map says %d", ref.ID, o.Key, size, err, ref.Size)
 			}
 		}
 		out = append(out, m)
-		next = m.version
+		next = m.Version
 	}
 	return out
 }
@@ -180,40 +181,40 @@ func replayRemote(t testing.TB, store remote.Store, volume string) map[Version]m
 	cur := modelVersion{pages: map[PageNo][]byte{}}
 	out := map[Version]modelVersion{0: cur.clone()}
 	for _, m := range remoteLog(t, store, volume) {
-		cur.pageSize = int(m.pageSize)
+		cur.pageSize = int(m.PageSize)
 		for p := range cur.pages {
-			if uint32(p) > m.pageCount {
+			if uint32(p) > m.PageCount {
 				delete(cur.pages, p)
 			}
 		}
-		for p := range roaring.Values(m.changeset) {
-			cur.pages[PageNo(p)] = make([]byte, m.pageSize)
+		for p := range roaring.Values(m.Changeset) {
+			cur.pages[PageNo(p)] = make([]byte, m.PageSize)
 		}
-		for _, ref := range m.segments {
-			f, ok := footers[ref.id]
+		for _, ref := range m.Segments {
+			f, ok := footers[ref.ID]
 			if !ok {
-				raw, err := store.Get(ctx, remoteSegmentKey(volume, ref.id))
+				raw, err := store.Get(ctx, manifest.SegmentKey(volume, ref.ID))
 				if err != nil {
 					t.Fatal(err)
 				}
 				if f, err = segment.ReadFooter(bytes.NewReader(raw), int64(len(raw))); err != nil {
 					t.Fatal(err)
 				}
-				if f.Salt != ref.salt || !roaring.AndNot(ref.pages, f.Pages).IsEmpty() {
-					t.Fatalf("segment %s: salt %x holding %v; map says salt %x holding %v", ref.id, f.Salt, f.Pages.ToArray(), ref.salt, ref.pages.ToArray())
+				if f.Salt != ref.Salt || !roaring.AndNot(ref.Pages, f.Pages).IsEmpty() {
+					t.Fatalf("segment %s: salt %x holding %v; map says salt %x holding %v", ref.ID, f.Salt, f.Pages.ToArray(), ref.Salt, ref.Pages.ToArray())
 				}
-				footers[ref.id], objects[ref.id] = f, raw
+				footers[ref.ID], objects[ref.ID] = f, raw
 			}
-			for p := range roaring.Values(ref.pages) {
-				img, err := f.ReadPage(bytes.NewReader(objects[ref.id]), PageNo(p), nil)
+			for p := range roaring.Values(ref.Pages) {
+				img, err := f.ReadPage(bytes.NewReader(objects[ref.ID]), PageNo(p), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				cur.pages[PageNo(p)] = img
 			}
 		}
-		cur.count = m.pageCount
-		out[m.version] = cur.clone()
+		cur.count = m.PageCount
+		out[Version(m.Version)] = cur.clone()
 	}
 	return out
 }
@@ -263,16 +264,16 @@ func TestVolume_Push(t *testing.T) {
 		if len(log) != 2 {
 			t.Fatalf("%d remote commits, want 2", len(log))
 		}
-		if c := log[1]; c.pageCount != 4 || c.minCount != 4 || !c.changeset.Equals(roaring.BitmapOf(2)) || c.version != h2 {
-			t.Fatalf("last remote commit: %d pages (min %d), changeset %v, version %d", c.pageCount, c.minCount, c.changeset.ToArray(), c.version)
+		if c := log[1]; c.PageCount != 4 || c.MinCount != 4 || !c.Changeset.Equals(roaring.BitmapOf(2)) || Version(c.Version) != h2 {
+			t.Fatalf("last remote commit: %d pages (min %d), changeset %v, version %d", c.PageCount, c.MinCount, c.Changeset.ToArray(), c.Version)
 		}
 		// The second commit completes the rollup of commits 1..2.
-		raw, err := rem.store.Get(ctx, remoteRollupKey(v.Name(), 1, 0))
+		raw, err := rem.store.Get(ctx, manifest.RollupKey(v.Name(), 1, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
 		r, err := decodeRemoteMap("rollup", raw)
-		if err != nil || r.level != 1 || r.parent != 0 || r.version != h2 || r.pageCount != 4 || !r.changeset.Equals(roaring.BitmapOf(1, 2, 3, 4)) {
+		if err != nil || r.Level != 1 || r.Parent != 0 || Version(r.Version) != h2 || r.PageCount != 4 || !r.Changeset.Equals(roaring.BitmapOf(1, 2, 3, 4)) {
 			t.Fatalf("rollup %+v %v", r, err)
 		}
 		snap := v.Snapshot()
@@ -333,11 +334,11 @@ func TestVolume_PushRetry(t *testing.T) {
 			if err != nil || res.To != h {
 				t.Fatalf("retry: %+v %v", res, err)
 			}
-			segs, _ := remote.ListAll(ctx, mem, remotePrefix("retry")+"s/")
+			segs, _ := remote.ListAll(ctx, mem, manifest.SegmentPrefix("retry"))
 			if len(segs) != 1 {
 				t.Fatalf("%d segments uploaded; the retry must reuse the first", len(segs))
 			}
-			if log := remoteLog(t, mem, "retry"); len(log) != 1 || log[0].version != h {
+			if log := remoteLog(t, mem, "retry"); len(log) != 1 || Version(log[0].Version) != h {
 				t.Fatalf("remote log %v", log)
 			}
 			// And the next push goes on from there.
@@ -407,13 +408,13 @@ func TestVolume_PushDiverged(t *testing.T) {
 		if _, err := va.Push(ctx); err != nil {
 			t.Fatal(err)
 		}
-		before, _ := rem.store.Get(ctx, remoteCommitKey("shared", 0))
+		before, _ := rem.store.Get(ctx, manifest.CommitKey("shared", 0))
 		for range 2 {
 			if _, err := vb.Push(ctx); !errors.Is(err, ErrDiverged) {
 				t.Fatalf("loser's push: %v, want ErrDiverged", err)
 			}
 		}
-		after, _ := rem.store.Get(ctx, remoteCommitKey("shared", 0))
+		after, _ := rem.store.Get(ctx, manifest.CommitKey("shared", 0))
 		if !bytes.Equal(before, after) {
 			t.Fatal("the loser changed the winner's commit")
 		}
@@ -423,7 +424,7 @@ func TestVolume_PushDiverged(t *testing.T) {
 		if st := vb.Replication(); !st.Diverged || st.Pushed != 0 || st.RemoteVersion != ha {
 			t.Fatalf("loser's state %+v, want diverged at 0 knowing remote version %d", st, ha)
 		}
-		if log := remoteLog(t, rem.store, "shared"); len(log) != 1 || log[0].version != ha {
+		if log := remoteLog(t, rem.store, "shared"); len(log) != 1 || Version(log[0].Version) != ha {
 			t.Fatalf("remote log %+v", log)
 		}
 	})
@@ -442,7 +443,7 @@ func TestVolume_PullErrRemoteCorrupt(t *testing.T) {
 	if _, err := wv.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	key := remoteCommitKey("c", 0)
+	key := manifest.CommitKey("c", 0)
 	good, _ := rem.store.Get(ctx, key)
 	for _, bad := range [][]byte{
 		append(bytes.Clone(good[:40]), good[41:]...), // a byte missing

@@ -2,68 +2,42 @@ package engine
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"net/url"
+
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 )
 
-// Object storage layout. A volume's objects live under one prefix, its
-// name escaped into a single key part so that no volume's keys can fall
-// under another's prefix ("a" and "a/c" stay apart):
-//
-//	v/<escaped name>/c/<parent, 16 hex digits>          remote commit (a level-0 map)
-//	v/<escaped name>/r/<level, 2 hex>/<start, 16 hex>   rollup of commits start+1..start+2^level
-//	v/<escaped name>/s/<segment id, 32 hex>              segment (package segment)
-//
-// A remote commit claims the successor of its parent version: it is
-// created with Store.Create, so of two writers pushing from the same parent
-// exactly one succeeds, and a reader finds every commit after version X
-// with one LIST starting at X's key. A remote commit covers the version
-// range (parent, version] of the same numbering as local commits, so
-// version N is the same bytes everywhere. Segments are written before the
-// commit that names them, under random IDs, and never change. Rollups are
-// derived data, written by the pusher after its claim; a reader that finds
-// one missing or unreadable reads the two halves it merges instead. The
-// map format of commits and rollups is in remotemap.go.
-
-const segmentIDLen = 16
+// The remote object layout (keys, and what each object holds) and the
+// format of remote commits and rollups are package manifest's; the engine
+// decides what a damaged one means.
 
 // SegmentID names a segment object.
-type SegmentID [segmentIDLen]byte
+type SegmentID = manifest.SegmentID
 
-func (id SegmentID) String() string { return hex.EncodeToString(id[:]) }
+// ParseSegmentID parses 32 lower-case hex digits, as SegmentID.String
+// formats them.
+func ParseSegmentID(s string) (SegmentID, error) { return manifest.ParseSegmentID(s) }
 
-func newSegmentID() (SegmentID, error) {
-	var id SegmentID
-	_, err := rand.Read(id[:])
-	return id, err
-}
-
-// ParseSegmentID parses 32 lower-case hex digits, as String formats them.
-func ParseSegmentID(s string) (SegmentID, error) {
-	var id SegmentID
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != segmentIDLen || s != hex.EncodeToString(b) {
-		return id, fmt.Errorf("parse segment id %q: want %d lower-case hex digits", s, 2*segmentIDLen)
+// decodeRemoteMap checks and decodes a remote commit or rollup, or the
+// pending one of a replication record; what names it in errors, which wrap
+// ErrCorrupt and manifest.ErrCorrupt.
+func decodeRemoteMap(what string, b []byte) (*manifest.Map, error) {
+	m, err := manifest.DecodeMap(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)
 	}
-	copy(id[:], b)
-	return id, nil
+	return m, nil
 }
 
-func remotePrefix(volume string) string { return "v/" + url.PathEscape(volume) + "/" }
-
-func remoteCommitKey(volume string, parent Version) string {
-	return fmt.Sprintf("%sc/%016x", remotePrefix(volume), uint64(parent))
-}
-
-func remoteRollupKey(volume string, level uint8, start uint64) string {
-	return fmt.Sprintf("%sr/%02x/%016x", remotePrefix(volume), level, start)
-}
-
-func remoteSegmentKey(volume string, id SegmentID) string {
-	return remotePrefix(volume) + "s/" + id.String()
+// mergeMaps returns the map of older followed by newer; maps that cannot
+// follow each other are ErrCorrupt.
+func mergeMaps(older, newer *manifest.Map) (*manifest.Map, error) {
+	m, err := manifest.Merge(older, newer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return m, nil
 }
 
 // replRecord is a volume's replication state, stored locally:
@@ -119,13 +93,23 @@ func decodeReplRecord(what string, b []byte) (replRecord, error) {
 		remoteVersion: Version(binary.BigEndian.Uint64(body[24:32])),
 		diverged:      body[32]&1 != 0,
 	}
-	rd := &mapReader{b: body[33:]}
-	r.url = string(rd.bytes(rd.uvarint()))
-	r.pending = bytes.Clone(rd.bytes(rd.uvarint()))
-	if rd.err != nil || len(rd.b) != 0 || body[32] > 1 {
-		return replRecord{}, fmt.Errorf("%w: %s: unreadable (%v)", ErrCorrupt, what, rd.err)
+	rest := body[33:]
+	url, ok := cutField(&rest)
+	pending, ok2 := cutField(&rest)
+	if !ok || !ok2 || len(rest) != 0 || body[32] > 1 {
+		return replRecord{}, fmt.Errorf("%w: %s: unreadable", ErrCorrupt, what)
 	}
+	r.url, r.pending = string(url), bytes.Clone(pending)
 	return r, nil
 }
 
-func validPageSize(n uint32) bool { return n >= 512 && n <= 65536 && n&(n-1) == 0 }
+// cutField cuts a uvarint-length-prefixed field from the front of *b.
+func cutField(b *[]byte) ([]byte, bool) {
+	n, k := binary.Uvarint(*b)
+	if k <= 0 || n > uint64(len(*b)-k) {
+		return nil, false
+	}
+	f := (*b)[k : k+int(n)]
+	*b = (*b)[k+int(n):]
+	return f, true
+}

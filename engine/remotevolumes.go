@@ -3,12 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/remote"
 )
 
@@ -40,7 +40,7 @@ type RemoteVolume struct {
 // way this engine writes them are left out. It is for tools: its cost grows
 // with the number of objects, not of volumes.
 func ListRemoteVolumes(ctx context.Context, store remote.Store) ([]RemoteVolume, error) {
-	return statRemote(ctx, store, "v/")
+	return statRemote(ctx, store, manifest.VolumesPrefix)
 }
 
 // StatRemoteVolume describes one volume of store: one listing of its
@@ -50,7 +50,7 @@ func StatRemoteVolume(ctx context.Context, store remote.Store, name string) (Rem
 	if err := ValidateName(name); err != nil {
 		return RemoteVolume{}, err
 	}
-	vols, err := statRemote(ctx, store, remotePrefix(name))
+	vols, err := statRemote(ctx, store, manifest.VolumePrefix(name))
 	if err != nil || len(vols) == 0 {
 		return RemoteVolume{Name: name}, err
 	}
@@ -65,16 +65,8 @@ func statRemote(ctx context.Context, store remote.Store, prefix string) ([]Remot
 	byName := map[string]*RemoteVolume{}
 	lastCommit := map[string]string{}
 	for _, o := range objs {
-		rest, ok := strings.CutPrefix(o.Key, "v/")
-		if !ok {
-			continue
-		}
-		escaped, tail, ok := strings.Cut(rest, "/")
-		if !ok {
-			continue
-		}
-		name, err := url.PathUnescape(escaped)
-		if err != nil || ValidateName(name) != nil || remotePrefix(name) != "v/"+escaped+"/" {
+		name, _, ok := manifest.ParseVolumeKey(o.Key)
+		if !ok || ValidateName(name) != nil {
 			continue
 		}
 		rv := byName[name]
@@ -84,7 +76,7 @@ func statRemote(ctx context.Context, store remote.Store, prefix string) ([]Remot
 		}
 		rv.Objects++
 		rv.Bytes += o.Size
-		if strings.HasPrefix(tail, "c/") {
+		if strings.HasPrefix(o.Key, manifest.CommitPrefix(name)) {
 			rv.Commits++
 			// Commit keys end in the parent version in fixed-width hex, so
 			// the listing's last one is the newest.
@@ -127,7 +119,7 @@ func statRemote(ctx context.Context, store remote.Store, prefix string) ([]Remot
 				out[i].Err = fmt.Errorf("%w: %v", ErrRemoteCorrupt, err)
 				return
 			}
-			out[i].Version, out[i].PageCount, out[i].PageSize, out[i].Time = m.version, m.pageCount, int(m.pageSize), m.time
+			out[i].Version, out[i].PageCount, out[i].PageSize, out[i].Time = Version(m.Version), m.PageCount, int(m.PageSize), m.Time
 		}()
 	}
 	wg.Wait()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/remote"
 )
 
@@ -268,8 +269,8 @@ func TestReplication_Lazy(t *testing.T) {
 		mustPush(t, wv)
 		frame := func(p PageNo) int64 {
 			log := remoteLog(t, rem.store, "lazy")
-			for _, ref := range log[len(log)-1].segments {
-				if fr, ok := ref.frameOf(p); ok && ref.pages.Contains(uint32(p)) {
+			for _, ref := range log[len(log)-1].Segments {
+				if fr, ok := ref.FrameOf(p); ok && ref.Pages.Contains(uint32(p)) {
 					return int64(fr.Length)
 				}
 			}
@@ -507,15 +508,15 @@ func TestReplication_FastForward(t *testing.T) {
 	var frames, frameBytes, commitBytes, segBytes int64
 	var segs, commits int
 	for _, m := range remoteLog(t, rem.store, "ff")[1:] {
-		for _, ref := range m.segments {
-			for _, fr := range ref.frames {
+		for _, ref := range m.Segments {
+			for _, fr := range ref.Frames {
 				frames++
 				frameBytes += int64(fr.Length)
 			}
 		}
 	}
 	pageBytes := frameBytes / frames
-	objs, err := remote.ListAll(ctx, rem.store, remotePrefix("ff"))
+	objs, err := remote.ListAll(ctx, rem.store, manifest.VolumePrefix("ff"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +566,7 @@ func TestReplication_FastForward(t *testing.T) {
 		float64(total)/float64(int64(p)*pageBytes), segs, segBytes, float64(segBytes)/float64(total), commits+segs, commitBytes+segBytes)
 
 	// Without rollups, a pull reads every commit and gets the same data.
-	rollups, err := remote.ListAll(ctx, rem.store, remotePrefix("ff")+"r/")
+	rollups, err := remote.ListAll(ctx, rem.store, manifest.RollupPrefix("ff"))
 	if err != nil || len(rollups) == 0 {
 		t.Fatalf("%d rollups: %v", len(rollups), err)
 	}
@@ -613,7 +614,7 @@ func TestReplication_ColdOpen(t *testing.T) {
 	mustPush(t, wv)
 	volBytes := int64(n) * 4096
 	var segBytes int64
-	segs, _ := remote.ListAll(context.Background(), rem.store, remotePrefix("cold")+"s/")
+	segs, _ := remote.ListAll(context.Background(), rem.store, manifest.SegmentPrefix("cold"))
 	for _, o := range segs {
 		segBytes += o.Size
 	}
@@ -687,7 +688,7 @@ func TestReplication_Diverged(t *testing.T) {
 			t.Fatalf("loser's push: %v, want ErrDiverged", errLose)
 		}
 		t.Logf("winner %s", winner.e.Dir())
-		key := remoteCommitKey("shared", base)
+		key := manifest.CommitKey("shared", uint64(base))
 		won, err := rem.store.Get(ctx, key)
 		if err != nil {
 			t.Fatal(err)
@@ -718,7 +719,7 @@ func TestReplication_Diverged(t *testing.T) {
 		if again, _ := rem.store.Get(ctx, key); !bytes.Equal(again, won) {
 			t.Fatal("the winner's commit changed")
 		}
-		if log := remoteLog(t, rem.store, "shared"); len(log) != 2 || log[1].version != winner.head.Load().version {
+		if log := remoteLog(t, rem.store, "shared"); len(log) != 2 || Version(log[1].Version) != winner.head.Load().version {
 			t.Fatalf("remote log of %d commits", len(log))
 		}
 
@@ -993,7 +994,7 @@ func TestReplication_KillDuringPush(t *testing.T) {
 			}
 			cmd.Wait()
 
-			claimed, _ := remote.ListAll(ctx, rem.store, remotePrefix("k")+"c/")
+			claimed, _ := remote.ListAll(ctx, rem.store, manifest.CommitPrefix("k"))
 			if want := map[string]int{"before": 1, "after": 2}[mode]; len(claimed) != want {
 				t.Fatalf("%d commits in the remote after the kill, want %d", len(claimed), want)
 			}
@@ -1007,15 +1008,15 @@ func TestReplication_KillDuringPush(t *testing.T) {
 			if err != nil || res.To != 3 {
 				t.Fatalf("push after the kill: %+v %v", res, err)
 			}
-			segs, _ := remote.ListAll(ctx, rem.store, remotePrefix("k")+"s/")
+			segs, _ := remote.ListAll(ctx, rem.store, manifest.SegmentPrefix("k"))
 			if len(segs) != 2 {
 				t.Fatalf("%d segments, want 2: the restarted push must claim what was uploaded", len(segs))
 			}
 			log := remoteLog(t, rem.store, "k")
-			if len(log) != 2 || log[0].version != 1 || log[1].version != 3 || !log[1].changeset.Equals(roaring.BitmapOf(1, 2, 4, 5)) {
+			if len(log) != 2 || log[0].Version != 1 || log[1].Version != 3 || !log[1].Changeset.Equals(roaring.BitmapOf(1, 2, 4, 5)) {
 				t.Fatalf("remote log %+v", log)
 			}
-			if _, err := rem.store.Get(ctx, remoteRollupKey("k", 1, 0)); err != nil {
+			if _, err := rem.store.Get(ctx, manifest.RollupKey("k", 1, 0)); err != nil {
 				t.Fatalf("rollup of commits 1..2: %v", err)
 			}
 			want := modelVersion{pages: map[PageNo][]byte{}, count: 5, pageSize: 4096}
@@ -1084,9 +1085,9 @@ func TestReplication_CorruptSegment(t *testing.T) {
 	mustPush(t, wv)
 	wr.commit(-1, 1)
 	mustPush(t, wv)
-	ref := remoteLog(t, rem.store, "bad")[0].segments[0]
-	fr, _ := ref.frameOf(7)
-	key := remoteSegmentKey("bad", ref.id)
+	ref := remoteLog(t, rem.store, "bad")[0].Segments[0]
+	fr, _ := ref.FrameOf(7)
+	key := manifest.SegmentKey("bad", ref.ID)
 	raw, err := rem.store.Get(ctx, key)
 	if err != nil {
 		t.Fatal(err)
@@ -1413,8 +1414,8 @@ func TestReplication_ScanPrefetch(t *testing.T) {
 	wr.commit(-1, all...)
 	mustPush(t, wv)
 	var frames int64
-	for _, ref := range remoteLog(t, rem.store, "scan")[0].segments {
-		for _, fr := range ref.frames {
+	for _, ref := range remoteLog(t, rem.store, "scan")[0].Segments {
+		for _, fr := range ref.Frames {
 			frames += int64(fr.Length)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 )
 
 // SnapshotAt pins a read-only snapshot of version n, for point-in-time
@@ -44,12 +46,12 @@ func (v *Volume) SnapshotAt(ctx context.Context, n Version) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %q at version %d: %w", v.name, n, err)
 	}
-	if m.version != n {
-		return nil, fmt.Errorf("open %q at version %d: %w in the remote: its newest is %d", v.name, n, ErrVersion, m.version)
+	if Version(m.Version) != n {
+		return nil, fmt.Errorf("open %q at version %d: %w in the remote: its newest is %d", v.name, n, ErrVersion, m.Version)
 	}
 	return &Snapshot{
 		v:   v,
-		st:  &state{version: n, pageCount: m.pageCount, pageSize: m.pageSize},
+		st:  &state{version: n, pageCount: m.PageCount, pageSize: m.PageSize},
 		rem: &remoteView{m: m, frames: map[frameKey][]byte{}},
 	}, nil
 }
@@ -110,7 +112,7 @@ func (v *Volume) localSnapshotAt(n Version) (*Snapshot, bool, error) {
 // remoteView is what a snapshot read from the remote reads through: the
 // full page map of its version, and the frames it fetched.
 type remoteView struct {
-	m      *remoteMap
+	m      *manifest.Map
 	mu     sync.Mutex
 	frames map[frameKey][]byte
 	bytes  int
@@ -121,12 +123,12 @@ const remoteViewBudget = 64 << 20
 
 func (s *Snapshot) readRemote(p PageNo, dst []byte) ([]byte, error) {
 	rv := s.rem
-	ref, fr, zero, ok := rv.m.locate(p)
+	ref, fr, zero, ok := rv.m.Locate(p)
 	ps := int(s.st.pageSize)
 	if !ok || zero {
 		return appendZeros(dst, ps), nil
 	}
-	st := stub{seg: ref.id, salt: ref.salt, size: ref.size, frame: fr}
+	st := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
 	k := frameKey{st.seg, fr.Offset}
 	rv.mu.Lock()
 	pages, hit := rv.frames[k]

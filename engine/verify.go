@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/remote"
 	"github.com/cambiumdb/cambium/segment"
 )
@@ -252,12 +252,12 @@ func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult
 	}
 	// Read every commit, not the rollups a pull would, so that each is
 	// checked; merged, they are the full page map of the newest version.
-	var m *remoteMap
+	var m *manifest.Map
 	for i, parent := range parents {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		key := remoteCommitKey(v.name, parent)
+		key := manifest.CommitKey(v.name, uint64(parent))
 		raw, err := r.store.Get(ctx, key)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -268,8 +268,8 @@ func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult
 		}
 		res.RemoteObjects++
 		c, err := decodeRemoteMap(key, raw)
-		if err == nil && (c.level != 0 || c.parent != parent || c.fromSeq != uint64(i)) {
-			err = fmt.Errorf("it is commit %d (level %d) from version %d, want commit %d from %d", c.toSeq, c.level, c.parent, i+1, parent)
+		if err == nil && (c.Level != 0 || Version(c.Parent) != parent || c.FromSeq != uint64(i)) {
+			err = fmt.Errorf("it is commit %d (level %d) from version %d, want commit %d from %d", c.ToSeq, c.Level, c.Parent, i+1, parent)
 		}
 		if err == nil && m != nil {
 			c, err = mergeMaps(m, c)
@@ -283,9 +283,9 @@ func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult
 	if m == nil {
 		return nil
 	}
-	res.RemoteVersion = m.version
-	if pushed > m.version {
-		add("the remote's log ends at version %d, but this volume pushed version %d to it", m.version, pushed)
+	res.RemoteVersion = Version(m.Version)
+	if pushed > res.RemoteVersion {
+		add("the remote's log ends at version %d, but this volume pushed version %d to it", m.Version, pushed)
 	}
 
 	if err := v.verifyRollups(ctx, r, res, add); err != nil {
@@ -295,31 +295,31 @@ func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult
 	// Segments: the footer of each, then its frames in coalesced ranged
 	// reads, a few at a time.
 	type run struct {
-		ref    *segmentRef
+		ref    *manifest.SegmentRef
 		frames []segment.Frame
 	}
 	var runs []run
 	total := int64(0)
-	for i := range m.segments {
-		ref := &m.segments[i]
-		total += int64(len(ref.frames))
-		for j := 0; j < len(ref.frames); {
+	for i := range m.Segments {
+		ref := &m.Segments[i]
+		total += int64(len(ref.Frames))
+		for j := 0; j < len(ref.Frames); {
 			k := j + 1
-			for k < len(ref.frames) &&
-				ref.frames[k].Offset-ref.frames[k-1].End() <= hydrateGapBytes &&
-				ref.frames[k].End()-ref.frames[j].Offset <= hydrateRunBytes {
+			for k < len(ref.Frames) &&
+				ref.Frames[k].Offset-ref.Frames[k-1].End() <= hydrateGapBytes &&
+				ref.Frames[k].End()-ref.Frames[j].Offset <= hydrateRunBytes {
 				k++
 			}
-			runs = append(runs, run{ref: ref, frames: ref.frames[j:k]})
+			runs = append(runs, run{ref: ref, frames: ref.Frames[j:k]})
 			j = k
 		}
 	}
-	res.Segments = len(m.segments)
-	for i := range m.segments {
+	res.Segments = len(m.Segments)
+	for i := range m.Segments {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		v.verifyFooter(ctx, r, &m.segments[i], add)
+		v.verifyFooter(ctx, r, &m.Segments[i], add)
 	}
 	var (
 		wg     sync.WaitGroup
@@ -339,7 +339,7 @@ func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			key := remoteSegmentKey(v.name, rn.ref.id)
+			key := manifest.SegmentKey(v.name, rn.ref.ID)
 			off := rn.frames[0].Offset
 			length := rn.frames[len(rn.frames)-1].End() - off
 			data, err := r.store.GetRange(ctx, key, off, length)
@@ -349,7 +349,7 @@ func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult
 					add("segment %s: read %d bytes at offset %d (pages %d..%d): %v", key, length, off, rn.frames[0].First, rn.frames[len(rn.frames)-1].Last, err)
 				}
 			} else {
-				f := segment.Footer{PageSize: int(m.pageSize), Salt: rn.ref.salt, Frames: rn.frames}
+				f := segment.Footer{PageSize: int(m.PageSize), Salt: rn.ref.Salt, Frames: rn.frames}
 				for i, fr := range rn.frames {
 					lo := fr.Offset - off
 					if int64(len(data)) < lo+int64(fr.Length) {
@@ -382,8 +382,7 @@ func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult
 // key. A bad rollup costs readers requests, not data (they read the parts
 // it merges instead), but it is damage all the same.
 func (v *Volume) verifyRollups(ctx context.Context, r *replica, res *VerifyResult, add func(string, ...any)) error {
-	prefix := remotePrefix(v.name) + "r/"
-	objs, err := remote.ListAll(ctx, r.store, prefix)
+	objs, err := remote.ListAll(ctx, r.store, manifest.RollupPrefix(v.name))
 	if err != nil {
 		return fmt.Errorf("list rollups: %w", err)
 	}
@@ -391,8 +390,8 @@ func (v *Volume) verifyRollups(ctx context.Context, r *replica, res *VerifyResul
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		level, start, ok := parseRollupKey(strings.TrimPrefix(o.Key, prefix))
-		if !ok {
+		volume, level, start, ok := manifest.ParseRollupKey(o.Key)
+		if !ok || volume != v.name {
 			add("remote object %s: not a rollup key", o.Key)
 			continue
 		}
@@ -403,8 +402,8 @@ func (v *Volume) verifyRollups(ctx context.Context, r *replica, res *VerifyResul
 		}
 		res.RemoteObjects++
 		m, err := decodeRemoteMap(o.Key, raw)
-		if err == nil && (m.level != level || m.fromSeq != start) {
-			err = fmt.Errorf("it covers commits %d..%d at level %d", m.fromSeq+1, m.toSeq, m.level)
+		if err == nil && (m.Level != level || m.FromSeq != start) {
+			err = fmt.Errorf("it covers commits %d..%d at level %d", m.FromSeq+1, m.ToSeq, m.Level)
 		}
 		if err != nil {
 			add("remote rollup %s: %v (readers read the commits it merges instead)", o.Key, err)
@@ -413,42 +412,29 @@ func (v *Volume) verifyRollups(ctx context.Context, r *replica, res *VerifyResul
 	return nil
 }
 
-func parseRollupKey(s string) (level uint8, start uint64, ok bool) {
-	l, st, found := strings.Cut(s, "/")
-	if !found || len(l) != 2 || len(st) != 16 {
-		return 0, 0, false
-	}
-	lv, err1 := strconv.ParseUint(l, 16, 8)
-	sv, err2 := strconv.ParseUint(st, 16, 64)
-	if err1 != nil || err2 != nil || s != fmt.Sprintf("%02x/%016x", lv, sv) {
-		return 0, 0, false // not as remoteRollupKey formats it
-	}
-	return uint8(lv), sv, true
-}
-
 // verifyFooter reads a segment's footer and checks that it agrees with
 // what the map says of the segment.
-func (v *Volume) verifyFooter(ctx context.Context, r *replica, ref *segmentRef, add func(string, ...any)) {
-	key := remoteSegmentKey(v.name, ref.id)
-	f, err := segment.ReadFooter(storeReaderAt{ctx: ctx, s: r.store, key: key}, ref.size)
+func (v *Volume) verifyFooter(ctx context.Context, r *replica, ref *manifest.SegmentRef, add func(string, ...any)) {
+	key := manifest.SegmentKey(v.name, ref.ID)
+	f, err := segment.ReadFooter(storeReaderAt{ctx: ctx, s: r.store, key: key}, ref.Size)
 	if err != nil {
-		if size, serr := r.store.Size(ctx, key); serr == nil && size != ref.size {
-			err = fmt.Errorf("%d bytes, the commit says %d", size, ref.size)
+		if size, serr := r.store.Size(ctx, key); serr == nil && size != ref.Size {
+			err = fmt.Errorf("%d bytes, the commit says %d", size, ref.Size)
 		}
 		add("segment %s: footer: %v", key, err)
 		return
 	}
-	if f.Salt != ref.salt {
-		add("segment %s: salt %016x, the commit says %016x", key, f.Salt, ref.salt)
+	if f.Salt != ref.Salt {
+		add("segment %s: salt %016x, the commit says %016x", key, f.Salt, ref.Salt)
 	}
-	if !ref.pages.IsEmpty() {
-		missing := ref.pages.Clone()
+	if !ref.Pages.IsEmpty() {
+		missing := ref.Pages.Clone()
 		missing.AndNot(f.Pages)
 		if !missing.IsEmpty() {
 			add("segment %s: lacks %d pages the commit takes from it (first %d)", key, missing.GetCardinality(), missing.Minimum())
 		}
 	}
-	for _, fr := range ref.frames {
+	for _, fr := range ref.Frames {
 		i, err := f.FrameIndex(fr.First)
 		if err != nil || f.Frames[i] != fr {
 			add("segment %s: frame of pages %d..%d at offset %d is not in its footer", key, fr.First, fr.Last, fr.Offset)

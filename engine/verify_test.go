@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/remote"
 )
 
@@ -127,7 +128,7 @@ func TestVolume_Verify(t *testing.T) {
 	})
 	t.Run("ErrRemoteCorruptFrame", func(t *testing.T) {
 		_, v, store := verifyFixture(t, t.TempDir(), 100)
-		objs, _ := remote.ListAll(ctx, store, remotePrefix(v.Name())+"s/")
+		objs, _ := remote.ListAll(ctx, store, manifest.SegmentPrefix(v.Name()))
 		damage(t, store, objs[0].Key)
 		res, err := v.Verify(ctx, VerifyOptions{Remote: true})
 		if err != nil || res.OK() || res.ProblemCount != 1 || res.Frames != 99 ||
@@ -141,7 +142,7 @@ func TestVolume_Verify(t *testing.T) {
 	})
 	t.Run("ErrRemoteCorruptCommit", func(t *testing.T) {
 		_, v, store := verifyFixture(t, t.TempDir(), 10)
-		damage(t, store, remoteCommitKey(v.Name(), 0))
+		damage(t, store, manifest.CommitKey(v.Name(), 0))
 		res, err := v.Verify(ctx, VerifyOptions{Remote: true})
 		if err != nil || res.ProblemCount != 1 || !strings.Contains(res.Problems[0], "remote commit") {
 			t.Fatalf("%+v, %v", res, err)
@@ -266,7 +267,7 @@ func TestListRemoteVolumes(t *testing.T) {
 	if rv, err := StatRemoteVolume(ctx, store, "none.db"); err != nil || rv.Objects != 0 || rv.Name != "none.db" {
 		t.Errorf("StatRemoteVolume of a missing volume: %+v, %v", rv, err)
 	}
-	damage(t, store, remoteCommitKey(v.Name(), 0))
+	damage(t, store, manifest.CommitKey(v.Name(), 0))
 	if vols, err := ListRemoteVolumes(ctx, store); err != nil || vols[0].Err == nil || vols[0].Version != 0 {
 		t.Errorf("a damaged newest commit: %+v, %v", vols, err)
 	}

@@ -1,0 +1,112 @@
+// Package manifest is the format of a volume's objects in a remote store:
+// the keys they live under, and the maps (remote commits and rollups) that
+// say, for a range of a volume's versions, which pages changed and which
+// segment frames hold their new images.
+//
+// The package knows keys, versions as plain numbers, and maps; it knows
+// nothing of object stores, local storage or SQLite. Every key builder sits
+// next to its parser (keys.go), and a parser accepts only what its builder
+// formats, so that the writer of a key and its readers cannot drift apart.
+// The engine decides what a damaged map means (remote or local damage); the
+// decoders here only mark it, with ErrCorrupt.
+//
+// # Object layout
+//
+// A volume's objects live under one prefix, its name escaped into a single
+// key part (url.PathEscape) so that no volume's keys can fall under
+// another's prefix ("a" and "a/c" stay apart):
+//
+//	key                                                 object
+//	v/<escaped name>/c/<parent, 16 hex>                 remote commit: a level-0 map
+//	v/<escaped name>/r/<level, 2 hex>/<start, 16 hex>   rollup of commits start+1..start+2^level
+//	v/<escaped name>/s/<segment ID, 32 hex>             segment (package segment)
+//
+// Hex digits are lower-case and fixed-width, so that keys sort by number.
+// Each key has its builder and its parser, side by side: VolumePrefix and
+// ParseVolumeKey (any key under a volume), CommitKey and ParseCommitKey,
+// RollupKey and ParseRollupKey, SegmentKey and ParseSegmentKey; SegmentID's
+// String and ParseSegmentID.
+//
+// A remote commit claims the successor of its parent version: it is
+// created with create-if-absent (Store.Create of package remote), so of two
+// writers pushing from the same parent exactly one succeeds, and a reader
+// finds every commit after version X with one LIST starting at X's key. A
+// remote commit covers the version range (parent, version] of the same
+// numbering as local commits, so version N is the same bytes everywhere.
+// Segments are written before the commit that names them, under random IDs
+// (NewSegmentID), and never change. Rollups are derived data, written by
+// the pusher after its claim; a reader that finds one missing or unreadable
+// reads the two halves it merges instead.
+//
+// # Maps
+//
+// A map says what changed over a range of a volume's versions and where
+// the new page images live. Remote commits and rollups are both maps: a
+// commit covers one push, (parent, version]; a rollup of level L covers
+// 2^L consecutive commits, by their sequence numbers, and is the Merge of
+// their maps. A map from version 0 is a full page map: a checkpoint.
+//
+// Sequence numbers count a volume's remote commits: the commit with parent
+// 0 is number 1, its successor 2, and so on. A map covers the commits
+// FromSeq+1..ToSeq; rollups of level L start at multiples of 2^L, so any
+// range of commits splits into at most 2*log2(k) rollups (Pieces).
+//
+// Encoding, big-endian:
+//
+//	offset  size  field
+//	0       4     magic "CMBM"
+//	4       1     format: 1, the body (from offset 58 to the CRC) as is;
+//	              2, the body zstd-compressed: uvarint length of the
+//	              body, then one zstd frame holding it
+//	5       1     level: 0 for a commit, L for a rollup of 2^L commits
+//	              (at most MaxRollupLevel)
+//	6       8     fromSeq
+//	14      8     toSeq
+//	22      8     parent version
+//	30      8     version
+//	38      4     page count at version
+//	42      4     page size (0, or a page size SQLite can use)
+//	46      4     minimum page count over parent..version
+//	50      8     time of the newest commit, unix nanoseconds
+//	58      ...   changeset: uvarint length, roaring bitmap (portable)
+//	        ...   segment count (uvarint), then per segment:
+//	                16     segment ID
+//	                8      salt (from the segment's header)
+//	                uvarint segment size in bytes
+//	                uvarint length, roaring bitmap: the pages this map takes
+//	                       from the segment (a subset of the changeset)
+//	                uvarint frame count, then per frame, ascending:
+//	                       uvarint first page - (previous frame's last page + 1)
+//	                       uvarint page count - 1
+//	                       uvarint offset - previous frame's end (0 first)
+//	                       uvarint length including the frame's CRC
+//	end-4   4     CRC-32C of every byte before it
+//
+// Encoders compress bodies of 1 KiB or more (format 2): a large map is
+// mostly its frame table, whose entries are alike (frames of one page,
+// back to back), so compression cuts the full page map a cold replica
+// reads on open by about three quarters. Decoders read both formats.
+//
+// Every page from minimum page count + 1 to the page count is in the
+// changeset (a truncation followed by growth changes pages even where
+// nothing was written), so applying a map needs nothing but the map.
+// Changeset pages that no segment holds are zeros. Frames listed are those
+// holding at least one of the segment's pages in this map; a frame's CRC is
+// seeded with the segment's salt, so a frame read at the wrong offset or
+// from the wrong object fails its check.
+//
+// # Concurrency
+//
+// The functions are safe for concurrent use. A Map is a value: readers may
+// share one (Locate, Encode, Merge do not change their arguments), but one
+// that is being changed belongs to one goroutine.
+//
+// # Example
+//
+//	raw, err := store.Get(ctx, manifest.CommitKey(volume, parent))
+//	m, err := manifest.DecodeMap(raw) // errors.Is(err, manifest.ErrCorrupt)
+//	if ref, frame, zero, changed := m.Locate(page); changed && !zero {
+//		key := manifest.SegmentKey(volume, ref.ID)
+//		data, err := store.GetRange(ctx, key, frame.Offset, int64(frame.Length))
+//	}
+package manifest
