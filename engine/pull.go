@@ -210,7 +210,7 @@ func (v *Volume) readPiece(ctx context.Context, r *replica, p manifest.Piece, pa
 		}
 		m, err := decodeRemoteMap(key, raw)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrRemoteCorrupt, err)
+			return nil, err
 		}
 		if m.Level != 0 || Version(m.Parent) != parentOf(p.Start) || m.FromSeq != p.Start {
 			return nil, fmt.Errorf("%w: %s is commit %d from version %d, want commit %d from %d",

@@ -69,7 +69,7 @@ func (v *Volume) push(ctx context.Context, r *replica) (PushResult, error) {
 	}
 	if len(rec.pending) > 0 {
 		// A push whose claim may not have happened: finish it first.
-		m, err := decodeRemoteMap("pending push of "+v.name, rec.pending)
+		m, err := decodePendingMap("pending push of "+v.name, rec.pending)
 		if err != nil {
 			return PushResult{}, err
 		}
@@ -190,7 +190,7 @@ func (v *Volume) claim(ctx context.Context, r *replica, id VolumeID, rec *replRe
 			// claim stays pending and a retry reads again.
 			other, derr := decodeRemoteMap(key, existing)
 			if derr != nil {
-				return fmt.Errorf("push %q: read back %s: %w: %v", v.name, key, ErrRemoteCorrupt, derr)
+				return fmt.Errorf("push %q: read back: %w", v.name, derr)
 			}
 			rec.pending, rec.diverged = nil, true
 			rec.remoteVersion = max(rec.remoteVersion, Version(other.Version))

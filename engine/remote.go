@@ -19,10 +19,20 @@ type SegmentID = manifest.SegmentID
 // formats them.
 func ParseSegmentID(s string) (SegmentID, error) { return manifest.ParseSegmentID(s) }
 
-// decodeRemoteMap checks and decodes a remote commit or rollup, or the
-// pending one of a replication record; what names it in errors, which wrap
-// ErrCorrupt and manifest.ErrCorrupt.
+// decodeRemoteMap checks and decodes a commit or rollup read from the
+// remote; what names it in errors, which wrap ErrRemoteCorrupt and
+// manifest.ErrCorrupt.
 func decodeRemoteMap(what string, b []byte) (*manifest.Map, error) {
+	m, err := manifest.DecodeMap(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrRemoteCorrupt, what, err)
+	}
+	return m, nil
+}
+
+// decodePendingMap decodes the pending commit of a replication record, a
+// local record: damage there is ErrCorrupt.
+func decodePendingMap(what string, b []byte) (*manifest.Map, error) {
 	m, err := manifest.DecodeMap(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)
@@ -30,12 +40,12 @@ func decodeRemoteMap(what string, b []byte) (*manifest.Map, error) {
 	return m, nil
 }
 
-// mergeMaps returns the map of older followed by newer; maps that cannot
-// follow each other are ErrCorrupt.
+// mergeMaps returns the map of remote maps older followed by newer; maps
+// that cannot follow each other are ErrRemoteCorrupt.
 func mergeMaps(older, newer *manifest.Map) (*manifest.Map, error) {
 	m, err := manifest.Merge(older, newer)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrRemoteCorrupt, err)
 	}
 	return m, nil
 }

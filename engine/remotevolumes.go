@@ -116,7 +116,7 @@ func statRemote(ctx context.Context, store remote.Store, prefix string) ([]Remot
 			}
 			m, err := decodeRemoteMap(key, raw)
 			if err != nil {
-				out[i].Err = fmt.Errorf("%w: %v", ErrRemoteCorrupt, err)
+				out[i].Err = err
 				return
 			}
 			out[i].Version, out[i].PageCount, out[i].PageSize, out[i].Time = Version(m.Version), m.PageCount, int(m.PageSize), m.Time
