@@ -316,7 +316,7 @@ func (v *Volume) apply(m *remoteMap, rec replRecord, lastParent Version) error {
 		return err
 	}
 	v.committing.Store(uint64(m.version))
-	if err := v.e.clog.write(b, logEntry{volume: id, version: m.version, parent: base.version}, true); err != nil {
+	if err := v.e.clog.Write(b, logEntry(id, m.version, base.version), true); err != nil {
 		v.committing.Store(uint64(base.version))
 		return v.e.fail(fmt.Errorf("apply versions %d..%d of %q: %w", m.parent, m.version, v.name, err))
 	}

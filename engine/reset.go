@@ -109,7 +109,7 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 		v.mu.Unlock()
 		return res, err
 	}
-	err = v.e.clog.write(b, logEntry{volume: id, version: rec.pushed, parent: head.version}, true)
+	err = v.e.clog.Write(b, logEntry(id, rec.pushed, head.version), true)
 	if err != nil {
 		v.mu.Unlock()
 		return res, v.e.fail(fmt.Errorf("reset %q: %w", v.name, err))

@@ -394,9 +394,9 @@ func (t *Txn) apply(b *pebble.Batch, d Durability, id VolumeID) error {
 	if !t.spilledAll.IsEmpty() {
 		// The log would not hold the pages spilled earlier: put them and
 		// the commit in Pebble's tables.
-		return t.v.e.clog.writeFlushed(b)
+		return t.v.e.clog.WriteFlushed(b)
 	}
-	return t.v.e.clog.write(b, logEntry{volume: id, version: t.version, parent: t.base.version}, d == Durable)
+	return t.v.e.clog.Write(b, logEntry(id, t.version, t.base.version), d == Durable)
 }
 
 // dropUnchanged removes staged pages whose image equals the base's, so
