@@ -41,7 +41,8 @@
 //	                                     remote version seen, diverged flag, and a pending
 //	                                     remote commit (see remote.go)
 //	0x09 | "commit-log"                  commit log position: epoch and sequence number of
-//	                                     the newest commit log entry applied (see walfs.go)
+//	                                     the newest commit log entry applied (its format is
+//	                                     the commit log's: see internal/commitlog)
 //
 // ^version is the bitwise complement of the version, so that for a page the
 // newest image sorts first, and "the newest image of P at or before V" is a
@@ -60,12 +61,13 @@
 //
 // Pebble runs without a write-ahead log of its own: the commit log is the
 // store's (the file commits.log in the data directory, mapped into memory;
-// layout in walfs.go). Every write that must survive a crash (commits,
-// pulls, resets, replication state) is copied there before Pebble applies
-// it, and Open replays what Pebble had not yet flushed to its tables. A
-// Buffered commit costs that copy; a Durable one also syncs the log. A
-// batch too large for the log, or the commit of a transaction that
-// spilled, is applied and then flushed to Pebble's tables.
+// its layout and design are in package engine/internal/commitlog). Every
+// write that must survive a crash (commits, pulls, resets, replication
+// state) is copied there before Pebble applies it, and Open replays what
+// Pebble had not yet flushed to its tables. A Buffered commit costs that
+// copy; a Durable one also syncs the log. A batch too large for the log,
+// or the commit of a transaction that spilled, is applied and then flushed
+// to Pebble's tables.
 //
 // # Local garbage
 //

@@ -14,6 +14,8 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cambiumdb/cambium/engine/internal/commitlog"
 )
 
 // Options configure an Engine. The zero value of every field but Dir means
@@ -30,6 +32,12 @@ type Options struct {
 	// Logger receives the engine's rare operational messages (default:
 	// slog.Default()).
 	Logger *slog.Logger
+
+	// testingKnobs are settings only the engine's tests make; zero means
+	// the default.
+	testingKnobs struct {
+		commitLogSize int // the commit log file's size (commitlog.Options.Size)
+	}
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -82,8 +90,8 @@ type Engine struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 
-	// clog is the store's write-ahead log (see commitLog).
-	clog *commitLog
+	// clog is the store's write-ahead log (see package commitlog).
+	clog *commitlog.Log
 	// failed is set by the first write that fails: after it the store's
 	// state is unknown, so the engine refuses writes until reopened.
 	failed atomic.Pointer[error]
@@ -123,7 +131,7 @@ func Open(opts Options) (*Engine, error) {
 	}
 	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
-		// The commit log is the write-ahead log (see commitLog).
+		// The commit log is the write-ahead log (see package commitlog).
 		DisableWAL:   true,
 		MemTableSize: 64 << 20,
 		Logger:       pebbleLogger{opts.Logger},
@@ -156,13 +164,42 @@ func Open(opts Options) (*Engine, error) {
 		lock.Close()
 		return nil, err
 	}
-	if e.clog, err = openCommitLog(e); err != nil {
+	e.clog, err = commitlog.Open(commitlog.Options{
+		DB:          db,
+		Dir:         dir,
+		PositionKey: commitLogKey,
+		HeadVersion: e.headVersion,
+		Logger:      opts.Logger,
+		Size:        opts.testingKnobs.commitLogSize,
+	})
+	if err != nil {
 		db.Close()
 		lock.Close()
+		if errors.Is(err, commitlog.ErrCorrupt) {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 		return nil, err
 	}
 	go e.pruneLoop()
 	return e, nil
+}
+
+// headVersion returns the version of volume id's head record, 0 if the
+// volume is not stored: the commit log's replay asks it whether an entry's
+// parent is still the head.
+func (e *Engine) headVersion(id uint64) (uint64, error) {
+	raw, found, err := e.get(headKey(VolumeID(id)))
+	if err != nil || !found {
+		return 0, err
+	}
+	h, err := decodeHeadRecord(fmt.Sprintf("head record of volume %d", id), raw)
+	return uint64(h.version), err
+}
+
+// logEntry is the commit log entry of a batch that moves volume id's head
+// from parent to version.
+func logEntry(id VolumeID, version, parent Version) commitlog.Entry {
+	return commitlog.Entry{Volume: uint64(id), Version: uint64(version), Parent: uint64(parent)}
 }
 
 // background runs fn in a goroutine that Close cancels (through fn's
@@ -201,7 +238,7 @@ func (e *Engine) Close() error {
 	if cerr := e.db.Close(); err == nil {
 		err = cerr
 	}
-	if cerr := e.clog.close(err == nil); err == nil {
+	if cerr := e.clog.Close(err == nil); err == nil {
 		err = cerr
 	}
 	if lerr := e.lock.Close(); err == nil {

@@ -26,7 +26,6 @@ func FuzzDecodeRecords(f *testing.F) {
 		encodePrunedRecord(9),
 		replRecord{pushed: 8, seq: 3, lastParent: 5, remoteVersion: 9, diverged: true, url: "file:///r", pending: []byte("claim")}.encode(),
 		replRecord{}.encode(),
-		encodeCommitLogPosition(commitLogPosition{epoch: 4, seq: 17}),
 	} {
 		f.Add(seed, false)
 		f.Add(seed[:len(seed)-4], true)
@@ -57,11 +56,6 @@ func FuzzDecodeRecords(f *testing.F) {
 			if again := repl.encode(); !bytes.Equal(again, b) {
 				t.Fatalf("replication record %+v encodes to %x, decoded from %x", repl, again, b)
 			}
-		}
-		pos, err := decodeCommitLogPosition(b)
-		check(err)
-		if err == nil && !bytes.Equal(encodeCommitLogPosition(pos), b) {
-			t.Fatalf("position %+v does not encode to %x", pos, b)
 		}
 	})
 }
@@ -97,37 +91,6 @@ func FuzzDecodeStub(f *testing.F) {
 		}
 		if want := int(s.frame.Last-s.frame.First+1) * 512; len(pages) != want {
 			t.Fatalf("frame of pages %d..%d decoded to %d bytes, want %d", s.frame.First, s.frame.Last, len(pages), want)
-		}
-	})
-}
-
-// FuzzDecodeLogEntry feeds arbitrary bytes to the commit log's header and
-// entry decoders: they find a whole entry only where its length, epoch,
-// sequence number and CRC all hold, its body inside the bytes given.
-func FuzzDecodeLogEntry(f *testing.F) {
-	entry := func(body []byte, ent logEntry) []byte {
-		b := make([]byte, commitLogEntryHeadLen, commitLogEntryHeadLen+len(body))
-		putLogEntryHead(b, ent, body)
-		return append(b, body...)
-	}
-	good := entry([]byte("a pebble batch"), logEntry{epoch: 3, seq: 1, volume: 2, version: 8, parent: 7})
-	f.Add(good, uint64(3), uint64(1))
-	f.Add(good[:len(good)-1], uint64(3), uint64(1))
-	f.Add(entry(nil, logEntry{epoch: 1, seq: 2}), uint64(1), uint64(2))
-	f.Add(encodeCommitLogHeader(5), uint64(5), uint64(0))
-	f.Fuzz(func(t *testing.T, b []byte, epoch, seq uint64) {
-		if e, ok := decodeCommitLogHeader(b); ok && !bytes.Equal(encodeCommitLogHeader(e), b) && b[8] == commitLogFormat {
-			t.Fatalf("header of epoch %d decoded from %x, which it does not encode to", e, b)
-		}
-		ent, body, ok := decodeLogEntry(b, epoch, seq)
-		if !ok {
-			return
-		}
-		if ent.epoch != epoch || ent.seq != seq {
-			t.Fatalf("entry %+v decoded where epoch %d, seq %d were wanted", ent, epoch, seq)
-		}
-		if again := entry(body, ent); !bytes.Equal(again, b[:len(again)]) {
-			t.Fatalf("entry %+v with a %d-byte body encodes to other bytes", ent, len(body))
 		}
 	})
 }

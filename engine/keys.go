@@ -20,7 +20,7 @@ type VolumeID uint64
 
 var nextVolumeIDKey = []byte{tagNextVolumeID, 'n', 'e', 'x', 't', '-', 'v', 'o', 'l', 'u', 'm', 'e', '-', 'i', 'd'}
 
-// commitLogKey holds the commit log position record (see commitLog).
+// commitLogKey holds the commit log position record (see package commitlog).
 var commitLogKey = []byte{tagCommitLog, 'c', 'o', 'm', 'm', 'i', 't', '-', 'l', 'o', 'g'}
 
 func volumeKey(name string) []byte {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
+	"github.com/cambiumdb/cambium/engine/internal/commitlog"
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/remote"
 	"github.com/cambiumdb/cambium/segment"
@@ -311,7 +312,7 @@ func (v *Volume) saveRepl(id VolumeID, rec replRecord) error {
 	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
 		return err
 	}
-	if err := v.e.clog.write(b, logEntry{}, true); err != nil {
+	if err := v.e.clog.Write(b, commitlog.Entry{}, true); err != nil {
 		return v.e.fail(fmt.Errorf("save replication state of %q: %w", v.name, err))
 	}
 	v.repl.Store(&rec)

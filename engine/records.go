@@ -20,8 +20,9 @@ import (
 //	commit record  fmt=1 | parent (8) | page count (4) | page size (4) | unix nanoseconds (8)
 //	               | changeset length (uvarint) | changeset: roaring, portable | crc (4)
 //	spill record   fmt=1 | version (8) | pages: roaring, portable | crc (4)
-//	commit log     fmt=1 | epoch (8) | sequence (8) | crc (4): the commit log entry
-//	position                of the newest logged batch applied (see commitLog)
+//
+// (The commit log position record is the commit log's: see package
+// commitlog.)
 //
 // Page values are kind (1) | payload; kind 0 is a raw page image.
 const recordFormat = 1
@@ -202,29 +203,4 @@ func decodePrunedRecord(what string, b []byte) (Version, error) {
 		return 0, err
 	}
 	return Version(binary.BigEndian.Uint64(body)), nil
-}
-
-// commitLogPosition names a commit log entry: its epoch and its sequence
-// number in the epoch.
-type commitLogPosition struct {
-	epoch, seq uint64
-}
-
-func encodeCommitLogPosition(p commitLogPosition) []byte {
-	b := make([]byte, 0, commitLogPositionLen)
-	b = append(b, recordFormat)
-	b = binary.BigEndian.AppendUint64(b, p.epoch)
-	b = binary.BigEndian.AppendUint64(b, p.seq)
-	return sealRecord(b)
-}
-
-func decodeCommitLogPosition(b []byte) (commitLogPosition, error) {
-	body, err := openRecord("commit log position record", b, 16)
-	if err != nil {
-		return commitLogPosition{}, err
-	}
-	if len(body) != 16 {
-		return commitLogPosition{}, fmt.Errorf("%w: commit log position record is %d bytes, want %d", ErrCorrupt, len(b), commitLogPositionLen)
-	}
-	return commitLogPosition{epoch: binary.BigEndian.Uint64(body[0:8]), seq: binary.BigEndian.Uint64(body[8:16])}, nil
 }

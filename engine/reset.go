@@ -107,7 +107,7 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 	v.mu.Unlock()
 	v.e.cache.dropVolume(v)
 
-	if err := v.e.clog.write(b, logEntry{volume: id, version: rec.pushed, parent: head.version}, true); err != nil {
+	if err := v.e.clog.Write(b, logEntry(id, rec.pushed, head.version), true); err != nil {
 		return res, v.e.fail(fmt.Errorf("reset %q: %w", v.name, err))
 	}
 	return res, nil

@@ -425,9 +425,9 @@ func (v *Volume) logHeadMove(b *pebble.Batch, id VolumeID, parent, version Versi
 	v.committing.Store(uint64(version))
 	var err error
 	if flushed {
-		err = v.e.clog.writeFlushed(b)
+		err = v.e.clog.WriteFlushed(b)
 	} else {
-		err = v.e.clog.write(b, logEntry{volume: id, version: version, parent: parent}, sync)
+		err = v.e.clog.Write(b, logEntry(id, version, parent), sync)
 	}
 	if err != nil {
 		v.committing.Store(uint64(parent))
