@@ -42,6 +42,22 @@ func (v *Volume) Attach(url string, store remote.Store) error {
 	return nil
 }
 
+// remoteOp is one operation on a volume's remote: a push, a pull, a
+// fetch, a hydrate. Its store, which shadows the attachment's, counts this
+// operation's requests and bytes alone, for the operation's result: the
+// lazy fetches of concurrent readers are not charged to it. The
+// attachment's store, which it wraps, counts every request of the volume
+// (RemoteStats).
+type remoteOp struct {
+	*replica
+	store *remote.CountingStore
+}
+
+// op begins an operation on the remote.
+func (r *replica) op() remoteOp {
+	return remoteOp{replica: r, store: remote.NewCountingStore(r.store)}
+}
+
 func (v *Volume) replica() (*replica, error) {
 	r := v.rep.Load()
 	if r == nil {
@@ -87,9 +103,9 @@ func (v *Volume) Pull(ctx context.Context) (PullResult, error) {
 	}
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
-	before := r.store.Stats()
-	res, err := v.pull(ctx, r)
-	st := r.store.Stats().Sub(before)
+	op := r.op()
+	res, err := v.pull(ctx, op)
+	st := op.store.Stats()
 	res.Requests, res.BytesRead = st.Requests(), st.BytesRead()
 	if err != nil {
 		err = fmt.Errorf("pull %q: %w", v.name, err)
@@ -97,7 +113,7 @@ func (v *Volume) Pull(ctx context.Context) (PullResult, error) {
 	return res, err
 }
 
-func (v *Volume) pull(ctx context.Context, r *replica) (PullResult, error) {
+func (v *Volume) pull(ctx context.Context, r remoteOp) (PullResult, error) {
 	rec := *v.repl.Load()
 	head := v.head.Load()
 	res := PullResult{From: head.version, To: head.version}
@@ -128,7 +144,7 @@ func (v *Volume) pull(ctx context.Context, r *replica) (PullResult, error) {
 
 // listCommits returns the parents of the remote commits after version
 // from, in order: the first is from itself.
-func (v *Volume) listCommits(ctx context.Context, r *replica, from Version) ([]Version, error) {
+func (v *Volume) listCommits(ctx context.Context, r remoteOp, from Version) ([]Version, error) {
 	opts := remote.ListOptions{Prefix: manifest.CommitPrefix(v.name)}
 	if from > 0 {
 		opts.StartAfter = manifest.CommitKey(v.name, uint64(from-1))
@@ -164,7 +180,7 @@ func (v *Volume) listCommits(ctx context.Context, r *replica, from Version) ([]V
 // readRange reads the maps of commits seq+1..seq+len(parents), where
 // parents[i] is the parent of commit seq+1+i and parents[0] is from, and
 // merges them into one.
-func (v *Volume) readRange(ctx context.Context, r *replica, seq uint64, from Version, parents []Version) (*manifest.Map, error) {
+func (v *Volume) readRange(ctx context.Context, r remoteOp, seq uint64, from Version, parents []Version) (*manifest.Map, error) {
 	end := seq + uint64(len(parents))
 	parentOf := func(s uint64) Version { return parents[s-seq] } // of commit s+1
 	ps := manifest.Pieces(seq, end)
@@ -201,7 +217,7 @@ func (v *Volume) readRange(ctx context.Context, r *replica, seq uint64, from Ver
 
 // readPiece reads one rollup, or its two halves (recursively) when it is
 // missing or unreadable, or one commit.
-func (v *Volume) readPiece(ctx context.Context, r *replica, p manifest.Piece, parentOf func(uint64) Version) (*manifest.Map, error) {
+func (v *Volume) readPiece(ctx context.Context, r remoteOp, p manifest.Piece, parentOf func(uint64) Version) (*manifest.Map, error) {
 	if p.Level == 0 {
 		key := manifest.CommitKey(v.name, uint64(parentOf(p.Start)))
 		raw, err := r.store.Get(ctx, key)
@@ -353,21 +369,21 @@ func (v *Volume) Fetch(ctx context.Context) (FetchResult, error) {
 	}
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
-	before := r.store.Stats()
+	op := r.op()
 	rec := *v.repl.Load()
 	res := FetchResult{Version: v.head.Load().version, RemoteVersion: rec.pushed}
-	parents, err := v.listCommits(ctx, r, rec.pushed)
+	parents, err := v.listCommits(ctx, op, rec.pushed)
 	if err == nil && len(parents) > 0 {
 		key := manifest.CommitKey(v.name, uint64(parents[len(parents)-1]))
 		var raw []byte
-		if raw, err = r.store.Get(ctx, key); err == nil {
+		if raw, err = op.store.Get(ctx, key); err == nil {
 			var m *manifest.Map
 			if m, err = decodeRemoteMap(key, raw); err == nil {
 				res.RemoteVersion, res.Commits = Version(m.Version), len(parents)
 			}
 		}
 	}
-	res.Requests = r.store.Stats().Sub(before).Requests()
+	res.Requests = op.store.Stats().Requests()
 	if err != nil {
 		return res, fmt.Errorf("fetch %q: %w", v.name, err)
 	}

@@ -52,14 +52,14 @@ func (v *Volume) Push(ctx context.Context) (PushResult, error) {
 	}
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
-	before := r.store.Stats()
-	res, err := v.push(ctx, r)
-	st := r.store.Stats().Sub(before)
+	op := r.op()
+	res, err := v.push(ctx, op)
+	st := op.store.Stats()
 	res.Requests, res.BytesWritten = st.Requests(), st.BytesWritten()
 	return res, err
 }
 
-func (v *Volume) push(ctx context.Context, r *replica) (PushResult, error) {
+func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 	id := VolumeID(v.id.Load())
 	if id == 0 {
 		return PushResult{}, nil // never committed: nothing to push
@@ -122,7 +122,7 @@ func (v *Volume) push(ctx context.Context, r *replica) (PushResult, error) {
 
 // uploadSegments writes the images at snap of pages as segments of at most
 // about maxSegmentBytes each and returns their references.
-func (v *Volume) uploadSegments(ctx context.Context, r *replica, snap *Snapshot, pages *roaring.Bitmap) ([]manifest.SegmentRef, error) {
+func (v *Volume) uploadSegments(ctx context.Context, r remoteOp, snap *Snapshot, pages *roaring.Bitmap) ([]manifest.SegmentRef, error) {
 	var (
 		refs []manifest.SegmentRef
 		buf  bytes.Buffer
@@ -175,7 +175,7 @@ func (v *Volume) uploadSegments(ctx context.Context, r *replica, snap *Snapshot,
 
 // claim creates the remote commit rec.pending holds and, once the remote
 // has it, records the push as done and writes the rollups it completes.
-func (v *Volume) claim(ctx context.Context, r *replica, id VolumeID, rec *replRecord, m *manifest.Map) error {
+func (v *Volume) claim(ctx context.Context, r remoteOp, id VolumeID, rec *replRecord, m *manifest.Map) error {
 	key := manifest.CommitKey(v.name, m.Parent)
 	err := r.store.Create(ctx, key, rec.pending)
 	if errors.Is(err, remote.ErrExists) {
@@ -220,7 +220,7 @@ func (v *Volume) claim(ctx context.Context, r *replica, id VolumeID, rec *replRe
 // halves. The pusher keeps the left halves it will need in memory and
 // reads them back from the remote after a restart. Rollups only save
 // readers requests, so a failure here is logged, not returned.
-func (v *Volume) writeRollups(ctx context.Context, r *replica, m *manifest.Map, prevParent Version) {
+func (v *Volume) writeRollups(ctx context.Context, r remoteOp, m *manifest.Map, prevParent Version) {
 	carry, n := m, m.ToSeq
 	var l uint8
 	for ; l < manifest.MaxRollupLevel && n%(1<<(l+1)) == 0; l++ {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -463,5 +464,58 @@ func TestVolume_PullErrRemoteCorrupt(t *testing.T) {
 			t.Fatalf("reader moved to %d", h)
 		}
 		r.Close()
+	}
+}
+
+// putHook runs fn before the first Put it passes on.
+type putHook struct {
+	remote.Store
+	once sync.Once
+	fn   func()
+}
+
+func (h *putHook) Put(ctx context.Context, key string, data []byte) error {
+	h.once.Do(h.fn)
+	return h.Store.Put(ctx, key, data)
+}
+
+// TestVolume_PushCountsItsOwnRequests: a push reports the requests and
+// bytes it made, not those a reader's lazy fetch makes meanwhile through
+// the same remote.
+func TestVolume_PushCountsItsOwnRequests(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	we := openTestEngine(t, t.TempDir(), Options{})
+	defer we.Close()
+	w := attach(t, we, "doc", rem.url, rem.store)
+	commitPages(t, w, 1, 1, 2, 3, 4)
+	mustPush(t, w)
+
+	re := openTestEngine(t, t.TempDir(), Options{})
+	defer re.Close()
+	hook := &putHook{Store: rem.store}
+	r := attach(t, re, "doc", rem.url, hook)
+	mustPull(t, r)
+	hook.fn = func() {
+		// Page 4 is a stub: reading it fetches its frame.
+		snap := r.Snapshot()
+		defer snap.Release()
+		if _, err := snap.ReadPage(4, nil); err != nil {
+			t.Error(err)
+		}
+	}
+	commitPages(t, r, 2, 1)
+	before := r.RemoteStats()
+	res, err := r.Push(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := r.RemoteStats().Sub(before)
+	if all.Op(remote.OpGetRange).Requests == 0 {
+		t.Fatalf("no lazy fetch happened during the push: %v", all)
+	}
+	// The fetch is the reader's, not the push's.
+	if want := all.Requests() - all.Op(remote.OpGetRange).Requests; res.Requests != want {
+		t.Fatalf("push: %d requests, want %d (the volume made %v)", res.Requests, want, all)
 	}
 }

@@ -38,9 +38,9 @@ func (v *Volume) Reset(ctx context.Context) (ResetResult, error) {
 	}
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
-	before := r.store.Stats()
-	res.PullResult, err = v.pull(ctx, r)
-	st := r.store.Stats().Sub(before)
+	op := r.op()
+	res.PullResult, err = v.pull(ctx, op)
+	st := op.store.Stats()
 	res.PullResult.Requests, res.PullResult.BytesRead = st.Requests(), st.BytesRead()
 	if err != nil {
 		return res, fmt.Errorf("reset %q: pull: %w", v.name, err)

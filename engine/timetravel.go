@@ -24,7 +24,8 @@ func (v *Volume) SnapshotAt(ctx context.Context, n Version) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %q at version %d: %w: it is not stored locally (newest %d) and no remote is attached", v.name, n, ErrVersion, v.head.Load().version)
 	}
-	parents, err := v.listCommits(ctx, r, 0)
+	op := r.op()
+	parents, err := v.listCommits(ctx, op, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %q at version %d: %w", v.name, n, err)
 	}
@@ -42,7 +43,7 @@ func (v *Volume) SnapshotAt(ctx context.Context, n Version) (*Snapshot, error) {
 	if seq == 0 {
 		return nil, fmt.Errorf("open %q at version %d: %w in the remote%s", v.name, n, ErrVersion, nearVersions(parents, n))
 	}
-	m, err := v.readRange(ctx, r, 0, 0, parents[:seq])
+	m, err := v.readRange(ctx, op, 0, 0, parents[:seq])
 	if err != nil {
 		return nil, fmt.Errorf("open %q at version %d: %w", v.name, n, err)
 	}

@@ -103,7 +103,7 @@ func (v *Volume) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 		return res, fmt.Errorf("verify %q: %w", v.name, err)
 	}
 	if r != nil {
-		if err := v.verifyRemote(ctx, r, &res, add, progress); err != nil {
+		if err := v.verifyRemote(ctx, r.op(), &res, add, progress); err != nil {
 			return res, fmt.Errorf("verify %q: %w", v.name, err)
 		}
 	}
@@ -234,7 +234,7 @@ func (v *Volume) seekForVerify(it **pebble.Iterator, id VolumeID, p PageNo, ver 
 
 // verifyRemote checks the remote's log up to its newest version, its
 // rollups, and the segments and frames that version reads.
-func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult, add func(string, ...any), progress func(string, int64, int64)) error {
+func (v *Volume) verifyRemote(ctx context.Context, r remoteOp, res *VerifyResult, add func(string, ...any), progress func(string, int64, int64)) error {
 	parents, err := v.listCommits(ctx, r, 0)
 	if err != nil {
 		if errors.Is(err, ErrRemoteCorrupt) {
@@ -381,7 +381,7 @@ func (v *Volume) verifyRemote(ctx context.Context, r *replica, res *VerifyResult
 // verifyRollups reads every rollup of the volume and checks it against its
 // key. A bad rollup costs readers requests, not data (they read the parts
 // it merges instead), but it is damage all the same.
-func (v *Volume) verifyRollups(ctx context.Context, r *replica, res *VerifyResult, add func(string, ...any)) error {
+func (v *Volume) verifyRollups(ctx context.Context, r remoteOp, res *VerifyResult, add func(string, ...any)) error {
 	objs, err := remote.ListAll(ctx, r.store, manifest.RollupPrefix(v.name))
 	if err != nil {
 		return fmt.Errorf("list rollups: %w", err)
@@ -414,7 +414,7 @@ func (v *Volume) verifyRollups(ctx context.Context, r *replica, res *VerifyResul
 
 // verifyFooter reads a segment's footer and checks that it agrees with
 // what the map says of the segment.
-func (v *Volume) verifyFooter(ctx context.Context, r *replica, ref *manifest.SegmentRef, add func(string, ...any)) {
+func (v *Volume) verifyFooter(ctx context.Context, r remoteOp, ref *manifest.SegmentRef, add func(string, ...any)) {
 	key := manifest.SegmentKey(v.name, ref.ID)
 	f, err := segment.ReadFooter(storeReaderAt{ctx: ctx, s: r.store, key: key}, ref.Size)
 	if err != nil {
