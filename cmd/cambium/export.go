@@ -85,16 +85,12 @@ func runExport(ctx context.Context, g *globals, name, file string, at *engine.Ve
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	e, done, err := g.openForRead(name)
+	s, err := g.open(name, reading)
 	if err != nil {
 		return err
 	}
-	defer done()
-	v, err := volume(e, name)
-	if err != nil {
-		return err
-	}
-	snap, err := snapshotFor(ctx, g, v, at)
+	defer s.Close()
+	snap, err := snapshotFor(ctx, s, at)
 	if err != nil {
 		return err
 	}
@@ -151,31 +147,32 @@ func runExport(ctx context.Context, g *globals, name, file string, at *engine.Ve
 	})
 }
 
-// snapshotFor pins the version of v to read: at, or the newest local one,
-// or, for a volume the data directory does not have, the remote's newest.
-func snapshotFor(ctx context.Context, g *globals, v *engine.Volume, at *engine.Version) (*engine.Snapshot, error) {
-	local := exists(v)
-	if g.remoteFor(v) != "" {
-		if _, err := g.attach(ctx, v, nil); err != nil {
+// snapshotFor pins the version of s's volume to read: at, or the newest
+// local one, or, for a volume the data directory does not have, the
+// remote's newest. It attaches the volume when it has a remote.
+func snapshotFor(ctx context.Context, s *session, at *engine.Version) (*engine.Snapshot, error) {
+	local := exists(s.v)
+	if s.g.remoteFor(s.v) != "" {
+		if err := s.attach(ctx, nil); err != nil {
 			return nil, err
 		}
 	}
 	switch {
 	case at != nil:
-		return v.SnapshotAt(ctx, *at)
+		return s.v.SnapshotAt(ctx, *at)
 	case local:
-		return v.Snapshot(), nil
-	case g.remoteFor(v) == "":
-		return nil, fmt.Errorf("no volume %q in %s (pass --remote to read one from an object store)", v.Name(), g.dir)
+		return s.v.Snapshot(), nil
+	case s.url == "":
+		return nil, fmt.Errorf("no volume %q in %s (pass --remote to read one from an object store)", s.v.Name(), s.g.dir)
 	}
-	f, err := v.Fetch(ctx)
+	f, err := s.v.Fetch(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if f.RemoteVersion == 0 {
-		return nil, fmt.Errorf("no volume %q in %s or in %s", v.Name(), g.dir, g.remoteFor(v))
+		return nil, fmt.Errorf("no volume %q in %s or in %s", s.v.Name(), s.g.dir, s.url)
 	}
-	return v.SnapshotAt(ctx, f.RemoteVersion)
+	return s.v.SnapshotAt(ctx, f.RemoteVersion)
 }
 
 // writePages writes every page of snap to f, reading them a few at a time

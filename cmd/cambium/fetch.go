@@ -29,36 +29,31 @@ type fetchResult struct {
 }
 
 func runFetch(ctx context.Context, g *globals, name string) error {
-	e, done, err := g.openForRead(name)
+	s, err := g.open(name, reading)
 	if err != nil {
 		return err
 	}
-	defer done()
-	v, err := volume(e, name)
+	defer s.Close()
+	if err := s.attach(ctx, nil); err != nil {
+		return err
+	}
+	r, err := s.v.Fetch(ctx)
 	if err != nil {
 		return err
 	}
-	url, err := g.attach(ctx, v, nil)
-	if err != nil {
-		return err
+	if !exists(s.v) && r.RemoteVersion == 0 {
+		return fmt.Errorf("no volume %q in %s or in %s", name, g.dir, s.url)
 	}
-	r, err := v.Fetch(ctx)
-	if err != nil {
-		return err
-	}
-	if !exists(v) && r.RemoteVersion == 0 {
-		return fmt.Errorf("no volume %q in %s or in %s", name, g.dir, url)
-	}
-	res := fetchResult{Volume: name, Remote: url, FetchResult: r}
+	res := fetchResult{Volume: name, Remote: s.url, FetchResult: r}
 	return g.emit(res, func(w io.Writer) {
 		switch {
-		case !exists(v):
-			fmt.Fprintf(w, "%s: not in %s; %s has version %d (cambium pull creates it)\n", name, g.dir, url, r.RemoteVersion)
+		case !exists(s.v):
+			fmt.Fprintf(w, "%s: not in %s; %s has version %d (cambium pull creates it)\n", name, g.dir, s.url, r.RemoteVersion)
 		case r.RemoteVersion > r.Version:
 			fmt.Fprintf(w, "%s: local version %d, %s has version %d (%s); cambium pull applies them\n",
-				name, r.Version, url, r.RemoteVersion, plural(r.Commits, "new commit", "new commits"))
+				name, r.Version, s.url, r.RemoteVersion, plural(r.Commits, "new commit", "new commits"))
 		default:
-			fmt.Fprintf(w, "%s: local version %d; %s has nothing newer (version %d)\n", name, r.Version, url, r.RemoteVersion)
+			fmt.Fprintf(w, "%s: local version %d; %s has nothing newer (version %d)\n", name, r.Version, s.url, r.RemoteVersion)
 		}
 	})
 }

@@ -32,29 +32,28 @@ type hydrateResult struct {
 }
 
 func runHydrate(ctx context.Context, g *globals, name string) error {
-	e, v, err := g.openVolume(name, false)
+	s, err := g.open(name, existing)
 	if err != nil {
 		return err
 	}
-	defer closeEngine(e)
+	defer s.Close()
 	bar := g.bar(-1, "hydrate", true)
-	url, err := g.attach(ctx, v, func(s remote.Store) remote.Store { return &progressStore{Store: s, bar: bar} })
-	if err != nil {
+	if err := s.attach(ctx, func(st remote.Store) remote.Store { return &progressStore{Store: st, bar: bar} }); err != nil {
 		return err
 	}
-	r, err := v.Hydrate(ctx)
+	r, err := s.v.Hydrate(ctx)
 	bar.Finish()
 	if err != nil {
 		return err
 	}
-	head, _, _ := v.Head()
-	res := hydrateResult{Volume: name, Remote: url, Version: uint64(head), HydrateResult: r}
+	head, _, _ := s.v.Head()
+	res := hydrateResult{Volume: name, Remote: s.url, Version: uint64(head), HydrateResult: r}
 	return g.emit(res, func(w io.Writer) {
 		if r.Pages == 0 {
 			fmt.Fprintf(w, "%s: every page of version %d is already local\n", name, head)
 			return
 		}
-		fmt.Fprintf(w, "hydrated %s version %d from %s: %s in %s, %s in %s\n", name, head, url,
+		fmt.Fprintf(w, "hydrated %s version %d from %s: %s in %s, %s in %s\n", name, head, s.url,
 			plural(r.Pages, "page", "pages"), plural(r.Frames, "frame", "frames"), size(r.BytesRead), plural(r.Requests, "request", "requests"))
 	})
 }

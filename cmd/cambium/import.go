@@ -137,16 +137,12 @@ func runImport(ctx context.Context, g *globals, file, name string, force bool) e
 	if err != nil {
 		return err
 	}
-	e, err := g.openEngine(true)
+	s, err := g.open(name, creating)
 	if err != nil {
 		return err
 	}
-	defer closeEngine(e)
-	v, err := volume(e, name)
-	if err != nil {
-		return err
-	}
-	head, have, ps := v.Head()
+	defer s.Close()
+	head, have, ps := s.v.Head()
 	if have > 0 && !force {
 		return fmt.Errorf("volume %q already has %s (version %d); pass --force to replace its contents with %s as a new version", name, plural(have, "page", "pages"), head, file)
 	}
@@ -159,9 +155,9 @@ func runImport(ctx context.Context, g *globals, file, name string, force bool) e
 		return err
 	}
 	defer f.Close()
-	base := v.Snapshot()
+	base := s.v.Snapshot()
 	defer base.Release()
-	txn, err := v.Begin(base)
+	txn, err := s.v.Begin(base)
 	if err != nil {
 		return err
 	}

@@ -46,24 +46,20 @@ func runInfo(ctx context.Context, g *globals, name string) error {
 	if err := engine.ValidateName(name); err != nil {
 		return err
 	}
-	e, done, err := g.openForRead(name)
+	s, err := g.open(name, reading)
 	if err != nil {
 		return err
 	}
-	defer done()
-	v, err := volume(e, name)
-	if err != nil {
-		return err
-	}
-	head, pages, ps := v.Head()
-	rs := v.Replication()
-	local := exists(v)
-	res := infoResult{Volume: name, Dir: e.Dir(), Version: uint64(head), PageCount: pages, PageSize: ps,
+	defer s.Close()
+	head, pages, ps := s.v.Head()
+	rs := s.v.Replication()
+	local := exists(s.v)
+	res := infoResult{Volume: name, Dir: s.e.Dir(), Version: uint64(head), PageCount: pages, PageSize: ps,
 		Bytes: int64(pages) * int64(ps), PushedVersion: uint64(rs.Pushed), Remote: rs.Remote, RemoteVersion: uint64(rs.RemoteVersion)}
 	if !local {
 		res.Dir = ""
 	}
-	log, err := v.Log()
+	log, err := s.v.Log()
 	if err != nil {
 		return err
 	}
@@ -75,12 +71,12 @@ func runInfo(ctx context.Context, g *globals, name string) error {
 	if rs.Remote != "" && g.remote != "" && g.remote != rs.Remote {
 		return fmt.Errorf("%q replicates with %s, not %s", name, rs.Remote, g.remote)
 	}
-	if url := g.remoteFor(v); url != "" {
-		s, err := g.openStore(ctx, url)
+	if url := g.remoteFor(s.v); url != "" {
+		st, err := g.openStore(ctx, url)
 		if err != nil {
 			return err
 		}
-		rv, err := engine.StatRemoteVolume(ctx, s, name)
+		rv, err := engine.StatRemoteVolume(ctx, st, name)
 		if err != nil {
 			return fmt.Errorf("ask %s: %w", url, err)
 		}

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"text/tabwriter"
 	"time"
-
-	"github.com/cambiumdb/cambium/engine"
 )
 
 func logCommand(g *globals) *command {
@@ -46,22 +44,12 @@ type logEntry struct {
 }
 
 func runLog(g *globals, name string, limit int) error {
-	if err := engine.ValidateName(name); err != nil {
-		return err
-	}
-	e, err := g.openEngine(false)
+	s, err := g.open(name, existing)
 	if err != nil {
 		return err
 	}
-	defer closeEngine(e)
-	v, err := volume(e, name)
-	if err != nil {
-		return err
-	}
-	if !exists(v) {
-		return fmt.Errorf("no volume %q in %s", name, g.dir)
-	}
-	commits, err := v.Log()
+	defer s.Close()
+	commits, err := s.v.Log()
 	if err != nil {
 		return err
 	}
@@ -69,7 +57,7 @@ func runLog(g *globals, name string, limit int) error {
 	if limit > 0 && len(commits) > limit {
 		commits = commits[:limit]
 	}
-	rs := v.Replication()
+	rs := s.v.Replication()
 	list := make([]logEntry, len(commits))
 	for i, c := range commits {
 		list[i] = logEntry{Version: uint64(c.Version), Parent: uint64(c.Parent), Time: c.Time.UTC().Format(time.RFC3339Nano),

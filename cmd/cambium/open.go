@@ -12,6 +12,85 @@ import (
 	"github.com/cambiumdb/cambium/remote"
 )
 
+// access says how a command opens its volume.
+type access int
+
+const (
+	// existing: the data directory, which must hold the volume.
+	existing access = iota
+	// creating: the data directory, made one if need be; the volume may
+	// be new (commands that write).
+	creating
+	// reading: the data directory if it is one, else, with --remote, a
+	// scratch engine that reads the volume from the remote alone; the
+	// volume need not exist.
+	reading
+)
+
+// session is the volume a command works on, with the engine that holds it
+// and, once attached, the URL of its remote. The command closes it.
+type session struct {
+	g    *globals
+	e    *engine.Engine
+	v    *engine.Volume
+	url  string // the remote attached, "" before attach
+	done func()
+}
+
+// open opens volume name as a says. The name is checked before a data
+// directory is made for it; reading makes none, and checks it once the
+// engine is open.
+func (g *globals) open(name string, a access) (*session, error) {
+	var (
+		e    *engine.Engine
+		done func()
+		err  error
+	)
+	if a == reading {
+		e, done, err = g.openForRead(name)
+	} else if err = engine.ValidateName(name); err == nil {
+		e, err = g.openEngine(a == creating)
+		done = func() { closeEngine(e) }
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := e.Volume(name) // validates the name
+	if err == nil && a == existing && !exists(v) {
+		err = fmt.Errorf("no volume %q in %s", name, g.dir)
+	}
+	if err != nil {
+		done()
+		return nil, err
+	}
+	return &session{g: g, e: e, v: v, done: done}, nil
+}
+
+// Close closes the engine, and removes a scratch engine's directory.
+func (s *session) Close() { s.done() }
+
+// attach attaches the volume to its remote (see remoteFor), wrapping the
+// store with w when w is not nil, and sets s.url. A volume with no remote
+// is a usage error.
+func (s *session) attach(ctx context.Context, w func(remote.Store) remote.Store) error {
+	url := s.g.remoteFor(s.v)
+	if url == "" {
+		return usagef("%q has no remote: pass --remote URL or set CAMBIUM_REMOTE", s.v.Name())
+	}
+	st, err := s.g.openStore(ctx, url)
+	if err != nil {
+		return err
+	}
+	if w != nil {
+		st = w(st)
+	}
+	if err := s.v.Attach(url, st); err != nil {
+		return err
+	}
+	s.url = url
+	return nil
+}
+
 // openEngine opens the data directory. create says whether a directory
 // that was never a data directory may become one (commands that write); a
 // command that only reads refuses it, so that a mistyped --dir is not
@@ -83,14 +162,6 @@ func closeEngine(e *engine.Engine) {
 	}
 }
 
-// volume opens volume name, validating the name first.
-func volume(e *engine.Engine, name string) (*engine.Volume, error) {
-	if err := engine.ValidateName(name); err != nil {
-		return nil, err
-	}
-	return e.Volume(name)
-}
-
 // exists reports whether the volume has ever been committed to locally.
 func exists(v *engine.Volume) bool {
 	head, _, _ := v.Head()
@@ -119,27 +190,6 @@ func (g *globals) remoteFor(v *engine.Volume) string {
 	return v.Replication().Remote
 }
 
-// attach attaches v to its remote (see remoteFor), wrapping the store with
-// w when w is not nil. It returns the URL; with no remote it returns
-// engine.ErrNoRemote.
-func (g *globals) attach(ctx context.Context, v *engine.Volume, w func(remote.Store) remote.Store) (string, error) {
-	url := g.remoteFor(v)
-	if url == "" {
-		return "", usagef("%q has no remote: pass --remote URL or set CAMBIUM_REMOTE", v.Name())
-	}
-	s, err := g.openStore(ctx, url)
-	if err != nil {
-		return "", err
-	}
-	if w != nil {
-		s = w(s)
-	}
-	if err := v.Attach(url, s); err != nil {
-		return "", err
-	}
-	return url, nil
-}
-
 // absPath makes a file argument absolute, for messages and renames.
 func absPath(p string) (string, error) {
 	a, err := filepath.Abs(p)
@@ -147,25 +197,4 @@ func absPath(p string) (string, error) {
 		return "", fmt.Errorf("%s: %w", p, err)
 	}
 	return a, nil
-}
-
-// openVolume opens the data directory and volume name in it, which must
-// exist unless create.
-func (g *globals) openVolume(name string, create bool) (*engine.Engine, *engine.Volume, error) {
-	if err := engine.ValidateName(name); err != nil {
-		return nil, nil, err
-	}
-	e, err := g.openEngine(create)
-	if err != nil {
-		return nil, nil, err
-	}
-	v, err := e.Volume(name)
-	if err == nil && !create && !exists(v) {
-		err = fmt.Errorf("no volume %q in %s", name, g.dir)
-	}
-	if err != nil {
-		closeEngine(e)
-		return nil, nil, err
-	}
-	return e, v, nil
 }

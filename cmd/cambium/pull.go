@@ -31,30 +31,29 @@ type pullResult struct {
 }
 
 func runPull(ctx context.Context, g *globals, name string) error {
-	e, v, err := g.openVolume(name, true)
+	s, err := g.open(name, creating)
 	if err != nil {
 		return err
 	}
-	defer closeEngine(e)
-	url, err := g.attach(ctx, v, nil)
+	defer s.Close()
+	if err := s.attach(ctx, nil); err != nil {
+		return err
+	}
+	r, err := s.v.Pull(ctx)
 	if err != nil {
 		return err
 	}
-	r, err := v.Pull(ctx)
-	if err != nil {
-		return err
+	if !exists(s.v) {
+		return fmt.Errorf("no volume %q in %s", name, s.url)
 	}
-	if !exists(v) {
-		return fmt.Errorf("no volume %q in %s", name, url)
-	}
-	res := pullResult{Volume: name, Remote: url, PullResult: r}
+	res := pullResult{Volume: name, Remote: s.url, PullResult: r}
 	return g.emit(res, func(w io.Writer) {
 		if r.To == r.From {
 			fmt.Fprintf(w, "%s is up to date at version %d\n", name, r.To)
 			return
 		}
 		fmt.Fprintf(w, "pulled %s from %s: version %d -> %d (%s), %s changed; %s of metadata in %s\n",
-			name, url, r.From, r.To, plural(r.Commits, "remote commit", "remote commits"), plural(r.PagesChanged, "page", "pages"),
+			name, s.url, r.From, r.To, plural(r.Commits, "remote commit", "remote commits"), plural(r.PagesChanged, "page", "pages"),
 			size(r.BytesRead), plural(r.Requests, "request", "requests"))
 	})
 }

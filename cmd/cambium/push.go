@@ -35,25 +35,24 @@ type pushResult struct {
 }
 
 func runPush(ctx context.Context, g *globals, name string) error {
-	e, v, err := g.openVolume(name, false)
+	s, err := g.open(name, existing)
 	if err != nil {
 		return err
 	}
-	defer closeEngine(e)
+	defer s.Close()
 	bar := g.bar(-1, "push", true)
-	url, err := g.attach(ctx, v, func(s remote.Store) remote.Store { return &progressStore{Store: s, bar: bar, writes: true} })
-	if err != nil {
+	if err := s.attach(ctx, func(st remote.Store) remote.Store { return &progressStore{Store: st, bar: bar, writes: true} }); err != nil {
 		return err
 	}
-	r, err := v.Push(ctx)
+	r, err := s.v.Push(ctx)
 	bar.Finish()
 	if err != nil {
 		return err
 	}
-	res := pushResult{Volume: name, Remote: url, PushResult: r}
+	res := pushResult{Volume: name, Remote: s.url, PushResult: r}
 	return g.emit(res, func(w io.Writer) {
 		if r.To == r.From {
-			fmt.Fprintf(w, "%s: nothing to push; %s has version %d\n", name, url, r.To)
+			fmt.Fprintf(w, "%s: nothing to push; %s has version %d\n", name, s.url, r.To)
 			return
 		}
 		versions := fmt.Sprintf("versions %d..%d as one remote commit", r.From+1, r.To)
@@ -61,7 +60,7 @@ func runPush(ctx context.Context, g *globals, name string) error {
 			versions = fmt.Sprintf("version %d", r.To)
 		}
 		fmt.Fprintf(w, "pushed %s to %s: %s, %s in %s, %s in %s\n",
-			name, url, versions, plural(r.Pages, "page", "pages"), plural(r.Segments, "segment", "segments"),
+			name, s.url, versions, plural(r.Pages, "page", "pages"), plural(r.Segments, "segment", "segments"),
 			size(r.BytesWritten), plural(r.Requests, "request", "requests"))
 	})
 }

@@ -29,21 +29,20 @@ type resetResult struct {
 }
 
 func runReset(ctx context.Context, g *globals, name string) error {
-	e, v, err := g.openVolume(name, false)
+	s, err := g.open(name, existing)
 	if err != nil {
 		return err
 	}
-	defer closeEngine(e)
-	url, err := g.attach(ctx, v, nil)
+	defer s.Close()
+	if err := s.attach(ctx, nil); err != nil {
+		return err
+	}
+	head, _, _ := s.v.Head()
+	r, err := s.v.Reset(ctx)
 	if err != nil {
 		return err
 	}
-	head, _, _ := v.Head()
-	r, err := v.Reset(ctx)
-	if err != nil {
-		return err
-	}
-	res := resetResult{Volume: name, Remote: url, ResetResult: r}
+	res := resetResult{Volume: name, Remote: s.url, ResetResult: r}
 	return g.emit(res, func(w io.Writer) {
 		if r.Discarded > 0 {
 			fmt.Fprintf(w, "reset %s: discarded local versions %d..%d; ", name, head-r.Discarded+1, head)
@@ -51,9 +50,9 @@ func runReset(ctx context.Context, g *globals, name string) error {
 			fmt.Fprintf(w, "reset %s: nothing to discard; ", name)
 		}
 		if r.To != r.From {
-			fmt.Fprintf(w, "pulled version %d -> %d from %s (%s changed)\n", r.From, r.To, url, plural(r.PagesChanged, "page", "pages"))
+			fmt.Fprintf(w, "pulled version %d -> %d from %s (%s changed)\n", r.From, r.To, s.url, plural(r.PagesChanged, "page", "pages"))
 		} else {
-			fmt.Fprintf(w, "at version %d, following %s\n", r.To, url)
+			fmt.Fprintf(w, "at version %d, following %s\n", r.To, s.url)
 		}
 	})
 }

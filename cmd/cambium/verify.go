@@ -57,18 +57,14 @@ func runVerify(ctx context.Context, g *globals, name string) error {
 	// The engine logs on-disk corruption as Pebble reports it; verify
 	// lists it among its problems instead.
 	g.logger = slog.New(dropCorruption{g.logger.Handler()})
-	e, done, err := g.openForRead(name)
+	s, err := g.open(name, reading)
 	if err != nil {
 		return err
 	}
-	defer done()
-	v, err := volume(e, name)
-	if err != nil {
-		return err
-	}
-	local := exists(v)
+	defer s.Close()
+	local := exists(s.v)
 	if g.remote != "" {
-		if _, err := g.attach(ctx, v, nil); err != nil {
+		if err := s.attach(ctx, nil); err != nil {
 			return err
 		}
 	} else if !local {
@@ -76,20 +72,20 @@ func runVerify(ctx context.Context, g *globals, name string) error {
 	}
 	var bar *progressbar.ProgressBar
 	stage := ""
-	r, err := v.Verify(ctx, engine.VerifyOptions{
+	r, err := s.v.Verify(ctx, engine.VerifyOptions{
 		Remote:      g.remote != "",
 		MaxProblems: 1000,
-		Progress: func(s string, done, total int64) {
+		Progress: func(step string, done, total int64) {
 			if total <= 0 {
 				return
 			}
-			if s != stage {
+			if step != stage {
 				if bar != nil {
 					bar.Finish()
 				}
-				stage = s
-				bar = g.bar(total, "verify "+s, false)
-				if s == "frames" {
+				stage = step
+				bar = g.bar(total, "verify "+step, false)
+				if step == "frames" {
 					progressbar.OptionSetItsString("frames")(bar)
 				}
 			}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestHelp(t *testing.T) {
+	out := ok(t, "help")
+	for _, c := range []string{"import", "export", "ls", "info", "log", "push", "pull", "fetch", "hydrate", "reset", "verify", "demo", "bench", "gc is not available"} {
+		if !strings.Contains(out, c) {
+			t.Errorf("help lacks %q:\n%s", c, out)
+		}
+	}
+	for _, c := range []string{"import", "export", "ls", "info", "log", "push", "pull", "fetch", "hydrate", "reset", "verify", "demo", "bench"} {
+		help := ok(t, "help", c)
+		if !strings.HasPrefix(help, "usage: cambium "+c) || !strings.Contains(help, "--dir") {
+			t.Errorf("help %s:\n%s", c, help)
+		}
+		if got := ok(t, c, "-h"); got != help {
+			t.Errorf("cambium %s -h differs from cambium help %s:\n%s", c, c, got)
+		}
+		if got := ok(t, c, "--help"); got != help {
+			t.Errorf("cambium %s --help differs from cambium help %s", c, c)
+		}
+	}
+	if out := ok(t, "--help"); !strings.Contains(out, "commands:") {
+		t.Errorf("cambium --help:\n%s", out)
+	}
+	if out := ok(t, "help", "gc"); !strings.Contains(out, "not available") {
+		t.Errorf("help gc:\n%s", out)
+	}
+	if out := ok(t, "help", "export"); !strings.Contains(out, "--version N") || !strings.Contains(out, "--check") {
+		t.Errorf("help export lacks its flags:\n%s", out)
+	}
+}
