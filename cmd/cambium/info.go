@@ -43,9 +43,6 @@ type infoResult struct {
 }
 
 func runInfo(ctx context.Context, g *globals, name string) error {
-	if err := engine.ValidateName(name); err != nil {
-		return err
-	}
 	s, err := g.open(name, reading)
 	if err != nil {
 		return err

@@ -203,6 +203,8 @@ func TestUsageErrors(t *testing.T) {
 		{"BadBenchBandwidth", 2, "want a rate", []string{"bench", "--bandwidth", "0"}},
 		{"BadBenchTenants", 2, "want a positive number", []string{"bench", "--tenants", "-3"}},
 		{"InvalidName", 2, "invalid volume name", []string{"--dir", dir, "info", "a/../b"}},
+		{"InvalidNameFetch", 2, "invalid volume name", []string{"--dir", tmp, "fetch", "a/../b"}},
+		{"InvalidNamePush", 2, "invalid volume name", []string{"--dir", tmp, "push", "a/../b"}},
 		{"InvalidNameImport", 2, "invalid volume name", []string{"--dir", dir, "import", notSQLite, "/abs"}},
 		{"BadRemoteScheme", 2, "unknown scheme", []string{"--dir", dir, "--remote", "ftp://host/x", "ls"}},
 		{"BadRemoteHost", 2, `host "rel" is not allowed`, []string{"--dir", dir, "ls", "--remote", "file://rel/x"}},

@@ -46,16 +46,20 @@ func (g *globals) open(name string, a access) (*session, error) {
 		done func()
 		err  error
 	)
+	// A bad name is the first thing said, whatever else is wrong.
+	if err := engine.ValidateName(name); err != nil {
+		return nil, err
+	}
 	if a == reading {
 		e, done, err = g.openForRead(name)
-	} else if err = engine.ValidateName(name); err == nil {
+	} else {
 		e, err = g.openEngine(a == creating)
 		done = func() { closeEngine(e) }
 	}
 	if err != nil {
 		return nil, err
 	}
-	v, err := e.Volume(name) // validates the name
+	v, err := e.Volume(name)
 	if err == nil && a == existing && !exists(v) {
 		err = fmt.Errorf("no volume %q in %s", name, g.dir)
 	}

@@ -51,9 +51,6 @@ type verifyResult struct {
 }
 
 func runVerify(ctx context.Context, g *globals, name string) error {
-	if err := engine.ValidateName(name); err != nil {
-		return err
-	}
 	// The engine logs on-disk corruption as Pebble reports it; verify
 	// lists it among its problems instead.
 	g.logger = slog.New(dropCorruption{g.logger.Handler()})
