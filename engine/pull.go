@@ -351,27 +351,29 @@ func (v *Volume) publishPulled(base *state, version Version, pageCount, pageSize
 	v.e.kickPruner()
 }
 
-// FetchResult describes one Fetch.
+// PollResult describes one Poll.
 // Its JSON is the result of PRAGMA cambium_fetch and of cambium fetch --json.
-type FetchResult struct {
+type PollResult struct {
 	Version       Version `json:"version"`        // the volume's version
 	RemoteVersion Version `json:"remote_version"` // the remote's newest version
 	Commits       int     `json:"commits"`        // remote commits after the volume's pushed version
 	Requests      int64   `json:"remote_requests"`
 }
 
-// Fetch learns the remote's newest version without applying anything: one
-// LIST, and one GET of the newest commit when there are new ones.
-func (v *Volume) Fetch(ctx context.Context) (FetchResult, error) {
+// Poll learns the remote's newest version without applying anything: one
+// LIST, and one GET of the newest commit when there are new ones. (The
+// PRAGMA and the CLI command that call it are cambium_fetch and cambium
+// fetch, after git fetch; in the engine, fetching is downloading pages.)
+func (v *Volume) Poll(ctx context.Context) (PollResult, error) {
 	r, err := v.replica()
 	if err != nil {
-		return FetchResult{}, fmt.Errorf("fetch %q: %w", v.name, err)
+		return PollResult{}, fmt.Errorf("fetch %q: %w", v.name, err)
 	}
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
 	op := r.op()
 	rec := *v.repl.Load()
-	res := FetchResult{Version: v.head.Load().version, RemoteVersion: rec.pushed}
+	res := PollResult{Version: v.head.Load().version, RemoteVersion: rec.pushed}
 	parents, err := v.listCommits(ctx, op, rec.pushed)
 	if err == nil && len(parents) > 0 {
 		key := manifest.CommitKey(v.name, uint64(parents[len(parents)-1]))

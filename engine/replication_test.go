@@ -230,7 +230,7 @@ func TestReplication_Follow(t *testing.T) {
 		// A cold reader: an empty directory, one pull.
 		c := newEngine(t, Options{})
 		cv := attach(t, c, "tenant/follow.db", rem.url, rem.open(t))
-		if f, err := cv.Fetch(ctx); err != nil || f.RemoteVersion != wr.v.head.Load().version || f.Version != 0 {
+		if f, err := cv.Poll(ctx); err != nil || f.RemoteVersion != wr.v.head.Load().version || f.Version != 0 {
 			t.Fatalf("fetch: %+v %v", f, err)
 		}
 		res := mustPull(t, cv)

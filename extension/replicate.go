@@ -162,7 +162,7 @@ func (f *File) replicate(name, value string) (string, error) {
 	case "cambium_pull":
 		out, err = f.vol.Pull(ctx)
 	case "cambium_fetch":
-		out, err = f.vol.Fetch(ctx)
+		out, err = f.vol.Poll(ctx)
 	case "cambium_hydrate":
 		out, err = f.vol.Hydrate(ctx)
 	case "cambium_reset":

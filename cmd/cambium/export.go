@@ -165,7 +165,7 @@ func snapshotFor(ctx context.Context, s *session, at *engine.Version) (*engine.S
 	case s.url == "":
 		return nil, fmt.Errorf("no volume %q in %s (pass --remote to read one from an object store)", s.v.Name(), s.g.dir)
 	}
-	f, err := s.v.Fetch(ctx)
+	f, err := s.v.Poll(ctx)
 	if err != nil {
 		return nil, err
 	}

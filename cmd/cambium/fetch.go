@@ -25,7 +25,7 @@ cambium info and cambium ls until cambium pull.`,
 type fetchResult struct {
 	Volume string `json:"volume"`
 	Remote string `json:"remote"`
-	engine.FetchResult
+	engine.PollResult
 }
 
 func runFetch(ctx context.Context, g *globals, name string) error {
@@ -37,14 +37,14 @@ func runFetch(ctx context.Context, g *globals, name string) error {
 	if err := s.attach(ctx, nil); err != nil {
 		return err
 	}
-	r, err := s.v.Fetch(ctx)
+	r, err := s.v.Poll(ctx)
 	if err != nil {
 		return err
 	}
 	if !exists(s.v) && r.RemoteVersion == 0 {
 		return fmt.Errorf("no volume %q in %s or in %s", name, g.dir, s.url)
 	}
-	res := fetchResult{Volume: name, Remote: s.url, FetchResult: r}
+	res := fetchResult{Volume: name, Remote: s.url, PollResult: r}
 	return g.emit(res, func(w io.Writer) {
 		switch {
 		case !exists(s.v):
