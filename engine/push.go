@@ -74,7 +74,7 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 		if err != nil {
 			return PushResult{}, err
 		}
-		if err := v.claim(ctx, r, id, &rec, m); err != nil {
+		if err := v.claimVersion(ctx, r, id, &rec, m); err != nil {
 			return PushResult{From: rec.pushed, To: rec.pushed}, err
 		}
 	}
@@ -113,7 +113,7 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 	if err := v.saveRepl(id, rec); err != nil {
 		return res, err
 	}
-	if err := v.claim(ctx, r, id, &rec, m); err != nil {
+	if err := v.claimVersion(ctx, r, id, &rec, m); err != nil {
 		return res, err
 	}
 	res.To, res.Pages, res.Segments = to, int(pages.GetCardinality()), len(m.Segments)
@@ -173,9 +173,9 @@ func (v *Volume) uploadSegments(ctx context.Context, r remoteOp, snap *Snapshot,
 	return refs, nil
 }
 
-// claim creates the remote commit rec.pending holds and, once the remote
+// claimVersion creates the remote commit rec.pending holds and, once the remote
 // has it, records the push as done and writes the rollups it completes.
-func (v *Volume) claim(ctx context.Context, r remoteOp, id VolumeID, rec *replRecord, m *manifest.Map) error {
+func (v *Volume) claimVersion(ctx context.Context, r remoteOp, id VolumeID, rec *replRecord, m *manifest.Map) error {
 	key := manifest.CommitKey(v.name, m.Parent)
 	err := r.store.Create(ctx, key, rec.pending)
 	if errors.Is(err, remote.ErrExists) {
