@@ -116,8 +116,8 @@
 //	                                                   Reset's count; the volume ID
 //	writing          Volume.writer, atomic writing     the write transaction, or a pull or reset
 //	                                                   moving the head
-//	replication      Volume.pushMu, atomics repl, rep  one push, pull, fetch, reset or Log at a
-//	                                                   time; the replication record; the remote
+//	replication      Volume.pushMu, atomics            one push, pull, poll, reset or Log at a
+//	                 replState, attached               time; the replication record; the remote
 //	lazy fetch       replica.mu, Volume.fetchMu,       frames being fetched; stubs that fetched
 //	                 the readahead mutex               images replace (the pruner deletes some);
 //	                                                   the scan state
@@ -125,7 +125,6 @@
 // Locks are taken in this order, never the other way:
 //
 //	Volume.pushMu → Volume.writer → Engine.idMu → the commit log's mutex
-//	Engine.mu → the page cache's shard mutexes
 //
 // A pull or a reset takes the writer with TryLock: it fails with ErrBusy
 // rather than wait for a write transaction. Volume.mu, replica.mu, the
@@ -133,8 +132,10 @@
 // taken and no I/O is done while one is held, so Snapshot, which takes
 // Volume.mu, never waits for a disk or a network. Volume.fetchMu is held
 // alone, around one Pebble batch (the pruner's, exclusively; a fetch's,
-// shared). Background work (the pruner, readahead) holds no lock across
-// steps and stops when the engine closes.
+// shared). Engine.mu guards the set of open volumes and closing; a
+// volume's records are read under it the first time the volume is opened.
+// Background work (the pruner, readahead) holds no lock across steps and
+// stops when the engine closes.
 //
 // # Example
 //

@@ -75,7 +75,7 @@ func (v *Volume) horizonLocked() Version {
 	for ver := range v.mu.pins {
 		h = min(h, ver)
 	}
-	if rec := v.repl.Load(); rec.url != "" || v.rep.Load() != nil {
+	if rec := v.replState.Load(); rec.url != "" || v.attached.Load() != nil {
 		h = min(h, rec.pushed)
 	}
 	return h

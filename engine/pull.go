@@ -30,12 +30,12 @@ type replica struct {
 // than the one it replicated with is ErrRemoteMismatch. Attaching the same
 // URL again is harmless (the first store stays in use).
 func (v *Volume) Attach(url string, store remote.Store) error {
-	if rec := v.repl.Load(); rec.url != "" && rec.url != url {
+	if rec := v.replState.Load(); rec.url != "" && rec.url != url {
 		return fmt.Errorf("attach %q to %s: %w: it replicates with %s", v.name, url, ErrRemoteMismatch, rec.url)
 	}
 	r := &replica{url: url, store: remote.NewCountingStore(store), levels: map[uint8]*manifest.Map{}, fetches: map[frameKey]*fetchCall{}}
-	if !v.rep.CompareAndSwap(nil, r) {
-		if cur := v.rep.Load(); cur.url != url {
+	if !v.attached.CompareAndSwap(nil, r) {
+		if cur := v.attached.Load(); cur.url != url {
 			return fmt.Errorf("attach %q to %s: %w: already attached to %s", v.name, url, ErrRemoteMismatch, cur.url)
 		}
 	}
@@ -59,7 +59,7 @@ func (r *replica) op() remoteOp {
 }
 
 func (v *Volume) replica() (*replica, error) {
-	r := v.rep.Load()
+	r := v.attached.Load()
 	if r == nil {
 		return nil, ErrNoRemote
 	}
@@ -69,7 +69,7 @@ func (v *Volume) replica() (*replica, error) {
 // RemoteStats returns the counters of the volume's remote requests in this
 // process.
 func (v *Volume) RemoteStats() remote.Stats {
-	if r := v.rep.Load(); r != nil {
+	if r := v.attached.Load(); r != nil {
 		return r.store.Stats()
 	}
 	return remote.Stats{}
@@ -114,7 +114,7 @@ func (v *Volume) Pull(ctx context.Context) (PullResult, error) {
 }
 
 func (v *Volume) pull(ctx context.Context, r remoteOp) (PullResult, error) {
-	rec := *v.repl.Load()
+	rec := *v.replState.Load()
 	head := v.head.Load()
 	res := PullResult{From: head.version, To: head.version}
 	if rec.diverged {
@@ -320,7 +320,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 	if err := b.Set(headKey(id), headRecord{version: version, pageCount: m.PageCount, pageSize: pageSize}.encode(), nil); err != nil {
 		return err
 	}
-	rec.pushed, rec.seq, rec.lastParent, rec.url = version, m.ToSeq, lastParent, v.rep.Load().url
+	rec.pushed, rec.seq, rec.lastParent, rec.url = version, m.ToSeq, lastParent, v.attached.Load().url
 	rec.remoteVersion = max(rec.remoteVersion, version)
 	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
 		return err
@@ -328,7 +328,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 	if err := v.logHeadMove(b, id, base.version, version, true, false); err != nil {
 		return v.e.fail(fmt.Errorf("apply versions %d..%d of %q: %w", m.Parent, version, v.name, err))
 	}
-	v.repl.Store(&rec)
+	v.replState.Store(&rec)
 	v.publishPulled(base, version, m.PageCount, pageSize, m.Changeset)
 	return nil
 }
@@ -372,7 +372,7 @@ func (v *Volume) Poll(ctx context.Context) (PollResult, error) {
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
 	op := r.op()
-	rec := *v.repl.Load()
+	rec := *v.replState.Load()
 	res := PollResult{Version: v.head.Load().version, RemoteVersion: rec.pushed}
 	parents, err := v.listCommits(ctx, op, rec.pushed)
 	if err == nil && len(parents) > 0 {
@@ -396,7 +396,7 @@ func (v *Volume) Poll(ctx context.Context) (PollResult, error) {
 		}
 	} else if id == 0 && res.RemoteVersion > rec.remoteVersion {
 		rec.remoteVersion = res.RemoteVersion
-		v.repl.Store(&rec)
+		v.replState.Store(&rec)
 	}
 	return res, nil
 }

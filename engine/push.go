@@ -64,7 +64,7 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 	if id == 0 {
 		return PushResult{}, nil // never committed: nothing to push
 	}
-	rec := *v.repl.Load()
+	rec := *v.replState.Load()
 	if rec.diverged {
 		return PushResult{From: rec.pushed, To: rec.pushed}, v.divergedError(rec.pushed)
 	}
@@ -315,7 +315,7 @@ func (v *Volume) saveRepl(id VolumeID, rec replRecord) error {
 	if err := v.e.clog.Write(b, commitlog.Entry{}, true); err != nil {
 		return v.e.fail(fmt.Errorf("save replication state of %q: %w", v.name, err))
 	}
-	v.repl.Store(&rec)
+	v.replState.Store(&rec)
 	return nil
 }
 
@@ -329,9 +329,9 @@ type ReplicationState struct {
 
 // Replication returns the volume's replication state.
 func (v *Volume) Replication() ReplicationState {
-	rec := v.repl.Load()
+	rec := v.replState.Load()
 	url := rec.url
-	if r := v.rep.Load(); r != nil {
+	if r := v.attached.Load(); r != nil {
 		url = r.url
 	}
 	return ReplicationState{Remote: url, Pushed: rec.pushed, RemoteVersion: rec.remoteVersion, Diverged: rec.diverged}

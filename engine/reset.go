@@ -66,7 +66,7 @@ func (v *Volume) Lineage() uint64 { return v.lineage.Load() }
 // as a failed commit does.
 func (v *Volume) discardUnpushed() (ResetResult, error) {
 	id := VolumeID(v.id.Load())
-	rec := *v.repl.Load()
+	rec := *v.replState.Load()
 	if id == 0 {
 		return ResetResult{}, nil
 	}
@@ -102,7 +102,7 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 	v.cacheGen.Add(1)
 	v.head.Store(v.successorLocked(head, rec.pushed, baseCount, baseSize))
 	v.forgetSupersededLocked(rec.pushed)
-	v.repl.Store(&rec)
+	v.replState.Store(&rec)
 	v.lineage.Add(1)
 	v.mu.Unlock()
 	v.e.cache.dropVolume(v)

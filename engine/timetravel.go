@@ -96,7 +96,7 @@ func (v *Volume) localSnapshotAt(n Version) (*Snapshot, bool, error) {
 	if n == head.version {
 		return v.pinLocked(head), true, nil
 	}
-	if n > head.version && v.rep.Load() == nil {
+	if n > head.version && v.attached.Load() == nil {
 		return nil, false, fmt.Errorf("open %q at version %d: %w: the newest is %d", v.name, n, ErrVersion, head.version)
 	}
 	// A prune step in progress may be deleting images of versions below

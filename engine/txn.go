@@ -47,7 +47,7 @@ func (v *Volume) Begin(base *Snapshot) (*Txn, error) {
 	if err := v.e.writable(); err != nil {
 		return nil, fmt.Errorf("begin write on %q: %w", v.name, err)
 	}
-	if rec := v.repl.Load(); rec.diverged {
+	if rec := v.replState.Load(); rec.diverged {
 		return nil, fmt.Errorf("begin write on %w", v.divergedError(rec.pushed))
 	}
 	if !v.takeWriter() {

@@ -243,7 +243,7 @@ func (v *Volume) verifyRemote(ctx context.Context, r remoteOp, res *VerifyResult
 		}
 		return err
 	}
-	pushed := v.repl.Load().pushed
+	pushed := v.replState.Load().pushed
 	if len(parents) == 0 {
 		if pushed > 0 {
 			add("the remote has no commits of %q, yet this volume pushed version %d to it", v.name, pushed)

@@ -56,10 +56,10 @@ type Volume struct {
 	writing atomic.Bool
 	// pushMu serialises pushes, pulls and resets.
 	pushMu sync.Mutex
-	// repl is the replication record's current value (never nil); rep the
-	// attached remote, if any.
-	repl atomic.Pointer[replRecord]
-	rep  atomic.Pointer[replica]
+	// replState is the replication record's current value (never nil);
+	// attached the remote the volume is attached to, if any.
+	replState atomic.Pointer[replRecord]
+	attached  atomic.Pointer[replica]
 	// fetchMu keeps the pruner (writer) from deleting stubs that fetched
 	// frames replace (readers).
 	fetchMu sync.RWMutex
@@ -133,7 +133,7 @@ func (v *Volume) Head() (Version, uint32, int) {
 func (e *Engine) loadVolume(name string) (*Volume, error) {
 	v := &Volume{e: e, name: name, cacheSeed: e.nextSeed.Add(0x9e3779b97f4a7c15)}
 	v.mu.pins = map[Version]int{}
-	v.repl.Store(&replRecord{})
+	v.replState.Store(&replRecord{})
 	raw, found, err := e.get(volumeKey(name))
 	if err != nil {
 		return nil, fmt.Errorf("open volume %q: %w", name, err)
@@ -171,7 +171,7 @@ func (e *Engine) loadVolume(name string) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.repl.Store(&repl)
+	v.replState.Store(&repl)
 	st := &state{version: head.version, pageCount: head.pageCount, pageSize: head.pageSize}
 	// Truncations the pruner has not applied yet still hide old images.
 	if err := e.forCommits(rec.id, v.mu.prunedThrough+1, head.version, func(ver Version, c commitRecord, parentCount uint32) error {
