@@ -280,7 +280,7 @@ func (v *Volume) apply(m *remoteMap, rec replRecord, lastParent Version) error {
 		return err
 	}
 	defer unlock()
-	zero := []byte{pageKindZero}
+	zero := encodeZero()
 	var stub []byte
 	for _, ref := range m.segments {
 		for p := range roaring.Values(ref.pages) {

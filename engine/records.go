@@ -23,10 +23,8 @@ import (
 //	commit log     fmt=1 | epoch (8) | sequence (8) | crc (4): the commit log entry
 //	position                of the newest logged batch applied (see commitLog)
 //
-// Page values are kind (1) | payload; kind 0 is a raw page image.
+// Page values are not records: their format is in pagevalue.go.
 const recordFormat = 1
-
-const pageKindImage byte = 0
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
