@@ -33,6 +33,7 @@
 //	0x05 | volume ID (8) | page (4) | ^version (8)
 //	                                     page value: kind (1) | payload: 0 image,
 //	                                     1 stub (where in the remote the image is), 2 zeros
+//	                                     (see pagevalue.go)
 //	0x06 | volume ID (8)                 spill record: the version and pages of a write
 //	                                     transaction that spilled to disk before committing
 //	0x07 | volume ID (8)                 pruned record: the version the pruner is done through

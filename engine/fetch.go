@@ -3,72 +3,17 @@ package engine
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
+	"github.com/cambiumdb/cambium/engine/internal/readahead"
 	"github.com/cambiumdb/cambium/segment"
 )
-
-// Page values other than images (kind 0):
-//
-//	kind 1, stub: the image is in the remote, in a segment frame
-//	        segment ID (16) | salt (8) | segment size (8) | frame offset (8)
-//	        | frame length (4) | frame first page (4) | frame last page (4)
-//	kind 2, zero: the page is all zeros
-//
-// A pull writes stubs; reading a stub fetches its frame with one ranged
-// GET, verifies it, and replaces with images the stubs of every page of the
-// frame that still point to it.
-const (
-	pageKindStub byte = 1
-	pageKindZero byte = 2
-	stubLen           = 1 + 16 + 8 + 8 + 8 + 4 + 4 + 4
-)
-
-type stub struct {
-	seg   SegmentID
-	salt  uint64
-	size  int64
-	frame segment.Frame
-}
-
-func encodeStub(dst []byte, ref manifest.SegmentRef, fr segment.Frame) []byte {
-	dst = append(dst, pageKindStub)
-	dst = append(dst, ref.ID[:]...)
-	dst = binary.BigEndian.AppendUint64(dst, ref.Salt)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(ref.Size))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(fr.Offset))
-	dst = binary.BigEndian.AppendUint32(dst, fr.Length)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(fr.First))
-	return binary.BigEndian.AppendUint32(dst, uint32(fr.Last))
-}
-
-func decodeStub(what string, b []byte) (stub, error) {
-	if len(b) != stubLen || b[0] != pageKindStub {
-		return stub{}, fmt.Errorf("%w: %s: %d-byte stub", ErrCorrupt, what, len(b))
-	}
-	var s stub
-	copy(s.seg[:], b[1:17])
-	s.salt = binary.BigEndian.Uint64(b[17:])
-	s.size = int64(binary.BigEndian.Uint64(b[25:]))
-	s.frame = segment.Frame{
-		Offset: int64(binary.BigEndian.Uint64(b[33:])),
-		Length: binary.BigEndian.Uint32(b[41:]),
-		First:  PageNo(binary.BigEndian.Uint32(b[45:])),
-		Last:   PageNo(binary.BigEndian.Uint32(b[49:])),
-	}
-	if s.frame.Last < s.frame.First || s.frame.Length < segment.FrameTrailerSize || s.frame.End() > s.size {
-		return stub{}, fmt.Errorf("%w: %s: stub frame pages %d..%d at %d+%d in %d bytes", ErrCorrupt, what, s.frame.First, s.frame.Last, s.frame.Offset, s.frame.Length, s.size)
-	}
-	return s, nil
-}
 
 // frameKey identifies a frame among every segment.
 type frameKey struct {
@@ -97,11 +42,15 @@ func (v *Volume) pageFromFrame(s stub, p PageNo, ver Version, pageSize int) ([]b
 	id := VolumeID(v.id.Load())
 	var img []byte
 	stored := func() bool {
-		_, val, found, err := v.lookupPage(id, p, ver)
-		if err != nil || !found || len(val) != 1+pageSize || val[0] != pageKindImage {
+		u, val, found, err := v.lookupPage(id, p, ver)
+		if err != nil || !found {
 			return false
 		}
-		img = val[1:]
+		pv, err := decodePageValue(pageAt{v.name, p, u}, val, pageSize)
+		if err != nil || pv.kind != pageImage {
+			return false
+		}
+		img = pv.image
 		return true
 	}
 	for range 3 {
@@ -243,8 +192,8 @@ func (v *Volume) fetchCurrent(ctx context.Context, r *replica, run []stub, calls
 			current[i] = true
 			continue
 		}
-		_, val, found, err := v.lookupPage(id, s.frame.First, head)
-		current[i] = err != nil || (found && pointsTo(val, s)) // on error, fetch
+		u, val, found, err := v.lookupPage(id, s.frame.First, head)
+		current[i] = err != nil || (found && pointsTo(pageAt{v.name, s.frame.First, u}, val, pageSize, s)) // on error, fetch
 	}
 	for i := 0; i < len(run); {
 		j := i + 1
@@ -296,187 +245,82 @@ func (v *Volume) fetchFrames(ctx context.Context, r *replica, run []stub, pageSi
 	return out, first
 }
 
-// Readahead: a scan reads remote pages in page order, so each read of a
-// frame in that order fetches more of the frames that follow it: a window
-// of frames that grows fourfold with each such read up to maxReadahead,
-// read with one ranged GET. Once the window reaches prefetchFrom, the scan
-// also fetches in the background, prefetchRuns windows at a time and
-// concurrently, the frames ahead of the reader, which waits only for the
-// window that holds its page; when the reader reaches those, the next
-// prefetchRuns windows start (see noteRead), so that one batch is always on
-// its way and a steady scan rarely waits. "In order" steps over pages stored locally, such as
-// the b-tree interior pages among the leaves. A read out of order (a
-// random read, or an interior page that a scan reads in passing) fetches
-// its frame alone and leaves the scan's state as it was; a second read in
-// order after it starts a new scan.
-const (
-	maxReadahead  = 256
-	prefetchRuns  = 8
-	prefetchFrom  = 64
-	readaheadSkip = 16 // pages stored locally that a scan steps over
-)
+// Readahead: package internal/readahead plans the fetches of scans (its
+// doc has the policy); the engine claims the frames it plans, fetches
+// them, and runs the background prefetch.
 
-// readaheadState is a volume's readahead state.
-type readaheadState struct {
-	sync.Mutex
-	next      PageNo // the page after the furthest frame the scan has fetched or is fetching
-	window    int    // the scan's window, in frames
-	candidate PageNo // the page after the last read out of order
-	gen       uint64 // counts scans: a fetch ahead of an older one moves nothing
+var _ readahead.Frame[stub] = stub{}
 
-	// A read of a page in [trigger, until) starts the next prefetch.
-	trigger, until atomic.Uint32
-	extending      atomic.Bool
-}
+// Frame returns the frame that holds the stub's page.
+func (s stub) Frame() segment.Frame { return s.frame }
+
+// SameSegment reports whether o is a stub of a frame of the same segment.
+func (s stub) SameSegment(o stub) bool { return s.seg == o.seg }
 
 // readahead returns the frames to fetch now for a read of stub s, s's
 // first, and runs of frames to fetch ahead of the reader; it starts the
 // scan's background prefetch once the window is large enough.
 func (v *Volume) readahead(s stub) (now []stub, later [][]stub) {
-	ra := &v.ra
-	ra.Lock()
-	switch s.frame.First {
-	case ra.next:
-		ra.window = min(ra.window*4, maxReadahead)
-	case ra.candidate:
-		ra.window, ra.next = 4, 0
-		ra.gen++
-	default:
-		ra.candidate = s.frame.Last + 1
-		ra.Unlock()
-		return []stub{s}, nil
-	}
-	window, gen := ra.window, ra.gen
-	ra.Unlock()
-	runs, next := v.followingRuns(s, window, window, window >= prefetchFrom)
-	ra.Lock()
-	if ra.gen == gen {
-		ra.next = max(ra.next, next)
-	}
-	ra.Unlock()
-	if window >= prefetchFrom {
+	now, later, extend := v.ra.Read(s, v.readaheadLookup())
+	if extend {
 		v.extendReadahead()
 	}
-	return runs[0], runs[1:]
+	return now, later
 }
 
 // noteRead is called for each page read from local storage: a scan's
 // read that reaches what was prefetched starts the next prefetch.
 func (v *Volume) noteRead(p PageNo) {
-	t := v.ra.trigger.Load()
-	if t == 0 || uint32(p) < t || uint32(p) >= v.ra.until.Load() || !v.ra.trigger.CompareAndSwap(t, 0) {
-		return
+	if v.ra.LocalRead(p) {
+		v.extendReadahead()
 	}
-	v.extendReadahead()
 }
 
 // extendReadahead starts, in the background, the fetch of the next
-// prefetchRuns windows of frames after the scan's next page.
+// windows of frames ahead of the scan, unless one is being started.
 func (v *Volume) extendReadahead() {
-	ra := &v.ra
-	if !ra.extending.CompareAndSwap(false, true) {
+	if !v.raExtending.CompareAndSwap(false, true) {
 		return
 	}
 	ok := v.e.background(func(context.Context) {
-		defer ra.extending.Store(false)
+		defer v.raExtending.Store(false)
 		r, err := v.replica()
 		if err != nil {
 			return
 		}
-		ra.Lock()
-		ra.window = min(ra.window*4, maxReadahead)
-		from, window, gen := ra.next, ra.window, ra.gen
-		ra.Unlock()
-		s, ok := v.stubFrom(from)
-		if !ok {
-			return
-		}
-		runs, next := v.followingRuns(s, window, prefetchRuns*window, true)
+		pf := v.ra.Extend(v.readaheadLookup())
 		pageSize := int(v.head.Load().pageSize)
-		for _, run := range runs {
+		for _, run := range pf.Runs {
 			v.prefetch(r, run, pageSize)
 		}
-		ra.Lock()
-		if ra.gen == gen && next > ra.next {
-			// The reader's entering these frames starts the next
-			// prefetch, so that one is always on its way.
-			ra.next = next
-			ra.until.Store(uint32(next))
-			ra.trigger.Store(uint32(runs[0][0].frame.First))
-		}
-		ra.Unlock()
+		v.ra.Started(pf)
 	})
 	if !ok {
-		ra.extending.Store(false)
+		v.raExtending.Store(false)
 	}
 }
 
-// stubFrom returns the stub of page p, or of the first page after it that
-// is not stored locally, within readaheadSkip pages.
-func (v *Volume) stubFrom(p PageNo) (stub, bool) {
+// readaheadLookup tells the readahead planner what is at a page in the
+// newest version: a stub, a page stored locally (an image, zeros, or a
+// damaged value that does not claim to be a stub), or nothing it can use
+// (no value, one it cannot read, or a damaged stub).
+func (v *Volume) readaheadLookup() readahead.Lookup[stub] {
 	id := VolumeID(v.id.Load())
-	head := v.head.Load().version
-	for end := p + readaheadSkip; p <= end; p++ {
-		_, val, found, err := v.lookupPage(id, p, head)
+	head := v.head.Load()
+	return func(p PageNo) (readahead.Kind, stub) {
+		u, val, found, err := v.lookupPage(id, p, head.version)
 		if err != nil || !found {
-			return stub{}, false
+			return readahead.Missing, stub{}
 		}
-		if len(val) == stubLen && val[0] == pageKindStub {
-			s, err := decodeStub("readahead", val)
-			return s, err == nil
-		}
-	}
-	return stub{}, false
-}
-
-// followingRuns returns up to n frames, s and those holding the pages
-// after it in page order, in runs of at most window consecutive frames of
-// one segment, s's run first, and the page a scan reading them would next
-// find missing. It stops at the first page stored locally, or, with skip,
-// steps over up to readaheadSkip of them in a row (a scan's b-tree
-// interior pages, read in passing).
-func (v *Volume) followingRuns(s stub, window, n int, skip bool) ([][]stub, PageNo) {
-	id := VolumeID(v.id.Load())
-	head := v.head.Load().version
-	runs := [][]stub{{s}}
-	p, frames, skipped := s.frame.Last+1, 1, 0
-	for {
-		_, val, found, err := v.lookupPage(id, p, head)
-		if err != nil || !found {
-			break
-		}
-		if len(val) != stubLen || val[0] != pageKindStub {
-			if skipped++; !skip || skipped > readaheadSkip {
-				break
-			}
-			p++
-			continue
-		}
-		skipped = 0
-		if frames == n {
-			break // p is the next page missing
-		}
-		next, err := decodeStub("readahead", val)
-		if err != nil || next.frame.Last < p {
-			break
-		}
-		p = next.frame.Last + 1
-		run := runs[len(runs)-1]
-		prev := run[len(run)-1]
+		pv, err := decodePageValue(pageAt{v.name, p, u}, val, int(head.pageSize))
 		switch {
-		case next.seg == prev.seg && next.frame.Offset == prev.frame.Offset:
-			continue // another page of the same frame
-		case next.seg == prev.seg && next.frame.Offset == prev.frame.End() && len(run) < window:
-			runs[len(runs)-1] = append(run, next)
-		default:
-			if !skip {
-				return runs, next.frame.First // not contiguous: the ramp fetches one run
-			}
-			runs = append(runs, []stub{next})
+		case pv.kind != pageStub:
+			return readahead.Local, stub{}
+		case err != nil:
+			return readahead.Missing, stub{}
 		}
-		frames++
+		return readahead.Remote, pv.stub
 	}
-	return runs, p
 }
 
 // prefetch fetches the frames of run in the background; readers of them
@@ -529,11 +373,11 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) error {
 		}
 		for p := s.frame.First; ; p++ {
 			if it.SeekGE(pageKey(id, p, head)) {
-				if _, q, _, ok := decodePageKey(it.Key()); ok && q == p && pointsTo(it.Value(), s) {
-					val := b.SetDeferred(len(it.Key()), 1+pageSize)
+				if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && pointsTo(pageAt{v.name, p, u}, it.Value(), pageSize, s) {
+					val := b.SetDeferred(len(it.Key()), imageValueLen(pageSize))
 					copy(val.Key, it.Key())
-					val.Value[0] = pageKindImage
-					copy(val.Value[1:], pages[i][int(p-s.frame.First)*pageSize:])
+					at := int(p-s.frame.First) * pageSize
+					encodeImage(val.Value, pages[i][at:at+pageSize])
 					val.Finish()
 					n++
 				}
@@ -556,10 +400,11 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) error {
 	return nil
 }
 
-// pointsTo reports whether page value val is a stub for frame s.
-func pointsTo(val []byte, s stub) bool {
-	return len(val) == stubLen && val[0] == pageKindStub && bytes.Equal(val[1:17], s.seg[:]) &&
-		int64(binary.BigEndian.Uint64(val[33:])) == s.frame.Offset
+// pointsTo reports whether page value val (of page at) is a stub for
+// frame s.
+func pointsTo(at pageAt, val []byte, pageSize int, s stub) bool {
+	pv, err := decodePageValue(at, val, pageSize)
+	return err == nil && pv.kind == pageStub && pv.stub.seg == s.seg && pv.stub.frame.Offset == s.frame.Offset
 }
 
 // HydrateResult describes one Hydrate.
@@ -691,12 +536,15 @@ func (v *Volume) stubsAt(snap *Snapshot) ([]stub, error) {
 			p = q // no entry for the pages in between
 			continue
 		}
-		if val := it.Value(); len(val) > 0 && val[0] == pageKindStub && !snap.st.cutOff(p, u, ver) {
-			s, err := decodeStub(fmt.Sprintf("page %d of %q at version %d", p, v.name, u), val)
-			if err != nil {
-				return nil, err
+		if !snap.st.cutOff(p, u, ver) {
+			// Damage to values of other kinds is not Hydrate's to report.
+			pv, err := decodePageValue(pageAt{v.name, p, u}, it.Value(), int(snap.st.pageSize))
+			if pv.kind == pageStub {
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, pv.stub)
 			}
-			out = append(out, s)
 		}
 		p++
 	}

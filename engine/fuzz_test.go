@@ -60,28 +60,58 @@ func FuzzDecodeRecords(f *testing.F) {
 	})
 }
 
-// FuzzDecodeStub feeds arbitrary bytes to the stub decoder and, for a stub
-// that decodes, arbitrary frame bytes to the frame decoder: a stub either
-// decodes to one that encodes to the same bytes or is ErrCorrupt; a frame
-// either decodes to whole pages or is ErrRemoteCorrupt.
-func FuzzDecodeStub(f *testing.F) {
+// FuzzDecodePageValue feeds arbitrary bytes to the page value decoder
+// (512-byte pages) and, for a stub, arbitrary frame bytes to the frame
+// decoder: a value either decodes to one that encodes to the same bytes or
+// is ErrCorrupt; a frame either decodes to whole pages or is
+// ErrRemoteCorrupt.
+func FuzzDecodePageValue(f *testing.F) {
 	ref := manifest.SegmentRef{ID: SegmentID{1, 2, 3}, Salt: 99, Size: 1 << 20}
 	good := encodeStub(nil, ref, segment.Frame{Offset: 4096, Length: 300, First: 7, Last: 9})
 	f.Add(good, []byte("not a frame"))
 	f.Add(good[:len(good)-1], []byte{})
 	f.Add(encodeStub(nil, ref, segment.Frame{Offset: 1 << 20, Length: 1, First: 2, Last: 1}), []byte{0})
+	image := make([]byte, imageValueLen(512))
+	encodeImage(image, bytes.Repeat([]byte{7}, 512))
+	f.Add(image, []byte{})
+	f.Add(image[:len(image)-1], []byte{})
+	f.Add(encodeZero(), []byte{})
+	f.Add([]byte{}, []byte{})
+	f.Add([]byte{3}, []byte{})
 	f.Fuzz(func(t *testing.T, b, frame []byte) {
-		s, err := decodeStub("stub", b)
+		pv, err := decodePageValue(pageAt{p: 1, u: 2}, b, 512)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
 			}
+			if len(b) > 0 && pv.kind != pageKind(b[0]) {
+				t.Fatalf("damaged value %x decoded as kind %d", b, pv.kind)
+			}
 			return
 		}
-		again := encodeStub(nil, manifest.SegmentRef{ID: s.seg, Salt: s.salt, Size: s.size}, s.frame)
-		if !bytes.Equal(again, b) {
-			t.Fatalf("stub %+v encodes to %x, decoded from %x", s, again, b)
+		var again []byte
+		switch pv.kind {
+		case pageImage:
+			again = make([]byte, imageValueLen(len(pv.image)))
+			encodeImage(again, pv.image)
+			if len(pv.image) != 512 || &pv.image[0] != &b[1] {
+				t.Fatalf("image of %d bytes, want 512 sharing the value's", len(pv.image))
+			}
+		case pageZero:
+			again = encodeZero()
+		case pageStub:
+			s := pv.stub
+			again = encodeStub(nil, manifest.SegmentRef{ID: s.seg, Salt: s.salt, Size: s.size}, s.frame)
+		default:
+			t.Fatalf("value %x decoded as kind %d", b, pv.kind)
 		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("value %+v encodes to %x, decoded from %x", pv, again, b)
+		}
+		if pv.kind != pageStub {
+			return
+		}
+		s := pv.stub
 		pages, err := decodeStubFrame("seg", s, 512, frame)
 		if err != nil {
 			if !errors.Is(err, ErrRemoteCorrupt) {

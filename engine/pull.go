@@ -290,7 +290,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 		return err
 	}
 	defer unlock()
-	zero := []byte{pageKindZero}
+	zero := encodeZero()
 	var stub []byte
 	for _, ref := range m.Segments {
 		for p := range roaring.Values(ref.Pages) {

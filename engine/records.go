@@ -24,10 +24,8 @@ import (
 // (The commit log position record is the commit log's: see package
 // commitlog.)
 //
-// Page values are kind (1) | payload; kind 0 is a raw page image.
+// Page values are not records: their format is in pagevalue.go.
 const recordFormat = 1
-
-const pageKindImage byte = 0
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 

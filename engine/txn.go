@@ -154,10 +154,17 @@ func (t *Txn) ReadPage(p PageNo, dst []byte) ([]byte, error) {
 	if t.spilled.Contains(uint32(p)) {
 		t.v.stats.pageReads.Add(1)
 		val, found, err := t.v.e.get(pageKey(VolumeID(t.v.id.Load()), p, t.version))
-		if err != nil || !found || len(val) != 1+int(t.pageSize) {
+		if err != nil || !found {
 			return nil, fmt.Errorf("%w: spilled page %d of %q: found %v, %d bytes, %v", ErrCorrupt, p, t.v.name, found, len(val), err)
 		}
-		return append(dst, val[1:]...), nil
+		pv, err := decodePageValue(pageAt{t.v.name, p, t.version}, val, int(t.pageSize))
+		if err == nil && pv.kind != pageImage {
+			err = fmt.Errorf("%w: %s: a value of kind %d, want an image", ErrCorrupt, pageAt{t.v.name, p, t.version}, pv.kind)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read spilled page: %w", err)
+		}
+		return append(dst, pv.image...), nil
 	}
 	if uint32(p) > t.minCount {
 		return appendZeros(dst, int(t.pageSize)), nil
@@ -175,10 +182,9 @@ func (t *Txn) spill() error {
 		return err
 	}
 	defer unlock()
-	val := make([]byte, 1+t.pageSize)
+	val := make([]byte, imageValueLen(int(t.pageSize)))
 	for p, data := range t.staged {
-		val[0] = pageKindImage
-		copy(val[1:], data)
+		encodeImage(val, data)
 		if err := b.Set(pageKey(id, p, t.version), val, nil); err != nil {
 			return err
 		}
@@ -319,10 +325,9 @@ func (t *Txn) batchPages(b *pebble.Batch, id VolumeID) ([]PageNo, *roaring.Bitma
 	pages := slices.Sorted(maps.Keys(t.staged))
 	for _, p := range pages {
 		// Straight into the batch: no intermediate copy of the image.
-		op := b.SetDeferred(pageKeyLen, 1+int(t.pageSize))
+		op := b.SetDeferred(pageKeyLen, imageValueLen(int(t.pageSize)))
 		appendPageKey(op.Key[:0], id, p, t.version)
-		op.Value[0] = pageKindImage
-		copy(op.Value[1:], t.staged[p])
+		encodeImage(op.Value, t.staged[p])
 		if err := op.Finish(); err != nil {
 			return nil, nil, err
 		}

@@ -163,19 +163,16 @@ func (v *Volume) verifyLocal(ctx context.Context, res *VerifyResult, add func(st
 			res.ZeroPages++
 			continue
 		}
+		pv, err := decodePageValue(pageAt{p: p, u: u}, val, int(st.pageSize))
 		switch {
-		case len(val) == 1+int(st.pageSize) && val[0] == pageKindImage:
+		case err != nil:
+			add("%v", err)
+		case pv.kind == pageImage:
 			res.LocalPages++
-		case len(val) == 1 && val[0] == pageKindZero:
+		case pv.kind == pageZero:
 			res.ZeroPages++
-		case len(val) > 0 && val[0] == pageKindStub:
-			if _, err := decodeStub(fmt.Sprintf("page %d at version %d", p, u), val); err != nil {
-				add("%v", err)
-			} else {
-				res.RemotePages++
-			}
-		default:
-			add("page %d at version %d: %d-byte value of kind %d, want a %d-byte image", p, u, len(val), firstByte(val), st.pageSize)
+		case pv.kind == pageStub:
+			res.RemotePages++
 		}
 	}
 	progress("pages", total, total)

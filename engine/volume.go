@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cambiumdb/cambium/engine/internal/readahead"
 )
 
 // state is one published version of a volume. It is immutable; a commit
@@ -63,8 +65,11 @@ type Volume struct {
 	// fetchMu keeps the pruner (writer) from deleting stubs that fetched
 	// frames replace (readers).
 	fetchMu sync.RWMutex
-	// ra is the readahead state of remote page reads (see readahead).
-	ra readaheadState
+	// ra plans the fetches of scans of remote pages (see readahead);
+	// raExtending is set while a background prefetch is being planned and
+	// started (see extendReadahead).
+	ra          readahead.Planner[stub]
+	raExtending atomic.Bool
 	// lineage changes when Reset replaces versions this process may have
 	// seen with the remote's; see Lineage.
 	lineage atomic.Uint64
@@ -402,25 +407,22 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 	if !found || st.cutOff(p, u, st.version) {
 		return appendZeros(dst, int(st.pageSize)), nil
 	}
+	pv, err := decodePageValue(pageAt{v.name, p, u}, val, int(st.pageSize))
+	if err != nil {
+		return nil, err
+	}
 	var img []byte
-	switch {
-	case len(val) == 1+int(st.pageSize) && val[0] == pageKindImage:
-		img = val[1:]
+	switch pv.kind {
+	case pageImage:
+		img = pv.image
 		v.noteRead(p)
-	case len(val) == 1 && val[0] == pageKindZero:
+	case pageZero:
 		img = make([]byte, st.pageSize)
-	case len(val) > 0 && val[0] == pageKindStub:
-		s, err := decodeStub(fmt.Sprintf("page %d of %q at version %d", p, v.name, u), val)
-		if err != nil {
-			return nil, err
-		}
-		if img, err = v.pageFromFrame(s, p, st.version, int(st.pageSize)); err != nil {
+	case pageStub:
+		if img, err = v.pageFromFrame(pv.stub, p, st.version, int(st.pageSize)); err != nil {
 			return nil, err
 		}
 		img = bytes.Clone(img)
-	default:
-		return nil, fmt.Errorf("%w: page %d of %q at version %d: %d-byte value of kind %d, want a %d-byte image",
-			ErrCorrupt, p, v.name, u, len(val), firstByte(val), st.pageSize)
 	}
 	v.e.cache.insert(v, p, u, st.version, img)
 	return append(dst, img...), nil
@@ -449,13 +451,6 @@ func (v *Volume) lookupPage(id VolumeID, p PageNo, ver Version) (Version, []byte
 
 func appendZeros(dst []byte, n int) []byte {
 	return append(dst, make([]byte, n)...)
-}
-
-func firstByte(b []byte) int {
-	if len(b) == 0 {
-		return -1
-	}
-	return int(b[0])
 }
 
 func beUint64(b []byte) uint64 {
