@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
 	"github.com/cambiumdb/cambium/engine/internal/readahead"
+	"github.com/cambiumdb/cambium/remote"
 	"github.com/cambiumdb/cambium/segment"
 )
 
@@ -164,13 +166,13 @@ func (r *replica) release(run []stub, calls []*fetchCall) {
 // calls.
 func (v *Volume) fetchClaimed(ctx context.Context, r *replica, run []stub, calls []*fetchCall, pageSize int) {
 	defer r.release(run, calls)
-	pages, err := v.fetchFrames(ctx, r, run, pageSize)
+	pages, err := v.fetchFrames(ctx, r.store, run, pageSize)
 	for i, c := range calls {
 		if c.pages = pages[i]; c.pages == nil {
 			c.err = err
 		}
 	}
-	if err := v.storeFrames(run, pages, pageSize); err != nil {
+	if _, err := v.storeFrames(run, pages, pageSize); err != nil {
 		// The pages are verified; failing to keep them only costs a
 		// fetch next time.
 		v.e.opts.Logger.Warn("cambium: cannot store fetched pages", "volume", v.name, "err", err)
@@ -212,14 +214,14 @@ func (v *Volume) fetchCurrent(ctx context.Context, r *replica, run []stub, calls
 	}
 }
 
-// fetchFrames reads the frames of run, consecutive in one segment, with
-// one ranged GET and returns each frame's verified pages. A frame that
-// cannot be had is nil, and err says why.
-func (v *Volume) fetchFrames(ctx context.Context, r *replica, run []stub, pageSize int) ([][]byte, error) {
+// fetchFrames reads the frames of run, consecutive in one segment, from
+// store with one ranged GET and returns each frame's verified pages. A
+// frame that cannot be had is nil, and err says why.
+func (v *Volume) fetchFrames(ctx context.Context, store remote.Store, run []stub, pageSize int) ([][]byte, error) {
 	out := make([][]byte, len(run))
 	key := manifest.SegmentKey(v.name, run[0].seg)
 	off := run[0].frame.Offset
-	data, err := r.store.GetRange(ctx, key, off, run[len(run)-1].frame.End()-off)
+	data, err := store.GetRange(ctx, key, off, run[len(run)-1].frame.End()-off)
 	if err != nil {
 		return out, fmt.Errorf("fetch pages %d..%d of %q from %s: %w", run[0].frame.First, run[len(run)-1].frame.Last, v.name, key, err)
 	}
@@ -353,14 +355,14 @@ func decodeStubFrame(key string, s stub, pageSize int, data []byte) ([]byte, err
 
 // storeFrames replaces with images the stubs that point to the frames of
 // run, in one batch: for each page of each frame whose pages are not nil,
-// its newest entry if that is such a stub.
-func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) error {
+// its newest entry if that is such a stub. It returns how many it replaced.
+func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, error) {
 	id := VolumeID(v.id.Load())
 	v.fetchMu.RLock() // the pruner must not delete a stub we replace
 	defer v.fetchMu.RUnlock()
 	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer it.Close()
 	b := v.e.db.NewBatch()
@@ -388,16 +390,16 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) error {
 		}
 	}
 	if err := it.Error(); err != nil {
-		return err
+		return 0, err
 	}
 	if n == 0 {
-		return nil
+		return 0, nil
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return err
+		return 0, err
 	}
 	v.stats.pagesFetched.Add(int64(n))
-	return nil
+	return n, nil
 }
 
 // pointsTo reports whether page value val (of page at) is a stub for
@@ -439,9 +441,8 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 	if err != nil {
 		return HydrateResult{}, fmt.Errorf("hydrate %q: %w", v.name, err)
 	}
-	before := r.store.Stats()
-	pagesBefore := v.stats.pagesFetched.Load()
-	framesBefore := v.stats.framesFetched.Load()
+	op := r.op()
+	var pagesDone, framesDone atomic.Int64
 
 	// Group by segment, order by offset, and cut into runs.
 	slices.SortFunc(stubs, func(a, b stub) int {
@@ -476,7 +477,10 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := v.fetchRun(ctx, r, run, snap.PageSize()); err != nil {
+			pages, frames, err := v.fetchRun(ctx, op, run, snap.PageSize())
+			pagesDone.Add(int64(pages))
+			framesDone.Add(int64(frames))
+			if err != nil {
 				errMu.Lock()
 				if first == nil {
 					first = err
@@ -487,10 +491,10 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 		}()
 	}
 	wg.Wait()
-	st := r.store.Stats().Sub(before)
+	st := op.store.Stats()
 	res := HydrateResult{
-		Pages:     int(v.stats.pagesFetched.Load() - pagesBefore),
-		Frames:    int(v.stats.framesFetched.Load() - framesBefore),
+		Pages:     int(pagesDone.Load()),
+		Frames:    int(framesDone.Load()),
 		Requests:  st.Requests(),
 		BytesRead: st.BytesRead(),
 	}
@@ -501,13 +505,15 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 }
 
 // fetchRun reads the frames of run, which lie in one segment in offset
-// order, with one ranged GET, and stores their pages.
-func (v *Volume) fetchRun(ctx context.Context, r *replica, run []stub, pageSize int) error {
-	pages, err := v.fetchFrames(ctx, r, run, pageSize)
+// order, with one ranged GET, stores their pages, and returns how many
+// pages it stored and how many frames it fetched.
+func (v *Volume) fetchRun(ctx context.Context, op remoteOp, run []stub, pageSize int) (pages, frames int, err error) {
+	data, err := v.fetchFrames(ctx, op.store, run, pageSize)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	return v.storeFrames(run, pages, pageSize)
+	pages, err = v.storeFrames(run, data, pageSize)
+	return pages, len(run), err
 }
 
 // stubsAt returns the stubs that snap's pages read: every page whose

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cambiumdb/cambium/engine/internal/commitlog"
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
@@ -127,7 +128,6 @@ func (v *Volume) uploadSegments(ctx context.Context, r remoteOp, snap *Snapshot,
 		refs []manifest.SegmentRef
 		buf  bytes.Buffer
 		w    *segment.Writer
-		page []byte
 		err  error
 	)
 	flush := func() error {
@@ -140,35 +140,33 @@ func (v *Volume) uploadSegments(ctx context.Context, r remoteOp, snap *Snapshot,
 			return err
 		}
 		if err := r.store.Put(ctx, manifest.SegmentKey(v.name, id), buf.Bytes()); err != nil {
-			return fmt.Errorf("push %q: upload segment: %w", v.name, err)
+			return fmt.Errorf("upload segment: %w", err)
 		}
 		refs = append(refs, manifest.SegmentRef{ID: id, Salt: footer.Salt, Size: footer.Size, Pages: footer.Pages, Frames: footer.Frames})
 		w = nil
 		return nil
 	}
-	for p := range roaring.Values(pages) {
+	err = v.imagesAt(r.replica, snap.st, pages, func(p PageNo, img []byte) error {
 		if w == nil {
 			buf.Reset()
+			var err error
 			if w, err = segment.NewWriter(&buf, snap.PageSize(), segment.Options{}); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		if page, err = snap.ReadPage(PageNo(p), page[:0]); err != nil {
-			return nil, fmt.Errorf("push %q: %w", v.name, err)
-		}
-		if err := w.Add(PageNo(p), page); err != nil {
-			return nil, err
+		if err := w.Add(p, img); err != nil {
+			return err
 		}
 		if buf.Len() >= maxSegmentBytes {
-			if err := flush(); err != nil {
-				return nil, err
-			}
+			return flush()
 		}
+		return nil
+	})
+	if err == nil && w != nil {
+		err = flush()
 	}
-	if w != nil {
-		if err := flush(); err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, fmt.Errorf("push %q: %w", v.name, err)
 	}
 	return refs, nil
 }
@@ -263,6 +261,57 @@ func (v *Volume) divergedError(pushed Version) error {
 	head, _, _ := v.Head()
 	return fmt.Errorf("%q: %w: another writer claimed the version after %d in the remote; this volume's local versions %d..%d are kept but cannot be pushed, and writes are refused. PRAGMA cambium_reset (Volume.Reset) discards them and follows the remote",
 		v.name, ErrDiverged, pushed, pushed+1, head)
+}
+
+// imagesAt calls fn with the image as of st of each page of pages, in page
+// order, read from Pebble with one iterator rather than through
+// Snapshot.ReadPage: a push is no reader, so it counts no page reads,
+// fills no page cache and moves no readahead. img is valid until fn
+// returns. A page whose image is only in the remote (a push sends what was
+// committed locally, so there should be none) is fetched as a read would,
+// frame alone. The caller keeps st pinned.
+func (v *Volume) imagesAt(r *replica, st *state, pages *roaring.Bitmap, fn func(p PageNo, img []byte) error) error {
+	id := VolumeID(v.id.Load())
+	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	pageSize := int(st.pageSize)
+	zeros := make([]byte, pageSize)
+	for p := range roaring.Values(pages) {
+		img := zeros // no image at or before st, or one a truncation cut off
+		if it.SeekGE(pageKey(id, PageNo(p), st.version)) {
+			_, q, u, ok := decodePageKey(it.Key())
+			if !ok {
+				return fmt.Errorf("%w: page key %x", ErrCorrupt, it.Key())
+			}
+			if q == PageNo(p) && !st.cutOff(q, u, st.version) {
+				pv, err := decodePageValue(pageAt{v.name, q, u}, it.Value(), pageSize)
+				if err != nil {
+					return err
+				}
+				switch pv.kind {
+				case pageImage:
+					img = pv.image
+				case pageStub:
+					frame, err := v.fetchFrame(r, pv.stub, pageSize)
+					if err != nil {
+						return err
+					}
+					at := int(q-pv.stub.frame.First) * pageSize
+					img = frame[at : at+pageSize]
+				}
+			}
+		}
+		if err := it.Error(); err != nil {
+			return v.e.readError(fmt.Sprintf("read page %d of %q", p, v.name), err)
+		}
+		if err := fn(PageNo(p), img); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pagesChanged returns the pages whose image at snap differs, or may

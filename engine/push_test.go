@@ -519,3 +519,43 @@ func TestVolume_PushCountsItsOwnRequests(t *testing.T) {
 		t.Fatalf("push: %d requests, want %d (the volume made %v)", res.Requests, want, all)
 	}
 }
+
+// TestVolume_PushIsNoReader: a push reads the pages it uploads from the
+// store, not through the read path: it counts no page reads and fills no
+// page cache.
+func TestVolume_PushIsNoReader(t *testing.T) {
+	rem := newFileRemote(t)
+	e := openTestEngine(t, t.TempDir(), Options{})
+	defer e.Close()
+	v := attach(t, e, "doc", rem.url, rem.store)
+	commitPages(t, v, 1, 1, 2, 3)
+	commitWith(t, v, func(txn *Txn) error { return txn.Truncate(1) })
+	commitPages(t, v, 2, 3) // page 2 reads as zeros
+	e.cache.dropVolume(v)
+	before := v.Stats()
+	res := mustPush(t, v)
+	if after := v.Stats(); after != before {
+		t.Fatalf("push of %d pages moved the read counters: %+v, then %+v", res.Pages, before, after)
+	}
+	for p := PageNo(1); p <= 3; p++ {
+		if _, cached := e.cache.get(v, p, 4, nil); cached {
+			t.Fatalf("page %d is in the page cache after the push", p)
+		}
+	}
+	// What it pushed is the volume: a replica reads it back.
+	re := openTestEngine(t, t.TempDir(), Options{})
+	defer re.Close()
+	r := attach(t, re, "doc", rem.url, rem.store)
+	mustPull(t, r)
+	snap := r.Snapshot()
+	defer snap.Release()
+	for p, b := range map[PageNo]byte{1: 1 + 1, 2: 0, 3: 2 + 3} {
+		got, err := snap.ReadPage(p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := bytes.Repeat([]byte{b}, len(got)); !bytes.Equal(got, want) {
+			t.Fatalf("page %d reads %x..., want %x...", p, got[:4], want[:4])
+		}
+	}
+}
