@@ -58,6 +58,16 @@ func (r *replica) op() remoteOp {
 	return remoteOp{replica: r, store: remote.NewCountingStore(r.store)}
 }
 
+// replicaToWrite returns the attached remote for an operation that writes
+// locally (a push, a pull, a reset), unless a failed write has stopped the
+// engine's writes: the store's state is unknown then.
+func (v *Volume) replicaToWrite() (*replica, error) {
+	if err := v.e.writable(); err != nil {
+		return nil, err
+	}
+	return v.replica()
+}
+
 func (v *Volume) replica() (*replica, error) {
 	r := v.attached.Load()
 	if r == nil {
@@ -97,7 +107,7 @@ type PullResult struct {
 // can a diverged one (ErrDiverged); a volume that does not exist locally
 // is created at the remote's newest version.
 func (v *Volume) Pull(ctx context.Context) (PullResult, error) {
-	r, err := v.replica()
+	r, err := v.replicaToWrite()
 	if err != nil {
 		return PullResult{}, fmt.Errorf("pull %q: %w", v.name, err)
 	}

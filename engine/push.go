@@ -47,7 +47,7 @@ type PushResult struct {
 // remote is not touched, and writes are refused until Reset. Pushes and
 // pulls of one volume are serialised.
 func (v *Volume) Push(ctx context.Context) (PushResult, error) {
-	r, err := v.replica()
+	r, err := v.replicaToWrite()
 	if err != nil {
 		return PushResult{}, fmt.Errorf("push %q: %w", v.name, err)
 	}
@@ -356,6 +356,9 @@ func (v *Volume) loadRepl(id VolumeID) (replRecord, error) {
 // saveRepl writes rec durably (a claim must not be forgotten) and makes it
 // the volume's current replication state.
 func (v *Volume) saveRepl(id VolumeID, rec replRecord) error {
+	if err := v.e.writable(); err != nil {
+		return fmt.Errorf("save replication state of %q: %w", v.name, err)
+	}
 	b := v.e.db.NewBatch()
 	defer b.Close()
 	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {

@@ -457,8 +457,12 @@ func TestVolume_PullErrRemoteCorrupt(t *testing.T) {
 		r := openTestEngine(t, t.TempDir(), Options{})
 		rv := attach(t, r, "c", rem.url, rem.store)
 		_, err := rv.Pull(ctx)
-		if !errors.Is(err, ErrRemoteCorrupt) || !strings.Contains(err.Error(), key) {
-			t.Fatalf("pull of a corrupt commit: %v, want ErrRemoteCorrupt naming %s", err, key)
+		if !errors.Is(err, ErrRemoteCorrupt) || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), key) {
+			t.Fatalf("pull of a corrupt commit: %v, want ErrRemoteCorrupt (only) naming %s", err, key)
+		}
+		_, err = rv.Poll(ctx)
+		if !errors.Is(err, ErrRemoteCorrupt) || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), key) {
+			t.Fatalf("poll of a corrupt commit: %v, want ErrRemoteCorrupt (only) naming %s", err, key)
 		}
 		if h, _, _ := rv.Head(); h != 0 {
 			t.Fatalf("reader moved to %d", h)
@@ -557,5 +561,26 @@ func TestVolume_PushIsNoReader(t *testing.T) {
 		if want := bytes.Repeat([]byte{b}, len(got)); !bytes.Equal(got, want) {
 			t.Fatalf("page %d reads %x..., want %x...", p, got[:4], want[:4])
 		}
+	}
+}
+
+// TestVolume_PushPendingErrCorrupt: a pending commit in the local
+// replication record that does not decode is local damage, ErrCorrupt,
+// and the push sends nothing.
+func TestVolume_PushPendingErrCorrupt(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	e := openTestEngine(t, t.TempDir(), Options{})
+	defer e.Close()
+	v := attach(t, e, "c", rem.url, rem.store)
+	commitPages(t, v, 1, 1, 2)
+	rec := *v.replState.Load()
+	rec.pending = []byte("not a commit")
+	if err := v.saveRepl(VolumeID(v.id.Load()), rec); err != nil {
+		t.Fatal(err)
+	}
+	res, err := v.Push(ctx)
+	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrRemoteCorrupt) || res.Requests != 0 {
+		t.Fatalf("push with a damaged pending commit: %+v, %v; want ErrCorrupt (only) and no request", res, err)
 	}
 }

@@ -49,6 +49,15 @@ func openRecord(what string, b []byte, minBody int) ([]byte, error) {
 	return b[1:n], nil
 }
 
+// openFixedRecord is openRecord for a record whose body is always n bytes.
+func openFixedRecord(what string, b []byte, n int) ([]byte, error) {
+	body, err := openRecord(what, b, n)
+	if err == nil && len(body) != n {
+		return nil, fmt.Errorf("%w: %s is %d bytes, want %d", ErrCorrupt, what, len(b), 1+n+4)
+	}
+	return body, err
+}
+
 type volumeRecord struct {
 	id      VolumeID
 	created time.Time
@@ -62,7 +71,7 @@ func (r volumeRecord) encode() []byte {
 }
 
 func decodeVolumeRecord(name string, b []byte) (volumeRecord, error) {
-	body, err := openRecord(fmt.Sprintf("volume record of %q", name), b, 16)
+	body, err := openFixedRecord(fmt.Sprintf("volume record of %q", name), b, 16)
 	if err != nil {
 		return volumeRecord{}, err
 	}
@@ -88,7 +97,7 @@ func (h headRecord) encode() []byte {
 }
 
 func decodeHeadRecord(what string, b []byte) (headRecord, error) {
-	body, err := openRecord(what, b, 16)
+	body, err := openFixedRecord(what, b, 16)
 	if err != nil {
 		return headRecord{}, err
 	}
@@ -196,7 +205,7 @@ func encodePrunedRecord(v Version) []byte {
 }
 
 func decodePrunedRecord(what string, b []byte) (Version, error) {
-	body, err := openRecord(what, b, 8)
+	body, err := openFixedRecord(what, b, 8)
 	if err != nil {
 		return 0, err
 	}

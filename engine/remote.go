@@ -105,9 +105,17 @@ func decodeReplRecord(what string, b []byte) (replRecord, error) {
 	}
 	rest := body[33:]
 	url, ok := cutField(&rest)
-	pending, ok2 := cutField(&rest)
-	if !ok || !ok2 || len(rest) != 0 || body[32] > 1 {
-		return replRecord{}, fmt.Errorf("%w: %s: unreadable", ErrCorrupt, what)
+	if !ok {
+		return replRecord{}, fmt.Errorf("%w: %s: the remote URL's length runs past the record", ErrCorrupt, what)
+	}
+	pending, ok := cutField(&rest)
+	switch {
+	case !ok:
+		return replRecord{}, fmt.Errorf("%w: %s: the pending commit's length runs past the record", ErrCorrupt, what)
+	case len(rest) != 0:
+		return replRecord{}, fmt.Errorf("%w: %s: %d bytes after the pending commit", ErrCorrupt, what, len(rest))
+	case body[32] > 1:
+		return replRecord{}, fmt.Errorf("%w: %s: flags %#x", ErrCorrupt, what, body[32])
 	}
 	r.url, r.pending = string(url), bytes.Clone(pending)
 	return r, nil

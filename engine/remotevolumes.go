@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -76,7 +75,7 @@ func statRemote(ctx context.Context, store remote.Store, prefix string) ([]Remot
 		}
 		rv.Objects++
 		rv.Bytes += o.Size
-		if strings.HasPrefix(o.Key, manifest.CommitPrefix(name)) {
+		if _, _, ok := manifest.ParseCommitKey(o.Key); ok {
 			rv.Commits++
 			// Commit keys end in the parent version in fixed-width hex, so
 			// the listing's last one is the newest.

@@ -26,7 +26,7 @@ type ResetResult struct {
 // must not trust their cache: Lineage changes, which the SQLite file layer
 // turns into a change SQLite notices.
 func (v *Volume) Reset(ctx context.Context) (ResetResult, error) {
-	r, err := v.replica()
+	r, err := v.replicaToWrite()
 	if err != nil {
 		return ResetResult{}, fmt.Errorf("reset %q: %w", v.name, err)
 	}

@@ -71,21 +71,31 @@ func nearVersions(parents []Version, n Version) string {
 
 // localSnapshotAt pins version n if the volume stores it whole.
 func (v *Volume) localSnapshotAt(n Version) (*Snapshot, bool, error) {
-	// The commit record is read before v.mu is taken (Snapshot must never
-	// wait for I/O); under it, what the read assumed is checked again: a
-	// Reset in between may have replaced version n (it changes the
-	// lineage).
-	id, lineage := VolumeID(v.id.Load()), v.lineage.Load()
+	for {
+		s, ok, retry, err := v.tryLocalSnapshotAt(n)
+		if !retry {
+			return s, ok, err
+		}
+	}
+}
+
+// tryLocalSnapshotAt is one attempt of localSnapshotAt. The commit record
+// of n is read before v.mu is taken (Snapshot must never wait for I/O);
+// under it, what the read assumed is checked again, and retry says to read
+// again: a commit moved the head past n after the read skipped it as the
+// head, or a Reset replaced version n (it changes the lineage).
+func (v *Volume) tryLocalSnapshotAt(n Version) (s *Snapshot, ok, retry bool, err error) {
+	id, lineage, readAt := VolumeID(v.id.Load()), v.lineage.Load(), v.head.Load().version
 	var c commitRecord
 	found := false
-	if id != 0 && n != 0 && n < v.head.Load().version {
+	if id != 0 && n != 0 && n < readAt {
 		raw, ok, err := v.e.get(commitKey(id, n))
 		if err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 		if ok {
 			if c, err = decodeCommitRecord(fmt.Sprintf("commit record %d of %q", n, v.name), raw); err != nil {
-				return nil, false, err
+				return nil, false, false, err
 			}
 			found = true
 		}
@@ -93,21 +103,23 @@ func (v *Volume) localSnapshotAt(n Version) (*Snapshot, bool, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	head := v.head.Load()
-	if n == head.version {
-		return v.pinLocked(head), true, nil
-	}
-	if n > head.version && v.attached.Load() == nil {
-		return nil, false, fmt.Errorf("open %q at version %d: %w: the newest is %d", v.name, n, ErrVersion, head.version)
+	switch {
+	case n == head.version:
+		return v.pinLocked(head), true, false, nil
+	case n > head.version && v.attached.Load() == nil:
+		return nil, false, false, fmt.Errorf("open %q at version %d: %w: the newest is %d", v.name, n, ErrVersion, head.version)
+	case v.lineage.Load() != lineage, n < head.version && n >= readAt:
+		return nil, false, true, nil
 	}
 	// A prune step in progress may be deleting images of versions below
 	// its end (see pruneStep).
-	if !found || v.lineage.Load() != lineage || n > head.version || n < max(v.mu.prunedThrough, v.mu.pruning) {
-		return nil, false, nil
+	if !found || n > head.version || n < max(v.mu.prunedThrough, v.mu.pruning) {
+		return nil, false, false, nil
 	}
 	// Pinned under v.mu, so the pruner, which reads the pins under it,
 	// keeps every image this version reads.
 	st := &state{version: n, pageCount: c.pageCount, pageSize: c.pageSize, shrinks: head.shrinks}
-	return v.pinLocked(st), true, nil
+	return v.pinLocked(st), true, false, nil
 }
 
 // remoteView is what a snapshot read from the remote reads through: the

@@ -245,10 +245,12 @@ func (v *Volume) assignID(b *pebble.Batch) (VolumeID, func(), error) {
 // changed nothing commits no version and returns a snapshot of its base.
 // After an error the transaction stays open for Rollback.
 //
-// The steps, as a pull and a reset take them too: the writer is held
+// The steps, which a pull takes too (applyPulled): the writer is held
 // (Begin took it); the batch holds the pages, the commit record and the
 // new head; logHeadMove logs and applies it; the page cache is brought up
-// to date; publish makes the new state the one snapshots pin.
+// to date; publish makes the new state, made by successorLocked, the one
+// snapshots pin. A reset (discardUnpushed) takes the same steps but
+// publishes before it applies its batch, and says why.
 func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	if t.done {
 		return nil, ErrTxnDone

@@ -40,43 +40,49 @@ func (s *state) cutOff(p PageNo, u, v Version) bool {
 }
 
 // Volume is one named volume of an Engine. It is safe for concurrent use.
+// Its fields are grouped by the concern they serve; engine/doc.go
+// (Concurrency) says what guards each and the order locks are taken in.
 type Volume struct {
 	e         *Engine
 	name      string
 	cacheSeed uint64
 
+	// The head, published without locks.
 	head atomic.Pointer[state] // the newest committed version
 	// committing is the version of the newest commit begun; it runs ahead
 	// of head while a commit is being applied (see pageCache).
 	committing atomic.Uint64
 	// cacheGen changes when a truncation makes cached images suspect.
 	cacheGen atomic.Uint64
-
-	// writer is held by the open write transaction, if any; writing
-	// mirrors it for observers that must not contend for it.
-	writer  sync.Mutex
-	writing atomic.Bool
-	// pushMu serialises pushes, pulls and resets.
-	pushMu sync.Mutex
-	// replState is the replication record's current value (never nil);
-	// attached the remote the volume is attached to, if any.
-	replState atomic.Pointer[replRecord]
-	attached  atomic.Pointer[replica]
-	// fetchMu keeps the pruner (writer) from deleting stubs that fetched
-	// frames replace (readers).
-	fetchMu sync.RWMutex
-	// ra plans the fetches of scans of remote pages (see readahead);
-	// raExtending is set while a background prefetch is being planned and
-	// started (see extendReadahead).
-	ra          readahead.Planner[stub]
-	raExtending atomic.Bool
 	// lineage changes when Reset replaces versions this process may have
 	// seen with the remote's; see Lineage.
 	lineage atomic.Uint64
-
 	// id is the volume's ID, 0 until a write stores the volume.
 	id atomic.Uint64
 
+	// Writing: writer is held by the open write transaction, if any, and
+	// by a pull or a reset while it moves the head; writing mirrors it for
+	// observers that must not contend for it.
+	writer  sync.Mutex
+	writing atomic.Bool
+
+	// Replication: pushMu serialises pushes, pulls, polls and resets;
+	// replState is the replication record's current value (never nil);
+	// attached the remote the volume is attached to, if any.
+	pushMu    sync.Mutex
+	replState atomic.Pointer[replRecord]
+	attached  atomic.Pointer[replica]
+
+	// Lazy fetch: fetchMu keeps the pruner (writer) from deleting stubs
+	// that fetched frames replace (readers); ra plans the fetches of scans
+	// of remote pages (see package readahead); raExtending is set while a
+	// background prefetch is being planned and started (see
+	// extendReadahead). The frames being fetched are the attachment's.
+	fetchMu     sync.RWMutex
+	ra          readahead.Planner[stub]
+	raExtending atomic.Bool
+
+	// Snapshot pins, and the pruner's state.
 	mu struct {
 		sync.Mutex
 		pins          map[Version]int // pinned snapshots, by version

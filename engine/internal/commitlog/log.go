@@ -33,7 +33,8 @@ type Options struct {
 	// slog.Default()).
 	Logger *slog.Logger
 
-	// Size is the size of the log file (default DefaultSize).
+	// Size is the size of the log file (default DefaultSize, at most 1
+	// GiB). A larger file, written with a larger Size, is used whole.
 	Size int
 	// FillChunk is how much of a new log file is written with zeros before
 	// Open returns, and how much the filler writes at a time after
@@ -45,6 +46,9 @@ type Options struct {
 	FillHook func() error
 }
 
+// maxSize bounds the log file's size.
+const maxSize = 1 << 30
+
 func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.DB == nil:
@@ -55,8 +59,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: no position key", ErrOptions)
 	case o.HeadVersion == nil:
 		return o, fmt.Errorf("%w: no HeadVersion", ErrOptions)
-	case o.Size < 0 || o.Size > 0 && o.Size <= entriesStart:
-		return o, fmt.Errorf("%w: Size %d, not above %d", ErrOptions, o.Size, entriesStart)
+	case o.Size < 0 || o.Size > 0 && o.Size <= entriesStart || o.Size > maxSize:
+		return o, fmt.Errorf("%w: Size %d, not in %d..%d", ErrOptions, o.Size, entriesStart+1, maxSize)
 	case o.FillChunk < 0:
 		return o, fmt.Errorf("%w: FillChunk %d", ErrOptions, o.FillChunk)
 	}
@@ -88,6 +92,9 @@ type Log struct {
 	// mapped says whether m is the mapping; if not, every change to m is
 	// also written to f.
 	mapped bool
+	// waiting, if set, is called (with mu held) each time a write starts
+	// to wait for the filler. (For tests.)
+	waiting func()
 
 	// mu serialises appends: an entry is written and its batch applied
 	// under it, so that the log's order is Pebble's.
@@ -138,7 +145,13 @@ func Open(opts Options) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("commit log %s: %w", path, err)
 	}
-	size := opts.Size
+	// A log file larger than opts.Size (written with a larger size) is
+	// used whole: its entries may reach past opts.Size.
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	size := max(opts.Size, int(min(fi.Size(), maxSize)))
 	// A new log file is written with zeros one chunk at a time, the
 	// first now and the rest by the filler, in the background.
 	filled, err := fillFile(f, int64(min(size, entriesStart+opts.FillChunk)))
@@ -422,6 +435,9 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 		if l.mu.fillErr == ErrClosed {
 			return fmt.Errorf("write commit log: %w", ErrClosed)
 		}
+		if l.waiting != nil {
+			l.waiting()
+		}
 		l.extended.Wait()
 	}
 	seq := l.mu.seq + 1
@@ -439,7 +455,10 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 	l.mu.seq = seq
 	l.mu.off += n
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return err
+		// Logged but not applied: Pebble and the log disagree until the
+		// next Open replays the entry, so nothing more may be written.
+		l.mu.err = fmt.Errorf("apply a logged batch: %w", err)
+		return l.mu.err
 	}
 	if !l.mu.flushing && l.mu.off > len(l.m)/4*3 {
 		l.mu.flushing = true

@@ -201,6 +201,25 @@ func TestOpen_Replay(t *testing.T) {
 }
 
 // A damaged position record fails Open with ErrCorrupt.
+// A log reopened with a smaller Size than it was written with is still
+// replayed whole: entries past the new Size are not lost.
+func TestOpen_SmallerSize(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, Options{Size: 1 << 20, FillChunk: 1 << 20})
+	const commits = 100 // about 4 KiB each: well past 64 KiB
+	for i := 1; i <= commits; i++ {
+		if err := s.tryCommit(1, byte(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.crash()
+	s = openTestStore(t, dir, Options{Size: 64 << 10})
+	defer s.close()
+	if head, _ := s.head(1); head != commits {
+		t.Fatalf("version %d after replaying with a smaller size, want %d", head, commits)
+	}
+}
+
 func TestOpen_ErrCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
@@ -284,6 +303,13 @@ func TestLog_ErrClosedWhileWaiting(t *testing.T) {
 	opts := Options{Size: 4 << 20, FillChunk: 64 << 10, FillHook: func() error { <-release; return nil }} // stuck until told
 	defer close(release)
 	s := openTestStore(t, t.TempDir(), opts)
+	waiting := make(chan struct{}, 1)
+	s.log.waiting = func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	}
 	done := make(chan error, 1)
 	go func() {
 		var err error
@@ -292,7 +318,11 @@ func TestLog_ErrClosedWhileWaiting(t *testing.T) {
 		}
 		done <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("a write past the filled part of the log returned: %v", err)
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("a write past the filled part of the log returned: %v", err)

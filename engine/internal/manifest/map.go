@@ -3,6 +3,7 @@ package manifest
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"math/bits"
@@ -85,8 +86,30 @@ func (m *Map) Locate(p segment.PageNo) (ref *SegmentRef, fr segment.Frame, zero,
 	return nil, segment.Frame{}, true, true
 }
 
-// Encode returns the map's encoding, compressed when its body is large.
+// Encode returns the map's encoding, compressed when its body is large. It
+// refuses a map that DecodeMap would refuse.
 func (m *Map) Encode() ([]byte, error) {
+	b, err := m.encode()
+	if err != nil {
+		return nil, err
+	}
+	// A map that would not decode is a bug of the caller's, refused here
+	// rather than found by every reader of the remote.
+	if _, err := DecodeMap(b); err != nil {
+		return nil, fmt.Errorf("manifest: encode a map that does not hold together: %v", err)
+	}
+	return b, nil
+}
+
+func (m *Map) encode() ([]byte, error) {
+	if m.Changeset == nil {
+		return nil, errors.New("manifest: encode a map without a changeset")
+	}
+	for _, r := range m.Segments {
+		if r.Pages == nil {
+			return nil, fmt.Errorf("manifest: encode segment %s without its pages", r.ID)
+		}
+	}
 	set, err := m.Changeset.ToBytes()
 	if err != nil {
 		return nil, fmt.Errorf("encode changeset: %w", err)
@@ -286,13 +309,16 @@ func DecodeMap(b []byte) (*Map, error) {
 		}
 		next, end := uint64(0), int64(0)
 		for j := uint64(0); j < nf && r.err == nil; j++ {
-			first := next + r.uvarint()
-			count := r.uvarint() + 1
-			off := end + int64(r.uvarint())
-			length := r.uvarint()
+			dFirst, dCount, dOff, length := r.uvarint(), r.uvarint(), r.uvarint(), r.uvarint()
 			if r.err != nil {
 				break
 			}
+			// Deltas so large that a sum would wrap are refused here:
+			// frames ascend, and do not overlap.
+			if dFirst > 1<<32 || dCount >= segment.MaxFrameBytes/segment.MinPageSize || dOff > uint64(ref.Size) {
+				return bad("segment %s frame %d: deltas %d, %d, %d", ref.ID, j, dFirst, dCount, dOff)
+			}
+			first, count, off := next+dFirst, dCount+1, end+int64(dOff)
 			last := first + count - 1
 			// A frame may reach past the page count: a rollup keeps the
 			// frames of pages a later truncation left, and a frame can

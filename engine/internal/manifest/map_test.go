@@ -402,6 +402,14 @@ func FuzzDecodeMap(f *testing.F) {
 			}
 			return
 		}
+		for _, ref := range m.Segments {
+			for j := 1; j < len(ref.Frames); j++ {
+				if prev, fr := ref.Frames[j-1], ref.Frames[j]; fr.First <= prev.Last || fr.Offset < prev.End() {
+					t.Fatalf("segment %s: frame %d (pages %d..%d at %d) does not follow frame %d (pages %d..%d at %d+%d)",
+						ref.ID, j, fr.First, fr.Last, fr.Offset, j-1, prev.First, prev.Last, prev.Offset, prev.Length)
+				}
+			}
+		}
 		if m.Changeset.GetCardinality() <= 1<<16 { // a few bytes can encode a run of 2^32 pages
 			for p := range roaring.Values(m.Changeset) {
 				m.Locate(segment.PageNo(p))
@@ -420,4 +428,26 @@ func FuzzDecodeMap(f *testing.F) {
 // sealMap appends the CRC a map ends with.
 func sealMap(b []byte) []byte {
 	return binary.BigEndian.AppendUint32(bytes.Clone(b), crc32.Checksum(b, castagnoli))
+}
+
+// TestEncode_Refuses: a map that would not decode is not encoded.
+func TestEncode_Refuses(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	maps, _ := genMaps(rng, 3)
+	for _, tc := range []struct {
+		name   string
+		mutate func(m *Map)
+	}{
+		{"NoChangeset", func(m *Map) { m.Changeset = nil }},
+		{"Level0OfThreeCommits", func(m *Map) { m.Level, m.FromSeq, m.ToSeq = 0, 0, 3 }},
+		{"SeqsBackwards", func(m *Map) { m.FromSeq, m.ToSeq = 5, 4 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := *maps[0]
+			tc.mutate(&m)
+			if b, err := m.Encode(); err == nil {
+				t.Fatalf("encoded %d bytes", len(b))
+			}
+		})
+	}
 }
