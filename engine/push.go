@@ -87,7 +87,7 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 	if to <= from {
 		return res, nil
 	}
-	pages, minCount, err := v.pagesChanged(id, from, snap)
+	pages, minCount, newest, err := v.pagesChanged(id, from, snap)
 	if err != nil {
 		return res, err
 	}
@@ -99,7 +99,7 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 		PageCount: snap.PageCount(),
 		PageSize:  uint32(snap.PageSize()),
 		MinCount:  minCount,
-		Time:      time.Now(),
+		Time:      newest, // when the version was committed, for restores by time
 		Changeset: pages,
 	}
 	if m.Segments, err = v.uploadSegments(ctx, r, snap, pages); err != nil {
@@ -318,8 +318,9 @@ func (v *Volume) imagesAt(r *replica, st *state, pages *roaring.Bitmap, fn func(
 // differ, from the one at version from: those the commits after it wrote,
 // and every page above the smallest page count in between (a truncation
 // followed by growth leaves zeros where nothing was written). minCount is
-// that smallest page count, from's included.
-func (v *Volume) pagesChanged(id VolumeID, from Version, snap *Snapshot) (pages *roaring.Bitmap, minCount uint32, err error) {
+// that smallest page count, from's included; newest is when snap's version
+// was committed.
+func (v *Volume) pagesChanged(id VolumeID, from Version, snap *Snapshot) (pages *roaring.Bitmap, minCount uint32, newest time.Time, err error) {
 	pages = roaring.New()
 	first := true
 	err = v.e.forCommits(id, from+1, snap.Version(), func(_ Version, c commitRecord, parentCount uint32) error {
@@ -327,11 +328,12 @@ func (v *Volume) pagesChanged(id VolumeID, from Version, snap *Snapshot) (pages 
 			minCount, first = parentCount, false
 		}
 		pages.Or(c.changeset)
+		newest = c.time
 		minCount = min(minCount, c.pageCount)
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("push %q: %w", v.name, err)
+		return nil, 0, time.Time{}, fmt.Errorf("push %q: %w", v.name, err)
 	}
 	n := snap.PageCount()
 	minCount = min(minCount, n)
@@ -342,7 +344,7 @@ func (v *Volume) pagesChanged(id VolumeID, from Version, snap *Snapshot) (pages 
 		pages.RemoveRange(uint64(n)+1, 1<<32)
 	}
 	pages.RunOptimize()
-	return pages, minCount, nil
+	return pages, minCount, newest, nil
 }
 
 func (v *Volume) loadRepl(id VolumeID) (replRecord, error) {

@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
+	"time"
 
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
 )
@@ -165,4 +167,95 @@ func (s *Snapshot) readRemote(p PageNo, dst []byte) ([]byte, error) {
 	}
 	at := int(p-fr.First) * ps
 	return append(dst, pages[at:at+ps]...), nil
+}
+
+// VersionAt returns the newest version of the volume committed at or
+// before t, and its commit time, for opening or restoring by time (then
+// SnapshotAt). It looks in the local log first, and in the remote's when
+// the local log cannot tell: when t falls among versions that a pull
+// brought in as one commit, or before the first local commit. The remote
+// costs one LIST and about log2(k) GETs of commit maps for k commits.
+// Commit times are taken to grow with versions (each writer's clock).
+// Before the first version, it is ErrVersion, naming the oldest version and
+// its time.
+func (v *Volume) VersionAt(ctx context.Context, t time.Time) (Version, time.Time, error) {
+	log, err := v.Log()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	// The newest local commit at or before t, and whether the local log
+	// knows every version between it and the next local commit.
+	i := sort.Search(len(log), func(i int) bool { return log[i].Time.After(t) }) - 1
+	var best CommitInfo
+	exact := false
+	if i >= 0 {
+		best = log[i]
+		exact = i == len(log)-1 || log[i+1].Version == log[i+1].Parent+1
+	} else {
+		exact = len(log) > 0 && log[0].Parent == 0 && log[0].Version == 1
+	}
+	r := v.attached.Load()
+	if !exact && r != nil {
+		ver, at, ok, err := v.remoteVersionAt(ctx, r.op(), t)
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("open %q at %s: %w", v.name, t.Format(time.RFC3339Nano), err)
+		}
+		if ok && ver > best.Version {
+			best = CommitInfo{Version: ver, Time: at}
+		}
+	}
+	if best.Version == 0 {
+		oldest := "it has no versions"
+		if len(log) > 0 {
+			oldest = fmt.Sprintf("its oldest stored version, %d, was committed at %s", log[0].Version, log[0].Time.Format(time.RFC3339Nano))
+		}
+		return 0, time.Time{}, fmt.Errorf("open %q at %s: %w committed at or before then: %s", v.name, t.Format(time.RFC3339Nano), ErrVersion, oldest)
+	}
+	return best.Version, best.Time, nil
+}
+
+// remoteVersionAt returns the newest remote version committed at or before
+// t, by a binary search over the remote's commits; ok is false if none is.
+func (v *Volume) remoteVersionAt(ctx context.Context, r remoteOp, t time.Time) (Version, time.Time, bool, error) {
+	parents, err := v.listCommits(ctx, r, 0)
+	if err != nil || len(parents) == 0 {
+		return 0, time.Time{}, false, err
+	}
+	maps := map[int]*manifest.Map{}
+	commit := func(i int) (*manifest.Map, error) { // i from 0: the commit after parents[i]
+		if m, ok := maps[i]; ok {
+			return m, nil
+		}
+		key := manifest.CommitKey(v.name, uint64(parents[i]))
+		raw, err := r.store.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("read commit %s: %w", key, err)
+		}
+		m, err := decodeRemoteMap(key, raw)
+		if err != nil {
+			return nil, err
+		}
+		maps[i] = m
+		return m, nil
+	}
+	var searchErr error
+	n := sort.Search(len(parents), func(i int) bool {
+		m, err := commit(i)
+		if err != nil {
+			searchErr = err
+			return true
+		}
+		return m.Time.After(t)
+	})
+	if searchErr != nil {
+		return 0, time.Time{}, false, searchErr
+	}
+	if n == 0 {
+		return 0, time.Time{}, false, nil
+	}
+	m, err := commit(n - 1)
+	if err != nil {
+		return 0, time.Time{}, false, err
+	}
+	return Version(m.Version), m.Time, true, nil
 }

@@ -29,6 +29,10 @@ type Config struct {
 	// (version=N, URI only): time travel.
 	Version    uint64
 	HasVersion bool
+	// At, when not zero, opens the volume read-only at the newest version
+	// committed at or before it (at=TIMESTAMP in RFC 3339, URI only):
+	// restore by time.
+	At time.Time
 }
 
 // MinSync is the shortest background replication interval.
@@ -40,7 +44,7 @@ const MinSync = 100 * time.Millisecond
 // _txlock). Any other URI parameter is an error, so that a typo ("dri=")
 // is not silently ignored.
 var (
-	cambiumParams = []string{"dir", "remote", "sync", "version"}
+	cambiumParams = []string{"dir", "remote", "sync", "version", "at"}
 	sqliteParams  = []string{"vfs", "mode", "cache", "psow", "nolock", "immutable", "modeof"}
 )
 
@@ -105,6 +109,16 @@ func ParseConfig(params map[string][]string, env func(string) string) (Config, e
 			return Config{}, fmt.Errorf("%w: URI parameter version=%q: want a version number (0, 1, 2, ...)", ErrConfig, vs[0])
 		}
 		c.Version, c.HasVersion = n, true
+	}
+	if vs, ok := params["at"]; ok {
+		at, err := time.Parse(time.RFC3339Nano, vs[0])
+		switch {
+		case err != nil:
+			return Config{}, fmt.Errorf("%w: URI parameter at=%q: want a time in RFC 3339, such as 2026-12-04T18:00:00Z", ErrConfig, vs[0])
+		case c.HasVersion:
+			return Config{}, fmt.Errorf("%w: URI parameters version= and at= both choose the version to open; pass one", ErrConfig)
+		}
+		c.At = at
 	}
 	return c, nil
 }

@@ -159,7 +159,7 @@ func openMain(e *engine.Engine, name string, cfg Config, flags OpenFlags) (*File
 	if err != nil {
 		return nil, err
 	}
-	f := &File{name: name, readOnly: flags.ReadOnly || cfg.HasVersion, eng: e, vol: vol, sync: syncFull, remote: cfg.Remote, lineage: vol.Lineage()}
+	f := &File{name: name, readOnly: flags.ReadOnly || cfg.HasVersion || !cfg.At.IsZero(), eng: e, vol: vol, sync: syncFull, remote: cfg.Remote, lineage: vol.Lineage()}
 	if cfg.Remote != "" {
 		if err := attach(vol, cfg.Remote); err != nil {
 			return nil, withCode(fmt.Errorf("open %q: %w", name, err), CodeCantOpen)
@@ -174,9 +174,16 @@ func openMain(e *engine.Engine, name string, cfg Config, flags OpenFlags) (*File
 			}
 		}
 	}
-	if cfg.HasVersion {
+	if cfg.HasVersion || !cfg.At.IsZero() {
 		ctx, cancel := context.WithTimeout(context.Background(), pragmaTimeout)
-		snap, err := vol.SnapshotAt(ctx, engine.Version(cfg.Version))
+		n, err := engine.Version(cfg.Version), error(nil)
+		if !cfg.At.IsZero() {
+			n, _, err = vol.VersionAt(ctx, cfg.At)
+		}
+		var snap *engine.Snapshot
+		if err == nil {
+			snap, err = vol.SnapshotAt(ctx, n)
+		}
 		cancel()
 		if err != nil {
 			return nil, withCode(err, CodeCantOpen) // the engine's error names the volume and version

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	_ "github.com/ncruces/go-sqlite3/driver" // for --check
 
@@ -22,6 +23,7 @@ import (
 func exportCommand(g *globals) *command {
 	var (
 		version string
+		atTime  string
 		force   bool
 		check   bool
 	)
@@ -32,7 +34,9 @@ func exportCommand(g *globals) *command {
 		doc: `Writes the volume NAME as a plain SQLite database FILE that any SQLite opens:
 its newest version, or with --version N any version the data directory still
 stores or the remote has (remote versions need --remote, or a volume that
-replicates with one). Pages stored only in the remote are fetched.
+replicates with one), or with --at TIME the newest version committed at or
+before TIME (RFC 3339, e.g. 2026-12-04T18:00:00Z): a restore by time. Pages
+stored only in the remote are fetched.
 
 The file is written to a temporary file beside FILE and renamed into place
 when complete, so FILE is never seen half written. --check runs
@@ -40,6 +44,7 @@ PRAGMA integrity_check on the result before the rename.`,
 		minArgs: 2, maxArgs: 2,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&version, "version", "", "export version `N` rather than the newest")
+			fs.StringVar(&atTime, "at", "", "export the newest version committed at or before `TIME` (RFC 3339)")
 			fs.BoolVar(&force, "force", false, "overwrite FILE if it exists")
 			fs.BoolVar(&check, "check", false, "verify the result with PRAGMA integrity_check")
 		},
@@ -52,7 +57,18 @@ PRAGMA integrity_check on the result before the rename.`,
 				}
 				at = &n
 			}
-			return runExport(ctx, g, args[0], args[1], at, force, check)
+			var when time.Time
+			if atTime != "" {
+				t, err := time.Parse(time.RFC3339Nano, atTime)
+				switch {
+				case err != nil:
+					return usagef("--at %q: want a time in RFC 3339, such as 2026-12-04T18:00:00Z", atTime)
+				case at != nil:
+					return usagef("--version and --at both choose the version to export; pass one")
+				}
+				when = t
+			}
+			return runExport(ctx, g, args[0], args[1], at, when, force, check)
 		},
 	}
 }
@@ -67,7 +83,7 @@ type exportResult struct {
 	Integrity string `json:"integrity_check,omitempty"`
 }
 
-func runExport(ctx context.Context, g *globals, name, file string, at *engine.Version, force, check bool) error {
+func runExport(ctx context.Context, g *globals, name, file string, at *engine.Version, when time.Time, force, check bool) error {
 	if err := engine.ValidateName(name); err != nil {
 		return err
 	}
@@ -90,7 +106,7 @@ func runExport(ctx context.Context, g *globals, name, file string, at *engine.Ve
 		return err
 	}
 	defer s.Close()
-	snap, err := snapshotFor(ctx, s, at)
+	snap, err := snapshotFor(ctx, s, at, when)
 	if err != nil {
 		return err
 	}
@@ -148,9 +164,10 @@ func runExport(ctx context.Context, g *globals, name, file string, at *engine.Ve
 }
 
 // snapshotFor pins the version of s's volume to read: at, or the newest
-// local one, or, for a volume the data directory does not have, the
-// remote's newest. It attaches the volume when it has a remote.
-func snapshotFor(ctx context.Context, s *session, at *engine.Version) (*engine.Snapshot, error) {
+// committed at or before when, or the newest local one, or, for a volume
+// the data directory does not have, the remote's newest. It attaches the
+// volume when it has a remote.
+func snapshotFor(ctx context.Context, s *session, at *engine.Version, when time.Time) (*engine.Snapshot, error) {
 	local := exists(s.v)
 	if s.g.remoteFor(s.v) != "" {
 		if err := s.attach(ctx, nil); err != nil {
@@ -160,6 +177,12 @@ func snapshotFor(ctx context.Context, s *session, at *engine.Version) (*engine.S
 	switch {
 	case at != nil:
 		return s.v.SnapshotAt(ctx, *at)
+	case !when.IsZero():
+		n, _, err := s.v.VersionAt(ctx, when)
+		if err != nil {
+			return nil, err
+		}
+		return s.v.SnapshotAt(ctx, n)
 	case local:
 		return s.v.Snapshot(), nil
 	case s.url == "":

@@ -194,6 +194,8 @@ func TestUsageErrors(t *testing.T) {
 		{"ResetMissingArgs", 2, "missing arguments", []string{"reset"}},
 		{"VerifyMissingArgs", 2, "missing arguments", []string{"verify"}},
 		{"LogMissingArgs", 2, "missing arguments", []string{"log"}},
+		{"BadAt", 2, "RFC 3339", []string{"--dir", dir, "export", "a.db", filepath.Join(tmp, "out.db"), "--at", "noon"}},
+		{"VersionAndAt", 2, "pass one", []string{"--dir", dir, "export", "a.db", filepath.Join(tmp, "out.db"), "--version", "1", "--at", "2026-01-01T00:00:00Z"}},
 		{"BadVersion", 2, "--version", []string{"--dir", dir, "export", "a.db", filepath.Join(tmp, "out.db"), "--version", "x"}},
 		{"BadLimit", 2, "--limit", []string{"--dir", dir, "log", "a.db", "--limit", "-3"}},
 		{"BadDemoRows", 2, "--rows", []string{"demo", "--rows", "3"}},

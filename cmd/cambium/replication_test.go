@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReplication covers push, pull, fetch, hydrate, reset, ls, info and
@@ -61,6 +62,8 @@ func TestReplication(t *testing.T) {
 	}
 	exportEquals(b, files[0])
 
+	afterV1 := time.Now().UTC().Format(time.RFC3339Nano)
+
 	// The writer moves on; the replica fetches, sees it is behind, pulls
 	// and reads the new version lazily.
 	ok(t, "--dir", a, "import", "--force", srcs[1], name)
@@ -106,6 +109,9 @@ func TestReplication(t *testing.T) {
 		t.Fatalf("info of a remote-only volume: %+v", info)
 	}
 	exportEquals(other, files[0], "--remote", rem, "--version", "1")
+	exportEquals(other, files[0], "--remote", rem, "--at", afterV1)
+	exportEquals(b, files[0], "--at", afterV1)
+	fails(t, 1, "no such version committed at or before", "--dir", other, "--remote", rem, "export", name, filepath.Join(tmp, "old.db"), "--at", "2001-01-01T00:00:00Z")
 	exportEquals(other, files[1], "--remote", rem)
 	if _, err := os.Stat(other); err == nil {
 		t.Errorf("reading from the remote alone created a data directory")

@@ -162,13 +162,15 @@ func TestReplication_TimeTravel(t *testing.T) {
 	type point struct {
 		version float64
 		digest  string
+		after   time.Time // after the version was committed, before the next
 	}
 	var points []point
+	before := time.Now()
 	for i := range 5 {
 		mustExec(t, w, fmt.Sprintf(`INSERT INTO items SELECT value, %d, randomblob(100) FROM generate_series(%d, %d)`, i, i*100+1, i*100+100))
 		mustExec(t, w, fmt.Sprintf(`UPDATE items SET qty = qty + %d WHERE id %% 3 = 0`, i))
 		push := pragmaJSON(t, w, "cambium_push")
-		points = append(points, point{push["to"].(float64), tableDigest(t, w)})
+		points = append(points, point{push["to"].(float64), tableDigest(t, w), time.Now()})
 	}
 	cold := t.TempDir()
 	for _, p := range points {
@@ -183,8 +185,23 @@ func TestReplication_TimeTravel(t *testing.T) {
 			db.Close()
 		}
 	}
+	// at=TIME opens the newest version committed at or before TIME.
+	for _, p := range points {
+		for _, dir := range []string{wdir, t.TempDir()} {
+			db := openRemote(t, dir, "tt.db", rem, "&at="+url.QueryEscape(p.after.UTC().Format(time.RFC3339Nano)))
+			if got := tableDigest(t, db); got != p.digest {
+				t.Fatalf("at %s (after version %v) in %s: %s, want %s", p.after, p.version, dir, got, p.digest)
+			}
+			db.Close()
+		}
+	}
+	db := openRemote(t, t.TempDir(), "tt.db", rem, "&at="+url.QueryEscape(before.Add(-time.Hour).UTC().Format(time.RFC3339)))
+	if _, err := db.Exec(`SELECT 1`); err == nil || !strings.Contains(err.Error(), "no such version committed at or before") {
+		t.Fatalf("open before the first version: %v", err)
+	}
+	db.Close()
 	// A version inside one push's range is not a remote version.
-	db := openRemote(t, cold, "tt.db", rem, fmt.Sprintf("&version=%d", int(points[1].version)-1))
+	db = openRemote(t, cold, "tt.db", rem, fmt.Sprintf("&version=%d", int(points[1].version)-1))
 	if _, err := db.Exec(`SELECT 1`); err == nil || !strings.Contains(err.Error(), "nearest remote versions") {
 		t.Fatalf("open inside a push range: %v", err)
 	}

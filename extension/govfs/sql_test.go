@@ -236,6 +236,8 @@ func TestSQL_BadInput(t *testing.T) {
 		{"ok.db", "", "PRAGMA cambium_pull", "no remote"},
 		{"ok.db", "&_pragma=busy_timeout(10)&dri=x", "CREATE TABLE x(y)", `unknown URI parameter "dri"`},
 		{"ok.db", "&version=x", "CREATE TABLE x(y)", "version"},
+		{"ok.db", "&at=yesterday", "CREATE TABLE x(y)", "RFC 3339"},
+		{"ok.db", "&version=1&at=2026-01-01T00:00:00Z", "CREATE TABLE x(y)", "pass one"},
 		{"ok.db", "", "PRAGMA cambium_nope", "unknown pragma cambium_nope; Cambium knows cambium_version, cambium_status, cambium_stats, cambium_push"},
 		{"ok.db", "", "PRAGMA journal_mode=WAL", "journal_mode=WAL"},
 		{"ok.db", "", "PRAGMA cambium_version=3", "takes no value"},
