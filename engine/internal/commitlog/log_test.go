@@ -300,7 +300,15 @@ func TestLog_WritersAheadOfFiller(t *testing.T) {
 // waiting for ever.
 func TestLog_ErrClosedWhileWaiting(t *testing.T) {
 	release := make(chan struct{})
-	opts := Options{Size: 4 << 20, FillChunk: 64 << 10, FillHook: func() error { <-release; return nil }} // stuck until told
+	hooked := make(chan struct{}, 1) // the filler is in its hook, stuck until told
+	opts := Options{Size: 4 << 20, FillChunk: 64 << 10, FillHook: func() error {
+		select {
+		case hooked <- struct{}{}:
+		default:
+		}
+		<-release
+		return nil
+	}}
 	defer close(release)
 	s := openTestStore(t, t.TempDir(), opts)
 	waiting := make(chan struct{}, 1)
@@ -323,6 +331,7 @@ func TestLog_ErrClosedWhileWaiting(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("a write past the filled part of the log returned: %v", err)
 	}
+	<-hooked // else closing fillStop could stop the filler before its hook, which nothing would then release
 	select {
 	case err := <-done:
 		t.Fatalf("a write past the filled part of the log returned: %v", err)
