@@ -225,24 +225,34 @@ func (v *Volume) readRange(ctx context.Context, r remoteOp, seq uint64, from Ver
 	return m, nil
 }
 
+// readCommit reads the remote commit whose parent is version parent.
+func (v *Volume) readCommit(ctx context.Context, r remoteOp, parent Version) (*manifest.Map, error) {
+	key := manifest.CommitKey(v.name, uint64(parent))
+	raw, err := r.store.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read commit %s: %w", key, err)
+	}
+	m, err := decodeRemoteMap(key, raw)
+	if err != nil {
+		return nil, err
+	}
+	if m.Level != 0 || Version(m.Parent) != parent {
+		return nil, fmt.Errorf("%w: %s is a level-%d map from version %d, want the commit from %d",
+			ErrRemoteCorrupt, key, m.Level, m.Parent, parent)
+	}
+	return m, nil
+}
+
 // readPiece reads one rollup, or its two halves (recursively) when it is
 // missing or unreadable, or one commit.
 func (v *Volume) readPiece(ctx context.Context, r remoteOp, p manifest.Piece, parentOf func(uint64) Version) (*manifest.Map, error) {
 	if p.Level == 0 {
-		key := manifest.CommitKey(v.name, uint64(parentOf(p.Start)))
-		raw, err := r.store.Get(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("read commit %s: %w", key, err)
+		m, err := v.readCommit(ctx, r, parentOf(p.Start))
+		if err == nil && m.FromSeq != p.Start {
+			err = fmt.Errorf("%w: %s is commit %d, want commit %d", ErrRemoteCorrupt,
+				manifest.CommitKey(v.name, m.Parent), m.ToSeq, p.Start+1)
 		}
-		m, err := decodeRemoteMap(key, raw)
-		if err != nil {
-			return nil, err
-		}
-		if m.Level != 0 || Version(m.Parent) != parentOf(p.Start) || m.FromSeq != p.Start {
-			return nil, fmt.Errorf("%w: %s is commit %d from version %d, want commit %d from %d",
-				ErrRemoteCorrupt, key, m.ToSeq, m.Parent, p.Start+1, parentOf(p.Start))
-		}
-		return m, nil
+		return m, err
 	}
 	key := manifest.RollupKey(v.name, p.Level, p.Start)
 	raw, err := r.store.Get(ctx, key)
@@ -386,13 +396,9 @@ func (v *Volume) Poll(ctx context.Context) (PollResult, error) {
 	res := PollResult{Version: v.head.Load().version, RemoteVersion: rec.pushed}
 	parents, err := v.listCommits(ctx, op, rec.pushed)
 	if err == nil && len(parents) > 0 {
-		key := manifest.CommitKey(v.name, uint64(parents[len(parents)-1]))
-		var raw []byte
-		if raw, err = op.store.Get(ctx, key); err == nil {
-			var m *manifest.Map
-			if m, err = decodeRemoteMap(key, raw); err == nil {
-				res.RemoteVersion, res.Commits = Version(m.Version), len(parents)
-			}
+		var m *manifest.Map
+		if m, err = v.readCommit(ctx, op, parents[len(parents)-1]); err == nil {
+			res.RemoteVersion, res.Commits = Version(m.Version), len(parents)
 		}
 	}
 	res.Requests = op.store.Stats().Requests()

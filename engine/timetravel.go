@@ -226,12 +226,7 @@ func (v *Volume) remoteVersionAt(ctx context.Context, r remoteOp, t time.Time) (
 		if m, ok := maps[i]; ok {
 			return m, nil
 		}
-		key := manifest.CommitKey(v.name, uint64(parents[i]))
-		raw, err := r.store.Get(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("read commit %s: %w", key, err)
-		}
-		m, err := decodeRemoteMap(key, raw)
+		m, err := v.readCommit(ctx, r, parents[i])
 		if err != nil {
 			return nil, err
 		}
