@@ -542,7 +542,7 @@ func TestVolume_PushIsNoReader(t *testing.T) {
 		t.Fatalf("push of %d pages moved the read counters: %+v, then %+v", res.Pages, before, after)
 	}
 	for p := PageNo(1); p <= 3; p++ {
-		if _, cached := e.cache.get(v, p, 4, nil); cached {
+		if _, cached := e.cache.get(v, p, 3, nil); cached {
 			t.Fatalf("page %d is in the page cache after the push", p)
 		}
 	}
