@@ -62,6 +62,12 @@ var (
 	// ErrVersion is returned for a version a volume does not have.
 	ErrVersion = errors.New("engine: no such version")
 
+	// ErrCollected is returned for a version, or a page image of one,
+	// that the remote's garbage collection deleted: the version is older
+	// than the retention window keeps. The wrapping error names the
+	// version and the oldest one the remote keeps, when it can.
+	ErrCollected = errors.New("engine: version no longer retained by the remote")
+
 	// ErrOptions is returned by Open for Options out of range.
 	ErrOptions = errors.New("engine: invalid options")
 )

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
@@ -555,4 +557,134 @@ func (v *Volume) stubsAt(snap *Snapshot) ([]stub, error) {
 		p++
 	}
 	return out, it.Error()
+}
+
+// resolveCollected reads page p of version n again when the segment its
+// stub s names is gone (cause): the garbage collector deleted it once no
+// retained version read it there. If the page did not change between the
+// newest checkpoint at or before n and n, which the remote's commits from
+// the checkpoint to n tell, its image at n is the checkpoint's; if those
+// commits are gone too, version n is no longer retained (ErrCollected).
+// The stub (written at version u) is replaced with the image.
+func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, cause error) ([]byte, error) {
+	r, err := v.replica()
+	if err != nil {
+		return nil, cause
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
+	defer cancel()
+	op := r.op()
+	collected := func(why string) error {
+		return fmt.Errorf("read page %d of %q at version %d: %w: the segment holding its image was deleted by the remote's garbage collection, and %s; pull to a newer version (%v)",
+			p, v.name, n, ErrCollected, why, cause)
+	}
+	ks, err := v.listCheckpoints(ctx, op)
+	if err != nil {
+		return nil, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
+	}
+	i := sort.Search(len(ks), func(i int) bool { return ks[i] > n }) - 1
+	if i < 0 {
+		return nil, collected("the remote has no checkpoint at or before that version")
+	}
+	m, changed, err := v.checkpointTo(ctx, op, r, ks[i], n)
+	switch {
+	case errors.Is(err, ErrRemoteCorrupt) || errors.Is(err, remote.ErrNotFound):
+		return nil, collected(fmt.Sprintf("the commits from its checkpoint %d are gone (%v)", ks[i], err))
+	case err != nil:
+		return nil, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
+	case changed.Contains(uint32(p)):
+		return nil, collected(fmt.Sprintf("it changed after the checkpoint of version %d", ks[i]))
+	}
+	ref, fr, zero, ok := m.Locate(p)
+	var img []byte
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: the checkpoint of version %d has no page %d, which version %d has", ErrRemoteCorrupt, ks[i], p, n)
+	case zero:
+		img = make([]byte, pageSize)
+	default:
+		at := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
+		pages, err := v.fetchFrame(r, at, pageSize)
+		if err != nil {
+			return nil, fmt.Errorf("read page %d of %q from the checkpoint of version %d: %w", p, v.name, ks[i], err)
+		}
+		off := int(p-fr.First) * pageSize
+		img = pages[off : off+pageSize]
+	}
+	if err := v.replaceStub(p, u, s, img); err != nil {
+		v.e.opts.Logger.Warn("cambium: cannot store a page read again from a checkpoint", "volume", v.name, "page", p, "err", err)
+	}
+	return img, nil
+}
+
+// resolved is what resolveCollected last read: the checkpoint of version
+// k, and the pages the remote's commits changed from k to version n.
+type resolved struct {
+	k, n    Version
+	m       *manifest.Map
+	changed *roaring.Bitmap
+}
+
+// checkpointTo returns the checkpoint of version k and the pages changed
+// from k to version n (k <= n), reading them once for every page read.
+func (v *Volume) checkpointTo(ctx context.Context, op remoteOp, r *replica, k, n Version) (*manifest.Map, *roaring.Bitmap, error) {
+	if c := r.resolved.Load(); c != nil && c.k == k && c.n == n {
+		return c.m, c.changed, nil
+	}
+	m, err := v.readCheckpoint(ctx, op, k)
+	if err != nil {
+		return nil, nil, err
+	}
+	changed := roaring.New()
+	if k < n {
+		parents, err := v.listCommits(ctx, op, k)
+		if err != nil {
+			return nil, nil, err
+		}
+		count := commitsThrough(parents, n)
+		if count == 0 {
+			return nil, nil, fmt.Errorf("%w: no remote commit ends at version %d", ErrRemoteCorrupt, n)
+		}
+		rng, err := v.readRange(ctx, op, m.ToSeq, k, parents[:count])
+		if err != nil {
+			return nil, nil, err
+		}
+		if Version(rng.Version) != n {
+			return nil, nil, fmt.Errorf("%w: the remote's commits from %d end at %d, not %d", ErrRemoteCorrupt, k, rng.Version, n)
+		}
+		changed = rng.Changeset
+		if rng.MinCount < rng.PageCount {
+			changed.AddRange(uint64(rng.MinCount)+1, uint64(rng.PageCount)+1)
+		}
+		if rng.MinCount < m.PageCount {
+			// Pages cut off and grown back read as zeros, not as k's.
+			changed.AddRange(uint64(rng.MinCount)+1, uint64(m.PageCount)+1)
+		}
+	}
+	r.resolved.Store(&resolved{k: k, n: n, m: m, changed: changed})
+	return m, changed, nil
+}
+
+// replaceStub replaces the value of page p written at version u with img,
+// if it still is stub s.
+func (v *Volume) replaceStub(p PageNo, u Version, s stub, img []byte) error {
+	id := VolumeID(v.id.Load())
+	v.fetchMu.RLock() // the pruner must not delete the stub we replace
+	defer v.fetchMu.RUnlock()
+	key := pageKey(id, p, u)
+	val, closer, err := v.e.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	current := pointsTo(pageAt{v.name, p, u}, val, len(img), s)
+	closer.Close()
+	if !current {
+		return nil
+	}
+	out := make([]byte, imageValueLen(len(img)))
+	encodeImage(out, img)
+	return v.e.db.Set(key, out, pebble.NoSync)
 }

@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
 )
 
 // CommitInfo describes one commit of a volume's local log.
@@ -48,6 +52,47 @@ func (v *Volume) Log() ([]CommitInfo, error) {
 	})
 	if err != nil {
 		return out, fmt.Errorf("log of %q: %w", v.name, err)
+	}
+	return out, nil
+}
+
+// RemoteLog returns the versions the remote keeps, oldest first: those a
+// restore can still open (SnapshotAt, VersionAt), each with its commit
+// time. The oldest is a checkpoint's when the garbage collector has
+// deleted older commits; Parent is then 0 for it, and PagesChanged its
+// page count. It costs one LIST of the commits and one GET per commit
+// (made concurrently), plus one LIST and GET for the oldest checkpoint.
+func (v *Volume) RemoteLog(ctx context.Context) ([]CommitInfo, error) {
+	r, err := v.replica()
+	if err != nil {
+		return nil, fmt.Errorf("remote log of %q: %w", v.name, err)
+	}
+	op := r.op()
+	parents, err := v.listCommits(ctx, op, 0)
+	var gap *historyGap
+	if errors.As(err, &gap) {
+		parents, err = gap.parents, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("remote log of %q: %w", v.name, err)
+	}
+	maps := make([]*manifest.Map, len(parents))
+	err = forEach(ctx, len(parents), func(ctx context.Context, i int) error {
+		var err error
+		maps[i], err = v.readCommit(ctx, op, parents[i])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("remote log of %q: %w", v.name, err)
+	}
+	var out []CommitInfo
+	for i, m := range maps {
+		c := CommitInfo{Version: Version(m.Version), Parent: Version(m.Parent), Time: m.Time, PageCount: m.PageCount, PageSize: int(m.PageSize), PagesChanged: int(m.Changeset.GetCardinality())}
+		if i == 0 && gap != nil {
+			// Only the commit's end is restorable, from its checkpoint.
+			c.Parent, c.PagesChanged = 0, int(m.PageCount)
+		}
+		out = append(out, c)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -20,6 +21,10 @@ type replica struct {
 	// levels holds, per rollup level, the newest completed block that is
 	// the left half of the next rollup (guarded by the volume's pushMu).
 	levels map[uint8]*manifest.Map
+
+	// resolved is what the last read of a page whose segment was
+	// collected read (see resolveCollected).
+	resolved atomic.Pointer[resolved]
 
 	mu      sync.Mutex
 	fetches map[frameKey]*fetchCall // frames being fetched, for sharing
@@ -135,6 +140,10 @@ func (v *Volume) pull(ctx context.Context, r remoteOp) (PullResult, error) {
 			ErrAhead, rec.pushed+1, head.version)
 	}
 	parents, err := v.listCommits(ctx, r, rec.pushed)
+	var gap *historyGap
+	if errors.As(err, &gap) {
+		return v.pullCheckpoint(ctx, r, rec, res, gap)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -150,6 +159,75 @@ func (v *Volume) pull(ctx context.Context, r remoteOp) (PullResult, error) {
 	}
 	res.To, res.Commits, res.PagesChanged = Version(m.Version), len(parents), int(m.Changeset.GetCardinality())
 	return res, nil
+}
+
+// pullCheckpoint catches up a volume whose version the remote's garbage
+// collector no longer keeps: it reads the newest checkpoint and the
+// commits after it, and replaces the volume's whole page map with theirs.
+func (v *Volume) pullCheckpoint(ctx context.Context, r remoteOp, rec replRecord, res PullResult, gap *historyGap) (PullResult, error) {
+	ks, err := v.listCheckpoints(ctx, r)
+	if err != nil {
+		return res, err
+	}
+	if len(ks) == 0 || ks[len(ks)-1] <= gap.from {
+		return res, gap
+	}
+	k := ks[len(ks)-1]
+	m, err := v.readCheckpoint(ctx, r, k)
+	if err != nil {
+		return res, err
+	}
+	parents, err := v.listCommits(ctx, r, k)
+	if err != nil {
+		return res, err
+	}
+	// The parent of the newest commit, for a pusher's rollups: the last
+	// listed one, or, with none after the checkpoint, the one ending at it.
+	var lastParent Version
+	for _, p := range gap.parents {
+		if p < k {
+			lastParent = p
+		}
+	}
+	if len(parents) > 0 {
+		rng, err := v.readRange(ctx, r, m.ToSeq, k, parents)
+		if err != nil {
+			return res, err
+		}
+		if m, err = mergeMaps(m, rng); err != nil {
+			return res, err
+		}
+		lastParent = parents[len(parents)-1]
+	}
+	if err := v.applyPulled(m, rec, lastParent); err != nil {
+		return res, err
+	}
+	res.To, res.Commits, res.PagesChanged = Version(m.Version), int(m.ToSeq-rec.seq), int(m.Changeset.GetCardinality())
+	return res, nil
+}
+
+// listCheckpoints returns the versions of the remote's checkpoints,
+// ascending.
+func (v *Volume) listCheckpoints(ctx context.Context, r remoteOp) ([]Version, error) {
+	opts := remote.ListOptions{Prefix: manifest.CheckpointPrefix(v.name)}
+	var out []Version
+	for {
+		page, err := r.store.List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list checkpoints: %w", err)
+		}
+		for _, o := range page.Objects {
+			volume, ver, ok := manifest.ParseCheckpointKey(o.Key)
+			if !ok || volume != v.name {
+				return nil, fmt.Errorf("%w: %s is not a checkpoint key", ErrRemoteCorrupt, o.Key)
+			}
+			out = append(out, Version(ver))
+		}
+		if !page.Truncated || len(page.Objects) == 0 {
+			return out, nil
+		}
+		opts.StartAfter = page.Objects[len(page.Objects)-1].Key
+	}
 }
 
 // listCommits returns the parents of the remote commits after version
@@ -181,11 +259,27 @@ func (v *Volume) listCommits(ctx context.Context, r remoteOp, from Version) ([]V
 		opts.StartAfter = page.Objects[len(page.Objects)-1].Key
 	}
 	if len(parents) > 0 && parents[0] != from {
-		return nil, fmt.Errorf("%w: the remote has no commit after version %d, yet has one after %d: this volume's history is not the remote's (PRAGMA cambium_reset follows the remote)",
-			ErrRemoteCorrupt, from, parents[0])
+		return nil, &historyGap{volume: v.name, from: from, parents: parents}
 	}
 	return parents, nil
 }
+
+// historyGap is listCommits' error when the remote has no commit after
+// version from but has later ones: the garbage collector deleted the
+// commits from there (a checkpoint then takes their place), or the
+// volume's history is not the remote's.
+type historyGap struct {
+	volume  string
+	from    Version
+	parents []Version // the parents of the commits listed, ascending
+}
+
+func (g *historyGap) Error() string {
+	return fmt.Sprintf("%v: the remote has no commit after version %d of %q, yet has one after %d, and no checkpoint to read instead: this volume's history is not the remote's (PRAGMA cambium_reset follows the remote)",
+		ErrRemoteCorrupt, g.from, g.volume, g.parents[0])
+}
+
+func (g *historyGap) Unwrap() error { return ErrRemoteCorrupt }
 
 // readRange reads the maps of commits seq+1..seq+len(parents), where
 // parents[i] is the parent of commit seq+1+i and parents[0] is from, and
@@ -284,8 +378,9 @@ func (v *Volume) readPiece(ctx context.Context, r remoteOp, p manifest.Piece, pa
 	return mergeMaps(left, right)
 }
 
-// applyPulled makes map m, read from the remote, the volume's next version: in
-// one batch, a stub for every changed page (where its image lives), zeros
+// applyPulled makes map m, read from the remote, the volume's next version
+// (m follows the head, or is a full page map of a later version): in one
+// batch, a stub for every changed page (where its image lives), zeros
 // for pages it cleared, the commit and head records, and the replication
 // record. It is the pull's commit.
 func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version) error {
@@ -294,7 +389,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 	}
 	defer v.releaseWriter()
 	base, version := v.head.Load(), Version(m.Version)
-	if base.version != Version(m.Parent) {
+	if full := m.IsCheckpoint() && version > base.version; base.version != Version(m.Parent) && !full {
 		return fmt.Errorf("%w: the volume moved to version %d during the pull", ErrBusy, base.version)
 	}
 	pageSize := base.pageSize

@@ -75,7 +75,17 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 		if err != nil {
 			return PushResult{}, err
 		}
-		if err := v.claimVersion(ctx, r, id, &rec, m); err != nil {
+		stale, err := v.pendingCollected(ctx, r, m)
+		if err != nil {
+			return PushResult{From: rec.pushed, To: rec.pushed}, err
+		}
+		if stale {
+			// Its segments were collected while it waited: push afresh.
+			rec.pending = nil
+			if err := v.saveRepl(id, rec); err != nil {
+				return PushResult{}, err
+			}
+		} else if err := v.claimVersion(ctx, r, id, &rec, m); err != nil {
 			return PushResult{From: rec.pushed, To: rec.pushed}, err
 		}
 	}
@@ -389,4 +399,29 @@ func (v *Volume) Replication() ReplicationState {
 		url = r.url
 	}
 	return ReplicationState{Remote: url, Pushed: rec.pushed, RemoteVersion: rec.remoteVersion, Diverged: rec.diverged}
+}
+
+// pendingCollected reports whether pending push m must be made afresh: it
+// was not claimed, and a garbage collector has since deleted one of its
+// segments (a push that waited longer than the collector's minimum age,
+// say across a long outage). Claiming it would name objects that are gone.
+func (v *Volume) pendingCollected(ctx context.Context, r remoteOp, m *manifest.Map) (bool, error) {
+	for _, ref := range m.Segments {
+		_, err := r.store.Size(ctx, manifest.SegmentKey(v.name, ref.ID))
+		if errors.Is(err, remote.ErrNotFound) {
+			// Claimed after all (the response was lost), or not.
+			_, err := r.store.Size(ctx, manifest.CommitKey(v.name, m.Parent))
+			if errors.Is(err, remote.ErrNotFound) {
+				return true, nil
+			}
+			if err != nil {
+				return false, fmt.Errorf("push %q: check %s: %w", v.name, manifest.CommitKey(v.name, m.Parent), err)
+			}
+			return false, nil // claimVersion compares the bytes
+		}
+		if err != nil {
+			return false, fmt.Errorf("push %q: check the pending push's segments: %w", v.name, err)
+		}
+	}
+	return false, nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -26,37 +27,95 @@ func (v *Volume) SnapshotAt(ctx context.Context, n Version) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %q at version %d: %w: it is not stored locally (newest %d) and no remote is attached", v.name, n, ErrVersion, v.head.Load().version)
 	}
-	op := r.op()
-	parents, err := v.listCommits(ctx, op, 0)
+	m, err := v.remoteMapAt(ctx, r.op(), n)
 	if err != nil {
 		return nil, fmt.Errorf("open %q at version %d: %w", v.name, n, err)
-	}
-	// Commit i (1-based) covers (parents[i-1], parents[i]]; the last one's
-	// version is only in its map.
-	seq := uint64(0)
-	for i := 1; i < len(parents); i++ {
-		if parents[i] == n {
-			seq = uint64(i)
-		}
-	}
-	if seq == 0 && len(parents) > 0 && n > parents[len(parents)-1] {
-		seq = uint64(len(parents))
-	}
-	if seq == 0 {
-		return nil, fmt.Errorf("open %q at version %d: %w in the remote%s", v.name, n, ErrVersion, nearVersions(parents, n))
-	}
-	m, err := v.readRange(ctx, op, 0, 0, parents[:seq])
-	if err != nil {
-		return nil, fmt.Errorf("open %q at version %d: %w", v.name, n, err)
-	}
-	if Version(m.Version) != n {
-		return nil, fmt.Errorf("open %q at version %d: %w in the remote: its newest is %d", v.name, n, ErrVersion, m.Version)
 	}
 	return &Snapshot{
 		v:   v,
 		st:  &state{version: n, pageCount: m.PageCount, pageSize: m.PageSize},
 		rem: &remoteView{m: m, frames: map[frameKey][]byte{}},
 	}, nil
+}
+
+// remoteMapAt returns the full page map of remote version n: the newest
+// checkpoint at or before it, if any, and the commits after that up to n.
+func (v *Volume) remoteMapAt(ctx context.Context, r remoteOp, n Version) (*manifest.Map, error) {
+	ks, err := v.listCheckpoints(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		ck   *manifest.Map
+		from Version
+		seq  uint64
+	)
+	if i := sort.Search(len(ks), func(i int) bool { return ks[i] > n }) - 1; i >= 0 {
+		if ck, err = v.readCheckpoint(ctx, r, ks[i]); err != nil {
+			return nil, err
+		}
+		if ks[i] == n {
+			return ck, nil
+		}
+		from, seq = ks[i], ck.ToSeq
+	}
+	parents, err := v.listCommits(ctx, r, from)
+	var gap *historyGap
+	if errors.As(err, &gap) && from == 0 {
+		return nil, v.collectedError(ctx, r, n, ks)
+	}
+	if err != nil {
+		return nil, err
+	}
+	count := commitsThrough(parents, n)
+	if count == 0 {
+		return nil, fmt.Errorf("%w in the remote%s", ErrVersion, nearVersions(parents, n))
+	}
+	m, err := v.readRange(ctx, r, seq, from, parents[:count])
+	if err != nil {
+		return nil, err
+	}
+	if ck != nil {
+		if m, err = mergeMaps(ck, m); err != nil {
+			return nil, err
+		}
+	} else {
+		m.Level = manifest.CheckpointLevel // a map from version 0 is full
+	}
+	if Version(m.Version) != n {
+		return nil, fmt.Errorf("%w in the remote: its newest is %d", ErrVersion, m.Version)
+	}
+	return m, nil
+}
+
+// commitsThrough returns how many of the commits from parents[0] (whose
+// parents are parents) end at or before version n, if one ends at n (the
+// last one's version is only in its map: it is taken to be n if n is past
+// its parent); else 0.
+func commitsThrough(parents []Version, n Version) int {
+	// Commit i (from 0) covers (parents[i], parents[i+1]].
+	for i := 1; i < len(parents); i++ {
+		if parents[i] == n {
+			return i
+		}
+	}
+	if len(parents) > 0 && n > parents[len(parents)-1] {
+		return len(parents)
+	}
+	return 0
+}
+
+// collectedError says that version n is older than the remote keeps, and
+// which is the oldest it keeps (its oldest checkpoint, of ks).
+func (v *Volume) collectedError(ctx context.Context, r remoteOp, n Version, ks []Version) error {
+	if len(ks) == 0 {
+		return fmt.Errorf("%w: version %d: the remote's oldest commits are gone and it has no checkpoint", ErrRemoteCorrupt, n)
+	}
+	oldest := ""
+	if m, err := v.readCheckpoint(ctx, r, ks[0]); err == nil {
+		oldest = ", committed at " + m.Time.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Errorf("%w: version %d is older than the remote's retention window keeps; the oldest version it keeps is %d%s", ErrCollected, n, ks[0], oldest)
 }
 
 func nearVersions(parents []Version, n Version) string {
@@ -218,6 +277,13 @@ func (v *Volume) VersionAt(ctx context.Context, t time.Time) (Version, time.Time
 // t, by a binary search over the remote's commits; ok is false if none is.
 func (v *Volume) remoteVersionAt(ctx context.Context, r remoteOp, t time.Time) (Version, time.Time, bool, error) {
 	parents, err := v.listCommits(ctx, r, 0)
+	var gap *historyGap
+	if errors.As(err, &gap) {
+		// The collector kept the commits from the one ending at its
+		// oldest checkpoint on: the oldest of those is the oldest
+		// restorable version.
+		parents, err = gap.parents, nil
+	}
 	if err != nil || len(parents) == 0 {
 		return 0, time.Time{}, false, err
 	}
@@ -244,6 +310,14 @@ func (v *Volume) remoteVersionAt(ctx context.Context, r remoteOp, t time.Time) (
 	})
 	if searchErr != nil {
 		return 0, time.Time{}, false, searchErr
+	}
+	if n == 0 && gap != nil {
+		m, err := commit(0)
+		if err != nil {
+			return 0, time.Time{}, false, err
+		}
+		return 0, time.Time{}, false, fmt.Errorf("%w: nothing committed at or before then is kept: the oldest restorable version, %d, was committed at %s",
+			ErrCollected, m.Version, m.Time.UTC().Format(time.RFC3339Nano))
 	}
 	if n == 0 {
 		return 0, time.Time{}, false, nil

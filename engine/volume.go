@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cambiumdb/cambium/engine/internal/readahead"
+	"github.com/cambiumdb/cambium/remote"
 )
 
 // state is one published version of a volume. It is immutable; a commit
@@ -81,6 +83,12 @@ type Volume struct {
 	fetchMu     sync.RWMutex
 	ra          readahead.Planner[stub]
 	raExtending atomic.Bool
+
+	// Garbage collection: gcMu serialises the volume's collections in
+	// this process; gcCommits, guarded by it, keeps what the collector
+	// read of the remote's commits, which never change (by parent).
+	gcMu      sync.Mutex
+	gcCommits map[Version]commitSummary
 
 	// Snapshot pins, and the pruner's state.
 	mu struct {
@@ -425,7 +433,10 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 	case pageZero:
 		img = make([]byte, st.pageSize)
 	case pageStub:
-		if img, err = v.pageFromFrame(pv.stub, p, st.version, int(st.pageSize)); err != nil {
+		if img, err = v.pageFromFrame(pv.stub, p, st.version, int(st.pageSize)); errors.Is(err, remote.ErrNotFound) {
+			img, err = v.resolveCollected(pv.stub, p, u, st.version, int(st.pageSize), err)
+		}
+		if err != nil {
 			return nil, err
 		}
 		img = bytes.Clone(img)

@@ -19,13 +19,14 @@
 //	key                                                 object
 //	v/<escaped name>/c/<parent, 16 hex>                 remote commit: a level-0 map
 //	v/<escaped name>/r/<level, 2 hex>/<start, 16 hex>   rollup of commits start+1..start+2^level
+//	v/<escaped name>/k/<version, 16 hex>                checkpoint: a full page map of version
 //	v/<escaped name>/s/<segment ID, 32 hex>             segment (package segment)
 //
 // Hex digits are lower-case and fixed-width, so that keys sort by number.
 // Each key has its builder and its parser, side by side: VolumePrefix and
 // ParseVolumeKey (any key under a volume), CommitKey and ParseCommitKey,
-// RollupKey and ParseRollupKey, SegmentKey and ParseSegmentKey; SegmentID's
-// String and ParseSegmentID.
+// RollupKey and ParseRollupKey, CheckpointKey and ParseCheckpointKey,
+// SegmentKey and ParseSegmentKey; SegmentID's String and ParseSegmentID.
 //
 // A remote commit claims the successor of its parent version: it is
 // created with create-if-absent (Store.Create of package remote), so of two
@@ -37,6 +38,29 @@
 // (NewSegmentID), and never change. Rollups are derived data, written by
 // the pusher after its claim; a reader that finds one missing or unreadable
 // reads the two halves it merges instead.
+//
+// # Checkpoints and garbage collection
+//
+// A checkpoint is a full page map of one remote version K (level
+// CheckpointLevel, FromSeq and Parent 0, ToSeq the sequence number of the
+// commit ending at K), written by the garbage collector with
+// create-if-absent. It may point into the segments of older commits, or,
+// when the collector compacts, into new segments holding every page of K
+// densely, in page order. A collector that keeps the versions from B on
+// (its retention window) writes a checkpoint of B, then deletes, in this
+// order, the commits ending before B (the one ending at B stays: listing
+// from an older version finds it and so learns of the gap), the rollups
+// covering any of those, the checkpoints older than B, and last the
+// segments that no remaining map names. Objects younger than the
+// collector's minimum age are never deleted: they may belong to a push or
+// a compaction in flight on another machine.
+//
+// A reader whose version is older than the oldest remaining commit's
+// parent reads the newest checkpoint and the commits after it instead,
+// and replaces its whole page map. A reader that finds the segment of a
+// page's image gone re-reads the page from a checkpoint between the
+// version that wrote the image and its own (the image is the same); with
+// none, its version is no longer retained.
 //
 // # Maps
 //
@@ -59,7 +83,7 @@
 //	              2, the body zstd-compressed: uvarint length of the
 //	              body, then one zstd frame holding it
 //	5       1     level: 0 for a commit, L for a rollup of 2^L commits
-//	              (at most MaxRollupLevel)
+//	              (at most MaxRollupLevel), 0xff for a checkpoint
 //	6       8     fromSeq
 //	14      8     toSeq
 //	22      8     parent version

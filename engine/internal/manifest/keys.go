@@ -98,6 +98,32 @@ func ParseRollupKey(key string) (volume string, level uint8, start uint64, ok bo
 	return volume, uint8(lv), sv, true
 }
 
+// CheckpointPrefix returns the prefix of volume's checkpoints; listed,
+// they come in the order of their versions.
+func CheckpointPrefix(volume string) string { return VolumePrefix(volume) + "k/" }
+
+// CheckpointKey returns the key of volume's checkpoint of version version.
+func CheckpointKey(volume string, version uint64) string {
+	return fmt.Sprintf("%s%016x", CheckpointPrefix(volume), version)
+}
+
+// ParseCheckpointKey returns the volume and version of a key CheckpointKey
+// formats.
+func ParseCheckpointKey(key string) (volume string, version uint64, ok bool) {
+	volume, rest, ok := ParseVolumeKey(key)
+	if !ok {
+		return "", 0, false
+	}
+	digits, ok := strings.CutPrefix(rest, "k/")
+	if !ok {
+		return "", 0, false
+	}
+	if version, ok = parseHex(digits, 16); !ok {
+		return "", 0, false
+	}
+	return volume, version, true
+}
+
 // SegmentPrefix returns the prefix of volume's segments.
 func SegmentPrefix(volume string) string { return VolumePrefix(volume) + "s/" }
 

@@ -58,6 +58,15 @@ const (
 // MaxRollupLevel bounds rollup levels: 2^40 commits.
 const MaxRollupLevel = 40
 
+// CheckpointLevel is the level of a checkpoint: a full page map of one
+// version, covering every commit from the first (FromSeq and Parent 0),
+// whatever their number.
+const CheckpointLevel = 0xff
+
+// IsCheckpoint reports whether m is a full page map: every page's image at
+// m.Version, not only those a range of commits changed.
+func (m *Map) IsCheckpoint() bool { return m.Level == CheckpointLevel }
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // FrameOf returns the frame of r holding page p.
@@ -279,7 +288,12 @@ func DecodeMap(b []byte) (*Map, error) {
 		MinCount:  binary.BigEndian.Uint32(b[46:]),
 		Time:      time.Unix(0, int64(binary.BigEndian.Uint64(b[50:]))),
 	}
-	if m.Level > MaxRollupLevel || m.ToSeq-m.FromSeq != 1<<m.Level || m.ToSeq <= m.FromSeq {
+	switch {
+	case m.Level == CheckpointLevel:
+		if m.FromSeq != 0 || m.Parent != 0 || m.MinCount != 0 || m.ToSeq == 0 {
+			return bad("checkpoint of commits %d..%d from version %d, minimum page count %d", m.FromSeq+1, m.ToSeq, m.Parent, m.MinCount)
+		}
+	case m.Level > MaxRollupLevel || m.ToSeq-m.FromSeq != 1<<m.Level || m.ToSeq <= m.FromSeq:
 		return bad("level %d covers commits %d..%d", m.Level, m.FromSeq+1, m.ToSeq)
 	}
 	if m.Version <= m.Parent || (m.PageSize != 0 && !segment.ValidPageSize(int(m.PageSize))) || m.MinCount > m.PageCount {
@@ -367,7 +381,8 @@ func DecodeMap(b []byte) (*Map, error) {
 // Merge returns the map of older followed by newer, which must be adjacent
 // (older.Version == newer.Parent, older.ToSeq == newer.FromSeq); maps that
 // are not are ErrCorrupt. Its level is that of a rollup when it covers a
-// power of two of commits. It may share segment references with newer.
+// power of two of commits, and CheckpointLevel when older is a checkpoint.
+// It may share segment references with newer.
 func Merge(older, newer *Map) (*Map, error) {
 	if older.Version != newer.Parent || older.ToSeq != newer.FromSeq {
 		return nil, fmt.Errorf("%w: merge maps of versions %d..%d and %d..%d (commits %d..%d and %d..%d): not adjacent",
@@ -387,7 +402,9 @@ func Merge(older, newer *Map) (*Map, error) {
 		Time:      newer.Time,
 		Changeset: roaring.Or(older.Changeset, newer.Changeset),
 	}
-	if l := m.ToSeq - m.FromSeq; l&(l-1) == 0 {
+	if l := m.ToSeq - m.FromSeq; older.IsCheckpoint() {
+		m.Level = CheckpointLevel
+	} else if l&(l-1) == 0 {
 		m.Level = uint8(bits.Len64(l) - 1)
 	}
 	if n := uint64(m.PageCount); n < 1<<32-1 {
@@ -444,4 +461,31 @@ func Pieces(from, to uint64) []Piece {
 		t += 1 << l
 	}
 	return out
+}
+
+// Repoint returns a copy of map m in which the pages of pages take their
+// images from checkpoint full: for pages whose image is the same in both
+// (they did not change between m's version and full's), so that m can use
+// full's segments instead of its own. Pages full holds in no segment are
+// zeros in the result too.
+func Repoint(m, full *Map, pages *roaring.Bitmap) (*Map, error) {
+	if !full.IsCheckpoint() || full.Version < m.Version || full.PageSize != m.PageSize {
+		return nil, fmt.Errorf("%w: repoint the map of version %d to the map of version %d (level %d, page size %d, want %d)",
+			ErrCorrupt, m.Version, full.Version, full.Level, full.PageSize, m.PageSize)
+	}
+	out := *m
+	out.Segments = nil
+	for _, r := range m.Segments {
+		if kept := roaring.AndNot(r.Pages, pages); !kept.IsEmpty() {
+			kept.RunOptimize()
+			out.Segments = append(out.Segments, SegmentRef{ID: r.ID, Salt: r.Salt, Size: r.Size, Pages: kept, Frames: framesHolding(r.Frames, kept)})
+		}
+	}
+	for _, r := range full.Segments {
+		if taken := roaring.And(r.Pages, pages); !taken.IsEmpty() {
+			taken.RunOptimize()
+			out.Segments = append(out.Segments, SegmentRef{ID: r.ID, Salt: r.Salt, Size: r.Size, Pages: taken, Frames: framesHolding(r.Frames, taken)})
+		}
+	}
+	return &out, nil
 }

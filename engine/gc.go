@@ -1,0 +1,679 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
+	"github.com/cambiumdb/cambium/remote"
+)
+
+// The lifecycle of a volume's remote objects: checkpoints (full page maps,
+// compacted when that pays) and the garbage collection of what no retained
+// version needs. Package manifest's doc has the layout and the order of
+// the deletions; this file decides what to keep.
+
+// Retention and collection defaults.
+const (
+	// DefaultRetain is the retention window when none is set.
+	DefaultRetain = 24 * time.Hour
+	// RetainForever keeps every version.
+	RetainForever time.Duration = -1
+	// DefaultMinAge is the age below which no object is deleted: a push
+	// or a compaction in flight on another machine may be about to name
+	// it. It is far longer than any push takes.
+	DefaultMinAge = 15 * time.Minute
+)
+
+// Compaction rule. A checkpoint of the newest version is compacted (its
+// pages rewritten densely, in page order, into new segments) when the
+// segments it would otherwise read cost more than an eighth of a fresh
+// copy over one: dead bytes (the referenced segments' bytes that hold no
+// image of the version) above live/8, or more segments than a fresh copy
+// needs, counting each extra segment (one more request for a cold scan) as
+// compactRequestBytes of transfer, above live/8. A compaction uploads
+// the live bytes once; it runs at most once per collection, and the rule
+// lets changes worth at least an eighth of the volume pile up between two.
+const (
+	compactWasteDivisor = 8
+	compactRequestBytes = 64 << 10
+)
+
+// gcConcurrency bounds the collector's concurrent requests.
+const gcConcurrency = 16
+
+// GCOptions configures one garbage collection.
+type GCOptions struct {
+	// Retain is the retention window: every version committed within
+	// Retain before now stays restorable, and so does the version in force
+	// at the window's start. RetainForever keeps every version; 0 keeps
+	// the newest only.
+	Retain time.Duration
+	// MinAge is the age under which no object is deleted (DefaultMinAge
+	// when 0; a negative value deletes regardless of age, for tests).
+	MinAge time.Duration
+	// DryRun reports what a collection would do, and writes nothing.
+	DryRun bool
+	// Now is the collector's clock; zero means time.Now().
+	Now time.Time
+	// Progress, when set, is called as the collection advances.
+	Progress func(GCProgress)
+}
+
+// GCProgress is a collection's progress: Phase ("list", "read", "compact",
+// "delete"), with Done of Total units (objects, pages) when known.
+type GCProgress struct {
+	Phase       string
+	Done, Total int
+}
+
+// GCResult describes one garbage collection.
+// Its JSON is the result of PRAGMA cambium_gc and of cambium gc --json.
+type GCResult struct {
+	DryRun            bool      `json:"dry_run,omitempty"`
+	NewestVersion     Version   `json:"newest_version"`     // the remote's newest version
+	CheckpointVersion Version   `json:"checkpoint_version"` // newest checkpoint after the collection, 0 if none
+	Compacted         bool      `json:"compacted"`          // the newest version's pages were rewritten
+	PagesRewritten    int       `json:"pages_rewritten"`
+	BytesRewritten    int64     `json:"bytes_rewritten"`
+	DeletedObjects    int       `json:"deleted_objects"`
+	DeletedBytes      int64     `json:"deleted_bytes"`
+	KeptYoung         int       `json:"kept_young"` // garbage kept because it is younger than the minimum age
+	RemoteObjects     int       `json:"remote_objects"`
+	RemoteBytes       int64     `json:"remote_bytes"`
+	OldestVersion     Version   `json:"oldest_version"` // the oldest restorable version
+	OldestTime        time.Time `json:"oldest_time"`
+	Requests          int64     `json:"remote_requests"`
+	Note              string    `json:"note,omitempty"` // why the collection did less than it could
+}
+
+// GC collects the volume's remote: it writes a checkpoint of the oldest
+// version to retain (and of the newest, compacted, when the rule above
+// says it pays), then deletes the commits, rollups, checkpoints and
+// segments no retained version needs and that are older than the minimum
+// age. It never deletes what a retained version reads, and it is safe to
+// run while a writer pushes and while other collectors run, on this
+// machine or others; a collection cut short (an error, a crash) leaves a
+// valid remote, and the next one finishes the job. Compaction reads the
+// newest version's pages from local storage: it is skipped (Note says so)
+// when this volume does not have the remote's newest version.
+func (v *Volume) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
+	r, err := v.replica()
+	if err != nil {
+		return GCResult{}, fmt.Errorf("gc %q: %w", v.name, err)
+	}
+	if opts.MinAge == 0 {
+		opts.MinAge = DefaultMinAge
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	if opts.Progress == nil {
+		opts.Progress = func(GCProgress) {}
+	}
+	v.gcMu.Lock()
+	defer v.gcMu.Unlock()
+	op := r.op()
+	c := &collector{v: v, r: op, opts: opts, res: GCResult{DryRun: opts.DryRun}}
+	err = c.run(ctx)
+	c.res.Requests = op.store.Stats().Requests()
+	if err != nil {
+		return c.res, fmt.Errorf("gc %q: %w", v.name, err)
+	}
+	return c.res, nil
+}
+
+// collector is one run of GC.
+type collector struct {
+	v    *Volume
+	r    remoteOp
+	opts GCOptions
+	res  GCResult
+
+	commits     []listedCommit      // by parent
+	rollups     []remote.ObjectInfo // with their parsed keys below
+	checkpoints map[Version]remote.ObjectInfo
+	segments    map[SegmentID]remote.ObjectInfo
+	// written are the objects this run wrote, kept whatever the listing
+	// says.
+	written map[string]int64
+}
+
+// listedCommit is a remote commit, listed and read.
+type listedCommit struct {
+	info   remote.ObjectInfo
+	parent Version
+	sum    commitSummary
+}
+
+// commitSummary is what the collector needs of a remote commit; commits
+// never change, so a volume keeps the summaries it read (gcCommits).
+type commitSummary struct {
+	version  Version
+	seq      uint64
+	time     time.Time
+	segments []SegmentID
+}
+
+func (c *collector) run(ctx context.Context) error {
+	if err := c.list(ctx); err != nil {
+		return err
+	}
+	if len(c.commits) == 0 {
+		c.res.Note = "the remote has no commits"
+		return nil
+	}
+	if err := c.readCommits(ctx); err != nil {
+		return err
+	}
+	newest := c.commits[len(c.commits)-1].sum
+	c.res.NewestVersion = newest.version
+
+	// The chain starts at version 0, or at a checkpoint a commit follows.
+	startIdx, start, err := c.start(ctx)
+	if err != nil {
+		return err
+	}
+	full, err := c.fullMapAt(ctx, start, startIdx, len(c.commits))
+	if err != nil {
+		return err
+	}
+
+	// The base: the oldest version to keep restorable.
+	baseIdx := c.baseIndex(startIdx)
+	base := c.commits[baseIdx].sum
+
+	// The newest version's checkpoint, compacted when that pays; then the
+	// base's, unless nothing before it is to be deleted.
+	wrote := map[Version]*manifest.Map{}
+	compacted, err := c.checkpointNewest(ctx, full, newest)
+	if err != nil {
+		return err
+	}
+	if compacted != nil {
+		wrote[newest.version] = compacted
+	}
+	_, haveBase := c.checkpoints[base.version]
+	switch {
+	case start == nil && baseIdx == 0, base.version == newest.version && compacted != nil:
+		// Version 0 is the start, or the compacted checkpoint is the base.
+	case base.version == newest.version && !haveBase:
+		if !c.opts.DryRun {
+			full.Time = newest.time
+			if err := c.putCheckpoint(ctx, full); err != nil {
+				return err
+			}
+		}
+		wrote[base.version] = full
+	case base.version != newest.version && (!haveBase || compacted != nil):
+		m, err := c.checkpointBase(ctx, start, startIdx, baseIdx, compacted)
+		if err != nil {
+			return err
+		}
+		wrote[base.version] = m
+	}
+	c.res.OldestVersion, c.res.OldestTime = base.version, base.time
+	for ver := range c.checkpoints {
+		if ver >= base.version {
+			c.res.CheckpointVersion = max(c.res.CheckpointVersion, ver)
+		}
+	}
+	for ver := range wrote {
+		c.res.CheckpointVersion = max(c.res.CheckpointVersion, ver)
+	}
+	if err := c.collect(ctx, baseIdx, wrote); err != nil {
+		return err
+	}
+	for key, size := range c.written {
+		if _, ver, ok := manifest.ParseCheckpointKey(key); ok {
+			if old, ok := c.checkpoints[Version(ver)]; ok { // replaced
+				c.res.RemoteObjects--
+				c.res.RemoteBytes -= old.Size
+			}
+		}
+		c.res.RemoteObjects++
+		c.res.RemoteBytes += size
+	}
+	return nil
+}
+
+// list lists the volume's objects.
+func (c *collector) list(ctx context.Context) error {
+	c.opts.Progress(GCProgress{Phase: "list"})
+	c.checkpoints = map[Version]remote.ObjectInfo{}
+	c.segments = map[SegmentID]remote.ObjectInfo{}
+	c.written = map[string]int64{}
+	opts := remote.ListOptions{Prefix: manifest.VolumePrefix(c.v.name)}
+	for {
+		page, err := c.r.store.List(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("list the remote's objects: %w", err)
+		}
+		for _, o := range page.Objects {
+			c.res.RemoteObjects++
+			c.res.RemoteBytes += o.Size
+			if _, parent, ok := manifest.ParseCommitKey(o.Key); ok {
+				c.commits = append(c.commits, listedCommit{info: o, parent: Version(parent)})
+			} else if _, _, _, ok := manifest.ParseRollupKey(o.Key); ok {
+				c.rollups = append(c.rollups, o)
+			} else if _, ver, ok := manifest.ParseCheckpointKey(o.Key); ok {
+				c.checkpoints[Version(ver)] = o
+			} else if _, id, ok := manifest.ParseSegmentKey(o.Key); ok {
+				c.segments[id] = o
+			}
+			// Anything else is not ours to delete.
+		}
+		if !page.Truncated || len(page.Objects) == 0 {
+			break
+		}
+		opts.StartAfter = page.Objects[len(page.Objects)-1].Key
+	}
+	slices.SortFunc(c.commits, func(a, b listedCommit) int { return cmpVersion(a.parent, b.parent) })
+	return nil
+}
+
+func cmpVersion(a, b Version) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// readCommits reads every listed commit's summary, from the volume's
+// memory of earlier runs where it can, and checks that they chain.
+func (c *collector) readCommits(ctx context.Context) error {
+	v := c.v
+	if v.gcCommits == nil {
+		v.gcCommits = map[Version]commitSummary{}
+	}
+	var todo []int
+	for i, lc := range c.commits {
+		if s, ok := v.gcCommits[lc.parent]; ok {
+			c.commits[i].sum = s
+		} else {
+			todo = append(todo, i)
+		}
+	}
+	c.opts.Progress(GCProgress{Phase: "read", Total: len(todo)})
+	var mu sync.Mutex
+	done := 0
+	err := forEach(ctx, len(todo), func(ctx context.Context, j int) error {
+		i := todo[j]
+		m, err := v.readCommit(ctx, c.r, c.commits[i].parent)
+		if err != nil {
+			return err
+		}
+		s := commitSummary{version: Version(m.Version), seq: m.ToSeq, time: m.Time}
+		for _, ref := range m.Segments {
+			s.segments = append(s.segments, ref.ID)
+		}
+		mu.Lock()
+		c.commits[i].sum = s
+		v.gcCommits[c.commits[i].parent] = s
+		done++
+		c.opts.Progress(GCProgress{Phase: "read", Done: done, Total: len(todo)})
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Forget the commits that are gone.
+	for parent := range v.gcCommits {
+		if _, ok := slices.BinarySearchFunc(c.commits, parent, func(lc listedCommit, p Version) int { return cmpVersion(lc.parent, p) }); !ok {
+			delete(v.gcCommits, parent)
+		}
+	}
+	for i := 1; i < len(c.commits); i++ {
+		prev, cur := c.commits[i-1].sum, c.commits[i]
+		if cur.parent != prev.version || cur.sum.seq != prev.seq+1 {
+			return fmt.Errorf("%w: commit %d (from version %d) follows commit %d ending at version %d",
+				ErrRemoteCorrupt, cur.sum.seq, cur.parent, prev.seq, prev.version)
+		}
+	}
+	return nil
+}
+
+// start returns where the chain of commits starts: index i such that the
+// commits from i on, read over the returned checkpoint (nil for version
+// 0), give every version from there on.
+func (c *collector) start(ctx context.Context) (int, *manifest.Map, error) {
+	if c.commits[0].parent == 0 {
+		return 0, nil, nil
+	}
+	// The oldest checkpoint that ends one of the commits: the commits
+	// after it apply over it.
+	for i, lc := range c.commits {
+		if _, ok := c.checkpoints[lc.sum.version]; !ok {
+			continue
+		}
+		m, err := c.v.readCheckpoint(ctx, c.r, lc.sum.version)
+		if err != nil {
+			return 0, nil, err
+		}
+		if m.ToSeq != lc.sum.seq {
+			return 0, nil, fmt.Errorf("%w: the checkpoint of version %d ends commit %d, the commit ending there is %d",
+				ErrRemoteCorrupt, m.Version, m.ToSeq, lc.sum.seq)
+		}
+		return i + 1, m, nil
+	}
+	return 0, nil, fmt.Errorf("%w: the remote's oldest commit starts at version %d and no checkpoint ends any commit: the versions before it cannot be read",
+		ErrRemoteCorrupt, c.commits[0].parent)
+}
+
+// fullMapAt returns the full page map of the version commit end-1 ends,
+// from start (a checkpoint, or nil for version 0) and the commits from
+// startIdx on.
+func (c *collector) fullMapAt(ctx context.Context, start *manifest.Map, startIdx, end int) (*manifest.Map, error) {
+	if startIdx == end {
+		return start, nil
+	}
+	parents := make([]Version, 0, end-startIdx)
+	for _, lc := range c.commits[startIdx:end] {
+		parents = append(parents, lc.parent)
+	}
+	var seq uint64
+	if start != nil {
+		seq = start.ToSeq
+	}
+	m, err := c.v.readRange(ctx, c.r, seq, parents[0], parents)
+	if err != nil {
+		return nil, err
+	}
+	if start == nil {
+		m.Level = manifest.CheckpointLevel // a map from version 0 is full
+		return m, nil
+	}
+	return mergeMaps(start, m)
+}
+
+// baseIndex returns the index of the commit ending at the oldest version
+// to keep: the newest committed at or before the window's start, but not
+// one before the chain's start.
+func (c *collector) baseIndex(startIdx int) int {
+	first := max(startIdx-1, 0) // the oldest commit ending at a version the chain can read
+	if c.opts.Retain < 0 {
+		return first
+	}
+	cutoff := c.opts.Now.Add(-c.opts.Retain)
+	i := sort.Search(len(c.commits), func(i int) bool { return c.commits[i].sum.time.After(cutoff) }) - 1
+	return min(max(i, first), len(c.commits)-1)
+}
+
+// checkpointNewest compacts the newest version when the rule above says
+// it pays and this volume has that version, and returns the checkpoint
+// it wrote (nil if none).
+func (c *collector) checkpointNewest(ctx context.Context, full *manifest.Map, newest commitSummary) (*manifest.Map, error) {
+	var live, referenced int64
+	for _, ref := range full.Segments {
+		for _, f := range ref.Frames {
+			live += int64(f.Length)
+		}
+		referenced += ref.Size
+	}
+	fresh := max(1, int((live+maxSegmentBytes-1)/maxSegmentBytes))
+	extra := int64(max(0, len(full.Segments)-fresh))
+	if referenced-live <= live/compactWasteDivisor && extra*compactRequestBytes <= live/compactWasteDivisor {
+		return nil, nil
+	}
+	rec := c.v.replState.Load()
+	if rec.diverged || rec.pushed < newest.version {
+		c.res.Note = fmt.Sprintf("not compacted: this volume does not have the remote's newest version, %d (it has %d); run the collection where the writer runs, or pull first", newest.version, rec.pushed)
+		return nil, nil
+	}
+	snap, ok, err := c.v.localSnapshotAt(newest.version)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		c.res.Note = fmt.Sprintf("not compacted: version %d is no longer stored locally", newest.version)
+		return nil, nil
+	}
+	defer snap.Release()
+	pages := roaring.New()
+	pages.AddRange(1, uint64(snap.PageCount())+1)
+	c.res.Compacted, c.res.PagesRewritten = true, int(snap.PageCount())
+	if c.opts.DryRun {
+		c.res.BytesRewritten = live
+		return nil, nil
+	}
+	c.opts.Progress(GCProgress{Phase: "compact", Total: int(snap.PageCount())})
+	refs, err := c.v.uploadSegments(ctx, c.r, snap, pages)
+	if err != nil {
+		return nil, err
+	}
+	m := &manifest.Map{
+		Level:     manifest.CheckpointLevel,
+		ToSeq:     newest.seq,
+		Version:   uint64(newest.version),
+		PageCount: snap.PageCount(),
+		PageSize:  uint32(snap.PageSize()),
+		Time:      newest.time,
+		Changeset: pages,
+		Segments:  refs,
+	}
+	for _, ref := range refs {
+		c.res.BytesRewritten += ref.Size
+		c.written[manifest.SegmentKey(c.v.name, ref.ID)] = ref.Size
+	}
+	c.opts.Progress(GCProgress{Phase: "compact", Done: int(snap.PageCount()), Total: int(snap.PageCount())})
+	return m, c.putCheckpoint(ctx, m)
+}
+
+// checkpointBase returns the checkpoint of the base version, writing it
+// unless the remote has it: the full map of the base, with the pages that
+// did not change between the base and the newest version taken from the
+// newest's compacted checkpoint when there is one (so that the base keeps
+// none of the scattered segments alive for them).
+func (c *collector) checkpointBase(ctx context.Context, start *manifest.Map, startIdx, baseIdx int, compacted *manifest.Map) (*manifest.Map, error) {
+	m, err := c.fullMapAt(ctx, start, startIdx, baseIdx+1)
+	if err != nil {
+		return nil, err
+	}
+	if compacted != nil {
+		// The pages the commits after the base left alone have the same
+		// image in the base and in the newest version.
+		later, err := c.rangeAfter(ctx, baseIdx)
+		if err != nil {
+			return nil, err
+		}
+		unchanged := roaring.New()
+		unchanged.AddRange(1, uint64(min(m.PageCount, later.MinCount))+1)
+		unchanged.AndNot(later.Changeset)
+		if m, err = manifest.Repoint(m, compacted, unchanged); err != nil {
+			return nil, err
+		}
+	}
+	if c.opts.DryRun {
+		return m, nil
+	}
+	return m, c.putCheckpoint(ctx, m)
+}
+
+// rangeAfter returns the map of the commits after commit baseIdx, which
+// must not be the newest.
+func (c *collector) rangeAfter(ctx context.Context, baseIdx int) (*manifest.Map, error) {
+	base := c.commits[baseIdx].sum
+	parents := make([]Version, 0, len(c.commits)-baseIdx-1)
+	for _, lc := range c.commits[baseIdx+1:] {
+		parents = append(parents, lc.parent)
+	}
+	return c.v.readRange(ctx, c.r, base.seq, base.version, parents)
+}
+
+// putCheckpoint writes checkpoint m. A checkpoint may replace another of
+// the same version (two collectors compacting at once): both hold the
+// same images, and a reader of the one replaced finds its pages again in
+// this one (see Volume.resolveCollected).
+func (c *collector) putCheckpoint(ctx context.Context, m *manifest.Map) error {
+	raw, err := m.Encode()
+	if err != nil {
+		return err
+	}
+	key := manifest.CheckpointKey(c.v.name, m.Version)
+	if err := c.r.store.Put(ctx, key, raw); err != nil {
+		return fmt.Errorf("write checkpoint %s: %w", key, err)
+	}
+	c.written[key] = int64(len(raw))
+	return nil
+}
+
+// collect deletes what no version from the base on needs, and nothing
+// younger than the minimum age: first the commits ending before the base,
+// the rollups covering any of them and the older checkpoints, then the
+// segments no remaining commit or checkpoint names.
+func (c *collector) collect(ctx context.Context, baseIdx int, wrote map[Version]*manifest.Map) error {
+	base := c.commits[baseIdx].sum
+	live := map[SegmentID]bool{}
+	for _, lc := range c.commits[baseIdx:] {
+		for _, id := range lc.sum.segments {
+			live[id] = true
+		}
+	}
+	var doomed []remote.ObjectInfo
+	for ver, o := range c.checkpoints {
+		if ver < base.version {
+			doomed = append(doomed, o)
+			continue
+		}
+		m, ok := wrote[ver]
+		if !ok {
+			var err error
+			if m, err = c.v.readCheckpoint(ctx, c.r, ver); err != nil {
+				return err // its segments are unknown: delete none
+			}
+		}
+		for _, ref := range m.Segments {
+			live[ref.ID] = true
+		}
+	}
+	for _, m := range wrote {
+		for _, ref := range m.Segments {
+			live[ref.ID] = true
+		}
+	}
+	for _, lc := range c.commits[:baseIdx] {
+		doomed = append(doomed, lc.info)
+	}
+	for _, o := range c.rollups {
+		if _, _, start, _ := manifest.ParseRollupKey(o.Key); start+1 < base.seq {
+			doomed = append(doomed, o)
+		}
+	}
+	var segs []remote.ObjectInfo
+	for id, o := range c.segments {
+		if !live[id] {
+			segs = append(segs, o)
+		}
+	}
+	slices.SortFunc(segs, func(a, b remote.ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	if err := c.delete(ctx, doomed); err != nil {
+		return err
+	}
+	return c.delete(ctx, segs)
+}
+
+// delete deletes objs, except those written by this run or younger than
+// the minimum age.
+func (c *collector) delete(ctx context.Context, objs []remote.ObjectInfo) error {
+	youngFrom := c.opts.Now.Add(-c.opts.MinAge)
+	var todo []remote.ObjectInfo
+	for _, o := range objs {
+		if _, ok := c.written[o.Key]; ok {
+			continue
+		}
+		if c.opts.MinAge >= 0 && o.Modified.After(youngFrom) {
+			c.res.KeptYoung++
+			continue
+		}
+		todo = append(todo, o)
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	var mu sync.Mutex
+	c.opts.Progress(GCProgress{Phase: "delete", Total: len(todo)})
+	return forEach(ctx, len(todo), func(ctx context.Context, i int) error {
+		o := todo[i]
+		if !c.opts.DryRun {
+			if err := c.r.store.Delete(ctx, o.Key); err != nil {
+				return fmt.Errorf("delete %s: %w", o.Key, err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		c.res.DeletedObjects++
+		c.res.DeletedBytes += o.Size
+		c.res.RemoteObjects--
+		c.res.RemoteBytes -= o.Size
+		c.opts.Progress(GCProgress{Phase: "delete", Done: c.res.DeletedObjects, Total: len(todo)})
+		return nil
+	})
+}
+
+// forEach calls fn(i) for i in 0..n-1, gcConcurrency at a time, and
+// returns the first error (cancelling the calls not yet done).
+func forEach(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, gcConcurrency)
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+// readCheckpoint reads the remote checkpoint of version ver.
+func (v *Volume) readCheckpoint(ctx context.Context, r remoteOp, ver Version) (*manifest.Map, error) {
+	key := manifest.CheckpointKey(v.name, uint64(ver))
+	raw, err := r.store.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint %s: %w", key, err)
+	}
+	m, err := decodeRemoteMap(key, raw)
+	if err != nil {
+		return nil, err
+	}
+	if !m.IsCheckpoint() || Version(m.Version) != ver {
+		return nil, fmt.Errorf("%w: %s is a level-%d map of version %d, want the checkpoint of %d", ErrRemoteCorrupt, key, m.Level, m.Version, ver)
+	}
+	return m, nil
+}

@@ -1,0 +1,193 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cambiumdb/cambium/remote"
+)
+
+// gcWriter pushes n random commits one by one from a fresh writer, calling
+// after (if not nil) after each push, and returns it with its log (one
+// remote version per local version).
+func gcWriter(t *testing.T, rem testRemote, n int, after func(i int)) (*Volume, *volWriter, []CommitInfo) {
+	t.Helper()
+	e := openTestEngine(t, t.TempDir(), Options{})
+	t.Cleanup(func() { e.Close() })
+	v := attach(t, e, "doc", rem.url, rem.store)
+	w := newVolWriter(t, v, 7, 4096)
+	for i := range n {
+		w.step()
+		mustPush(t, v)
+		if after != nil {
+			after(i)
+		}
+	}
+	log, err := v.Log()
+	if err != nil || len(log) != n {
+		t.Fatalf("log: %d commits, %v", len(log), err)
+	}
+	return v, w, log
+}
+
+// newReplica returns volume "doc" of a new data directory, attached to rem.
+func newReplica(t *testing.T, rem testRemote) *Volume {
+	t.Helper()
+	e := openTestEngine(t, t.TempDir(), Options{})
+	t.Cleanup(func() { e.Close() })
+	return attach(t, e, "doc", rem.url, rem.store)
+}
+
+// remoteSize returns the number and bytes of the remote's objects.
+func remoteSize(t *testing.T, s remote.Store) (int, int64) {
+	t.Helper()
+	objs, err := remote.ListAll(context.Background(), s, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, o := range objs {
+		n += o.Size
+	}
+	return len(objs), n
+}
+
+// TestGC_Window: a collection with a window keeps every version from the
+// one in force at the window's start readable from a cold replica, makes
+// the older ones a clear ErrCollected, and leaves replicas at any kept
+// version reading exactly the writer's pages, whichever of their segments
+// were collected; a replica left behind the window catches up through
+// the checkpoint.
+func TestGC_Window(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	// Replicas pulled before the collection: one at a version behind the
+	// window, one inside it, one at the newest version.
+	behind, inside, newest := newReplica(t, rem), newReplica(t, rem), newReplica(t, rem)
+	w, wr, log := gcWriter(t, rem, 40, func(i int) {
+		switch i {
+		case 10:
+			mustPull(t, behind)
+		case 30:
+			mustPull(t, inside)
+		case 39:
+			mustPull(t, newest)
+		}
+	})
+	insideAt := wr.hist[log[30].Version]
+	pinned := inside.Snapshot()
+	defer pinned.Release()
+
+	baseAt := 25 // the window starts at the 26th version's commit
+	objsBefore, bytesBefore := remoteSize(t, rem.store)
+	res, err := w.GC(ctx, GCOptions{Retain: time.Hour, MinAge: -1, Now: log[baseAt].Time.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("gc: %+v (before: %d objects, %d bytes)", res, objsBefore, bytesBefore)
+	if res.OldestVersion != log[baseAt].Version || res.NewestVersion != log[len(log)-1].Version {
+		t.Fatalf("oldest %d, newest %d; want %d, %d", res.OldestVersion, res.NewestVersion, log[baseAt].Version, log[len(log)-1].Version)
+	}
+	if res.DeletedObjects == 0 {
+		t.Fatalf("nothing deleted")
+	}
+	if n, b := remoteSize(t, rem.store); n != res.RemoteObjects || b != res.RemoteBytes {
+		t.Fatalf("remote has %d objects, %d bytes; the result says %d, %d", n, b, res.RemoteObjects, res.RemoteBytes)
+	}
+
+	// Every kept version reads as written, from a cold replica.
+	cold := newReplica(t, rem)
+	for _, c := range log {
+		s, err := cold.SnapshotAt(ctx, c.Version)
+		if c.Version < res.OldestVersion {
+			if !errors.Is(err, ErrCollected) {
+				t.Fatalf("version %d, before the window: %v; want ErrCollected", c.Version, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("version %d: %v", c.Version, err)
+		}
+		checkModel(t, s, wr.hist[c.Version])
+		s.Release()
+	}
+	// The replica at the newest version reads it, its stubs into
+	// collected segments found again in the checkpoints.
+	checkHead(t, newest, wr.cur)
+
+	// A snapshot pinned inside the window reads as written; the replica
+	// behind it gets a clear error, then catches up through the
+	// checkpoint.
+	checkModel(t, pinned, insideAt)
+	s := behind.Snapshot()
+	for p := PageNo(1); uint32(p) <= s.PageCount(); p++ {
+		if _, err := s.ReadPage(p, nil); err != nil {
+			if !errors.Is(err, ErrCollected) {
+				t.Fatalf("replica behind the window, page %d: %v; want ErrCollected", p, err)
+			}
+			t.Logf("behind the window: %v", err)
+			break
+		}
+	}
+	s.Release()
+	mustPull(t, behind)
+	checkHead(t, behind, wr.cur)
+	mustPull(t, inside)
+	checkHead(t, inside, wr.cur)
+
+	// Restore by time: before the window is ErrCollected, naming the time.
+	if _, _, err := cold.VersionAt(ctx, log[0].Time); !errors.Is(err, ErrCollected) {
+		t.Fatalf("VersionAt before the window: %v; want ErrCollected", err)
+	}
+
+	// The writer goes on pushing, and a replica follows.
+	wr.step()
+	mustPush(t, w)
+	mustPull(t, newest)
+	checkHead(t, newest, wr.cur)
+
+	// A second collection, with no window, leaves about a fresh copy.
+	res, err = w.GC(ctx, GCOptions{Retain: 0, MinAge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("gc: %+v", res)
+	cold2 := newReplica(t, rem)
+	mustPull(t, cold2)
+	checkHead(t, cold2, wr.cur)
+	checkHead(t, newest, wr.cur)
+}
+
+// TestGC_RemoteLog: the remote's log lists the versions a restore can
+// open, before and after a collection.
+func TestGC_RemoteLog(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	w, _, log := gcWriter(t, rem, 12, nil)
+	got, err := w.RemoteLog(ctx)
+	if err != nil || len(got) != len(log) {
+		t.Fatalf("remote log: %d versions, %v; want %d", len(got), err, len(log))
+	}
+	for i := range log {
+		if got[i].Version != log[i].Version || !got[i].Time.Equal(log[i].Time) {
+			t.Fatalf("remote log[%d] = %d at %s; want %d at %s", i, got[i].Version, got[i].Time, log[i].Version, log[i].Time)
+		}
+	}
+	if _, err := w.GC(ctx, GCOptions{Retain: time.Hour, MinAge: -1, Now: log[5].Time.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = w.RemoteLog(ctx)
+	if err != nil || len(got) != len(log)-5 || got[0].Version != log[5].Version {
+		t.Fatalf("remote log after gc: %v, %v; want versions from %d", got, err, log[5].Version)
+	}
+	cold := newReplica(t, rem)
+	for _, c := range got {
+		s, err := cold.SnapshotAt(ctx, c.Version)
+		if err != nil {
+			t.Fatalf("version %d, listed: %v", c.Version, err)
+		}
+		s.Release()
+	}
+}
