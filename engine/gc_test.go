@@ -97,6 +97,13 @@ func TestGC_Window(t *testing.T) {
 		t.Fatalf("remote has %d objects, %d bytes; the result says %d, %d", n, b, res.RemoteObjects, res.RemoteBytes)
 	}
 
+	if vr, err := w.Verify(ctx, VerifyOptions{Remote: true}); err != nil || !vr.OK() {
+		t.Fatalf("verify after gc: %+v, %v", vr, err)
+	}
+	if pr, err := behind.Poll(ctx); err != nil || pr.RemoteVersion != log[len(log)-1].Version {
+		t.Fatalf("poll behind the window: %+v, %v", pr, err)
+	}
+
 	// Every kept version reads as written, from a cold replica.
 	cold := newReplica(t, rem)
 	for _, c := range log {
@@ -189,5 +196,68 @@ func TestGC_RemoteLog(t *testing.T) {
 			t.Fatalf("version %d, listed: %v", c.Version, err)
 		}
 		s.Release()
+	}
+}
+
+// TestVolume_PruneHistory: the local records of commits older than the
+// retention window are deleted, down to the newest one before it; the
+// log, verify, a reopen, pushes and restores by time carry on over the
+// shortened history, and RetainForever keeps it all.
+func TestVolume_PruneHistory(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	dir := t.TempDir()
+	e := openTestEngine(t, dir, Options{})
+	v := attach(t, e, "doc", rem.url, rem.store)
+	w := newVolWriter(t, v, 3, 512)
+	v.SetRetain(RetainForever)
+	const first = pruneMinCommits * 2
+	for range first {
+		w.step()
+		mustPush(t, v) // each version a remote one, to restore by time
+	}
+	older, err := v.Log()
+	if err != nil || len(older) != first {
+		t.Fatalf("log: %d commits, %v", len(older), err)
+	}
+	window := time.Since(older[first-1].Time) // every commit so far is older
+	v.SetRetain(window)
+	for range pruneMinCommits + 8 {
+		w.step()
+	}
+	mustPush(t, v)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		log, err := v.Log()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if log[0].Version == older[first-1].Version {
+			break // the newest commit before the window starts the history
+		}
+		if log[0].Version > older[first-1].Version || time.Now().After(deadline) {
+			t.Fatalf("history starts at %d, want %d", log[0].Version, older[first-1].Version)
+		}
+		v.e.kickPruner()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if res, err := v.Verify(ctx, VerifyOptions{}); err != nil || len(res.Problems) > 0 {
+		t.Fatalf("verify: %+v, %v", res, err)
+	}
+	// Time travel before the window goes to the remote.
+	at, _, err := v.VersionAt(ctx, older[3].Time)
+	if err != nil || at != older[3].Version {
+		t.Fatalf("VersionAt %s: %d, %v; want %d", older[3].Time, at, err, older[3].Version)
+	}
+	e.Close()
+	e = openTestEngine(t, dir, Options{})
+	defer e.Close()
+	v = attach(t, e, "doc", rem.url, rem.store)
+	w.v = v
+	checkHead(t, v, w.cur)
+	w.step()
+	mustPush(t, v)
+	if log, err := v.Log(); err != nil || log[0].Version != older[first-1].Version {
+		t.Fatalf("log after reopen: %v", err)
 	}
 }

@@ -26,8 +26,9 @@ type CommitInfo struct {
 }
 
 // Log returns the commits the volume stores locally, oldest first: every
-// commit from the first to the newest version (the pruner deletes page
-// images, never commit records; Reset deletes the commits it discards).
+// commit from the oldest kept to the newest version (the pruner deletes
+// the records of commits older than the retention window, see
+// SetRetain; Reset deletes the commits it discards).
 // Each record's checksum is verified; a damaged or missing one is
 // ErrCorrupt. Log waits for a push, pull or reset in progress.
 func (v *Volume) Log() ([]CommitInfo, error) {
@@ -38,8 +39,12 @@ func (v *Volume) Log() ([]CommitInfo, error) {
 	if id == 0 {
 		return nil, nil
 	}
+	from, err := v.e.historyStart(id)
+	if err != nil {
+		return nil, fmt.Errorf("log of %q: %w", v.name, err)
+	}
 	var out []CommitInfo
-	err := v.e.forCommits(id, 1, v.head.Load().version, func(ver Version, c commitRecord, _ uint32) error {
+	err = v.e.forCommits(id, from, v.head.Load().version, func(ver Version, c commitRecord, _ uint32) error {
 		out = append(out, CommitInfo{
 			Version:      ver,
 			Parent:       c.parent,

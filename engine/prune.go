@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
@@ -192,7 +193,70 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	v.mu.prunedThrough = to
 	v.dropSupersededLocked(to)
 	v.mu.Unlock()
+	if err := v.pruneHistory(id, time.Now()); err != nil {
+		return false, fmt.Errorf("prune the history of %q: %w", v.name, err)
+	}
 	return more, nil
+}
+
+// SetRetain sets the volume's retention window: the local records of
+// commits made longer than d ago are deleted (the oldest kept one
+// excepted, and never one the pruner or an unfinished push still needs),
+// so that a long-lived data directory holds its live pages and the
+// window's history, not every commit it ever made. RetainForever keeps
+// them all; the default is DefaultRetain. The remote's history is the
+// garbage collector's (GC).
+func (v *Volume) SetRetain(d time.Duration) { v.retain.Store(int64(d)) }
+
+// pruneHistory deletes the commit records of versions older than the
+// newest one committed before the retention window, up to the pruner's
+// progress and, for a volume that replicates, the newest pushed version:
+// the records from those on are read by the pruner, by pushes and by
+// resets. It skips a turn when a push, pull or reset runs (they hold
+// pushMu, which Log also holds while it reads the records).
+func (v *Volume) pruneHistory(id VolumeID, now time.Time) error {
+	retain := time.Duration(v.retain.Load())
+	if retain < 0 || !v.pushMu.TryLock() {
+		return nil
+	}
+	defer v.pushMu.Unlock()
+	v.mu.Lock()
+	limit := v.mu.prunedThrough
+	v.mu.Unlock()
+	if rec := v.replState.Load(); rec.url != "" || v.attached.Load() != nil {
+		limit = min(limit, rec.pushed)
+	}
+	cutoff := now.Add(-retain)
+	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, 0), UpperBound: commitKey(id, limit+1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	// cut is the newest record before the window: it stays, to start the
+	// kept history.
+	var cut Version
+	for it.First(); it.Valid(); it.Next() {
+		if len(it.Key()) != 17 {
+			return fmt.Errorf("%w: commit key %x", ErrCorrupt, it.Key())
+		}
+		ver := Version(beUint64(it.Key()[9:17]))
+		c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of %q", ver, v.name), it.Value())
+		if err != nil {
+			return err
+		}
+		if !c.time.Before(cutoff) {
+			break
+		}
+		cut = ver
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	first, ok, err := v.e.firstCommit(id)
+	if err != nil || !ok || cut <= first {
+		return err
+	}
+	return v.e.db.DeleteRange(commitKey(id, 0), commitKey(id, cut), pebble.NoSync)
 }
 
 // supersession says which image of page the commit of version superseded:

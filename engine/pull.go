@@ -490,6 +490,10 @@ func (v *Volume) Poll(ctx context.Context) (PollResult, error) {
 	rec := *v.replState.Load()
 	res := PollResult{Version: v.head.Load().version, RemoteVersion: rec.pushed}
 	parents, err := v.listCommits(ctx, op, rec.pushed)
+	var gap *historyGap
+	if errors.As(err, &gap) {
+		parents, err = gap.parents, nil // collected: a pull reads a checkpoint
+	}
 	if err == nil && len(parents) > 0 {
 		var m *manifest.Map
 		if m, err = v.readCommit(ctx, op, parents[len(parents)-1]); err == nil {

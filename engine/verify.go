@@ -120,10 +120,13 @@ func (v *Volume) verifyLocal(ctx context.Context, res *VerifyResult, add func(st
 		res.ZeroPages = res.Pages
 		return nil
 	}
-	err := v.e.forCommits(id, 1, st.version, func(Version, commitRecord, uint32) error {
-		res.Commits++
-		return nil
-	})
+	from, err := v.e.historyStart(id)
+	if err == nil {
+		err = v.e.forCommits(id, from, st.version, func(Version, commitRecord, uint32) error {
+			res.Commits++
+			return nil
+		})
+	}
 	if err != nil {
 		add("local commit log: %v", err)
 	}
@@ -233,6 +236,12 @@ func (v *Volume) seekForVerify(it **pebble.Iterator, id VolumeID, p PageNo, ver 
 // rollups, and the segments and frames that version reads.
 func (v *Volume) verifyRemote(ctx context.Context, r remoteOp, res *VerifyResult, add func(string, ...any), progress func(string, int64, int64)) error {
 	parents, err := v.listCommits(ctx, r, 0)
+	var gap *historyGap
+	if errors.As(err, &gap) {
+		// Collected history: the commits start with the one ending at
+		// the oldest checkpoint, which the merge starts from.
+		parents, err = gap.parents, nil
+	}
 	if err != nil {
 		if errors.Is(err, ErrRemoteCorrupt) {
 			add("remote log: %v", err)
@@ -250,6 +259,7 @@ func (v *Volume) verifyRemote(ctx context.Context, r remoteOp, res *VerifyResult
 	// Read every commit, not the rollups a pull would, so that each is
 	// checked; merged, they are the full page map of the newest version.
 	var m *manifest.Map
+	seq := uint64(0) // of the commit before parents[0]'s
 	for i, parent := range parents {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -265,8 +275,14 @@ func (v *Volume) verifyRemote(ctx context.Context, r remoteOp, res *VerifyResult
 		}
 		res.RemoteObjects++
 		c, err := decodeRemoteMap(key, raw)
-		if err == nil && (c.Level != 0 || Version(c.Parent) != parent || c.FromSeq != uint64(i)) {
-			err = fmt.Errorf("it is commit %d (level %d) from version %d, want commit %d from %d", c.ToSeq, c.Level, c.Parent, i+1, parent)
+		if err == nil && i == 0 && gap != nil {
+			// Only its end is kept: read the checkpoint there instead.
+			seq = c.FromSeq
+			if c, err = v.readCheckpoint(ctx, r, Version(c.Version)); err == nil {
+				res.RemoteObjects++
+			}
+		} else if err == nil && (c.Level != 0 || Version(c.Parent) != parent || c.FromSeq != seq+uint64(i)) {
+			err = fmt.Errorf("it is commit %d (level %d) from version %d, want commit %d from %d", c.ToSeq, c.Level, c.Parent, seq+uint64(i)+1, parent)
 		}
 		if err == nil && m != nil {
 			c, err = mergeMaps(m, c)

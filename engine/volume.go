@@ -89,6 +89,9 @@ type Volume struct {
 	// read of the remote's commits, which never change (by parent).
 	gcMu      sync.Mutex
 	gcCommits map[Version]commitSummary
+	// retain is the retention window of the local history, in
+	// nanoseconds (see SetRetain).
+	retain atomic.Int64
 
 	// Snapshot pins, and the pruner's state.
 	mu struct {
@@ -153,6 +156,7 @@ func (e *Engine) loadVolume(name string) (*Volume, error) {
 	v := &Volume{e: e, name: name, cacheSeed: e.nextSeed.Add(0x9e3779b97f4a7c15)}
 	v.mu.pins = map[Version]int{}
 	v.replState.Store(&replRecord{})
+	v.retain.Store(int64(DefaultRetain))
 	raw, found, err := e.get(volumeKey(name))
 	if err != nil {
 		return nil, fmt.Errorf("open volume %q: %w", name, err)
@@ -208,7 +212,9 @@ func (e *Engine) loadVolume(name string) (*Volume, error) {
 }
 
 // forCommits calls fn for each commit record of versions from..to, in
-// order, with the page count of its parent.
+// order, with the page count of its parent. When from is the oldest
+// version whose record is kept (see pruneHistory), the first commit's
+// parent count is taken to be its own: the parent's record is gone.
 func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, commitRecord, uint32) error) error {
 	if from > to {
 		return nil
@@ -219,14 +225,25 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 		if err != nil {
 			return err
 		}
-		if !found {
-			return fmt.Errorf("%w: commit record %d of volume %d is missing", ErrCorrupt, from-1, id)
+		switch {
+		case found:
+			c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of volume %d", from-1, id), raw)
+			if err != nil {
+				return err
+			}
+			parentCount = c.pageCount
+		default:
+			first, ok, err := e.firstCommit(id)
+			if err != nil {
+				return err
+			}
+			if !ok || first != from {
+				return fmt.Errorf("%w: commit record %d of volume %d is missing", ErrCorrupt, from-1, id)
+			}
+			// from starts the history that is kept (see pruneHistory):
+			// its parent's record is gone, and with it its page count.
+			parentCount = noParentCount
 		}
-		c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of volume %d", from-1, id), raw)
-		if err != nil {
-			return err
-		}
-		parentCount = c.pageCount
 	}
 	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, from), UpperBound: commitKey(id, to+1)})
 	if err != nil {
@@ -236,6 +253,9 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 	// A commit covers (parent, version]: one version when made locally,
 	// any number when pulled from the remote.
 	prev := from - 1
+	if parentCount == noParentCount {
+		prev = 0 // the first record's parent, whatever it is
+	}
 	for it.First(); it.Valid(); it.Next() {
 		if len(it.Key()) != 17 {
 			return fmt.Errorf("%w: commit key %x of volume %d", ErrCorrupt, it.Key(), id)
@@ -245,6 +265,9 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 		c, err := decodeCommitRecord(what, it.Value())
 		if err != nil {
 			return err
+		}
+		if parentCount == noParentCount {
+			prev, parentCount = c.parent, c.pageCount
 		}
 		if c.parent != prev || ver <= prev {
 			return fmt.Errorf("%w: %s has parent %d, the log before it ends at %d", ErrCorrupt, what, c.parent, prev)
@@ -262,6 +285,36 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 		return fmt.Errorf("%w: commit records of volume %d end at %d, head is %d", ErrCorrupt, id, prev, to)
 	}
 	return nil
+}
+
+// noParentCount marks a parent page count forCommits does not know.
+const noParentCount = ^uint32(0)
+
+// firstCommit returns the oldest version of volume id whose commit record
+// is kept; ok is false if there is none.
+func (e *Engine) firstCommit(id VolumeID) (Version, bool, error) {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, 0), UpperBound: commitKey(id+1, 0)})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	if len(it.Key()) != 17 {
+		return 0, false, fmt.Errorf("%w: commit key %x of volume %d", ErrCorrupt, it.Key(), id)
+	}
+	return Version(beUint64(it.Key()[9:17])), true, nil
+}
+
+// historyStart returns the oldest version whose commit record volume id
+// keeps, or 1.
+func (e *Engine) historyStart(id VolumeID) (Version, error) {
+	first, ok, err := e.firstCommit(id)
+	if err != nil || !ok {
+		return 1, err
+	}
+	return first, nil
 }
 
 // takeWriter takes the volume's writer, which a write transaction holds
