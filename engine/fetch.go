@@ -480,6 +480,11 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			pages, frames, err := v.fetchRun(ctx, op, run, snap.PageSize())
+			if errors.Is(err, remote.ErrNotFound) {
+				// A segment the garbage collector deleted: read its pages
+				// one by one, each from a checkpoint (resolveCollected).
+				pages, frames, err = v.readRun(snap, run)
+			}
 			pagesDone.Add(int64(pages))
 			framesDone.Add(int64(frames))
 			if err != nil {
@@ -516,6 +521,22 @@ func (v *Volume) fetchRun(ctx context.Context, op remoteOp, run []stub, pageSize
 	}
 	pages, err = v.storeFrames(run, data, pageSize)
 	return pages, len(run), err
+}
+
+// readRun reads, through snap, every page of the frames of run, and
+// returns how many pages and frames it read.
+func (v *Volume) readRun(snap *Snapshot, run []stub) (pages, frames int, err error) {
+	var buf []byte
+	for _, s := range run {
+		for p := s.frame.First; p <= s.frame.Last && uint32(p) <= snap.PageCount(); p++ {
+			if buf, err = snap.ReadPage(p, buf[:0]); err != nil {
+				return pages, frames, err
+			}
+			pages++
+		}
+		frames++
+	}
+	return pages, frames, nil
 }
 
 // stubsAt returns the stubs that snap's pages read: every page whose
@@ -561,12 +582,25 @@ func (v *Volume) stubsAt(snap *Snapshot) ([]stub, error) {
 
 // resolveCollected reads page p of version n again when the segment its
 // stub s names is gone (cause): the garbage collector deleted it once no
-// retained version read it there. If the page did not change between the
-// newest checkpoint at or before n and n, which the remote's commits from
-// the checkpoint to n tell, its image at n is the checkpoint's; if those
-// commits are gone too, version n is no longer retained (ErrCollected).
-// The stub (written at version u) is replaced with the image.
+// retained version read it there. The stub (written at version u) is
+// replaced with the image collectedPage finds.
 func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, cause error) ([]byte, error) {
+	img, err := v.collectedPage(p, n, pageSize, cause)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.replaceStub(p, u, s, img); err != nil {
+		v.e.opts.Logger.Warn("cambium: cannot store a page read again from a checkpoint", "volume", v.name, "page", p, "err", err)
+	}
+	return img, nil
+}
+
+// collectedPage returns page p's image at version n when the segment that
+// held it is gone (cause). If the page did not change between the newest
+// checkpoint at or before n and n, which the remote's commits from the
+// checkpoint to n tell, its image at n is the checkpoint's; if those
+// commits are gone too, version n is no longer retained (ErrCollected).
+func (v *Volume) collectedPage(p PageNo, n Version, pageSize int, cause error) ([]byte, error) {
 	r, err := v.replica()
 	if err != nil {
 		return nil, cause
@@ -596,25 +630,19 @@ func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, 
 		return nil, collected(fmt.Sprintf("it changed after the checkpoint of version %d", ks[i]))
 	}
 	ref, fr, zero, ok := m.Locate(p)
-	var img []byte
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: the checkpoint of version %d has no page %d, which version %d has", ErrRemoteCorrupt, ks[i], p, n)
 	case zero:
-		img = make([]byte, pageSize)
-	default:
-		at := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
-		pages, err := v.fetchFrame(r, at, pageSize)
-		if err != nil {
-			return nil, fmt.Errorf("read page %d of %q from the checkpoint of version %d: %w", p, v.name, ks[i], err)
-		}
-		off := int(p-fr.First) * pageSize
-		img = pages[off : off+pageSize]
+		return make([]byte, pageSize), nil
 	}
-	if err := v.replaceStub(p, u, s, img); err != nil {
-		v.e.opts.Logger.Warn("cambium: cannot store a page read again from a checkpoint", "volume", v.name, "page", p, "err", err)
+	at := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
+	pages, err := v.fetchFrame(r, at, pageSize)
+	if err != nil {
+		return nil, fmt.Errorf("read page %d of %q from the checkpoint of version %d: %w", p, v.name, ks[i], err)
 	}
-	return img, nil
+	off := int(p-fr.First) * pageSize
+	return pages[off : off+pageSize], nil
 }
 
 // resolved is what resolveCollected last read: the checkpoint of version

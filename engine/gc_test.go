@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -80,6 +81,20 @@ func TestGC_Window(t *testing.T) {
 	pinned := inside.Snapshot()
 	defer pinned.Release()
 
+	// Remote snapshots (a replica that never pulled) opened before the
+	// collection, one inside the window and one before it.
+	viewer := newReplica(t, rem)
+	viewInside, err := viewer.SnapshotAt(ctx, log[30].Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewInside.Release()
+	viewBefore, err := viewer.SnapshotAt(ctx, log[5].Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewBefore.Release()
+
 	baseAt := 25 // the window starts at the 26th version's commit
 	objsBefore, bytesBefore := remoteSize(t, rem.store)
 	res, err := w.GC(ctx, GCOptions{Retain: time.Hour, MinAge: -1, Now: log[baseAt].Time.Add(time.Hour)})
@@ -104,6 +119,19 @@ func TestGC_Window(t *testing.T) {
 		t.Fatalf("poll behind the window: %+v, %v", pr, err)
 	}
 
+	// The remote snapshots read as written, or, before the window, fail
+	// with ErrCollected.
+	checkModel(t, viewInside, wr.hist[log[30].Version])
+	for p := PageNo(1); uint32(p) <= viewBefore.PageCount(); p++ {
+		got, err := viewBefore.ReadPage(p, nil)
+		if err != nil && !errors.Is(err, ErrCollected) {
+			t.Fatalf("remote snapshot before the window, page %d: %v; want ErrCollected", p, err)
+		}
+		if err == nil && !bytes.Equal(got, wr.hist[log[5].Version].read(p)) {
+			t.Fatalf("remote snapshot before the window, page %d: wrong bytes", p)
+		}
+	}
+
 	// Every kept version reads as written, from a cold replica.
 	cold := newReplica(t, rem)
 	for _, c := range log {
@@ -121,7 +149,11 @@ func TestGC_Window(t *testing.T) {
 		s.Release()
 	}
 	// The replica at the newest version reads it, its stubs into
-	// collected segments found again in the checkpoints.
+	// collected segments found again in the checkpoints; hydrating does
+	// the same for every page.
+	if _, err := newest.Hydrate(ctx); err != nil {
+		t.Fatalf("hydrate after gc: %v", err)
+	}
 	checkHead(t, newest, wr.cur)
 
 	// A snapshot pinned inside the window reads as written; the replica

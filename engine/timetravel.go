@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
+	"github.com/cambiumdb/cambium/remote"
 )
 
 // SnapshotAt pins a read-only snapshot of version n, for point-in-time
@@ -212,7 +213,14 @@ func (s *Snapshot) readRemote(p PageNo, dst []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if pages, err = s.v.fetchFrame(r, st, ps); err != nil {
+		if pages, err = s.v.fetchFrame(r, st, ps); errors.Is(err, remote.ErrNotFound) {
+			img, err := s.v.collectedPage(p, s.st.version, ps, err)
+			if err != nil {
+				return nil, err
+			}
+			return append(dst, img...), nil
+		}
+		if err != nil {
 			return nil, err
 		}
 		rv.mu.Lock()
