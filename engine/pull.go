@@ -151,6 +151,13 @@ func (v *Volume) pull(ctx context.Context, r remoteOp) (PullResult, error) {
 		return res, nil
 	}
 	m, err := v.readRange(ctx, r, rec.seq, rec.pushed, parents)
+	if errors.Is(err, remote.ErrNotFound) {
+		// A collector deleted the commits since they were listed: list
+		// again, and find the checkpoint that replaces them.
+		if _, lerr := v.listCommits(ctx, r, rec.pushed); errors.As(lerr, &gap) {
+			return v.pullCheckpoint(ctx, r, rec, res, gap)
+		}
+	}
 	if err != nil {
 		return res, err
 	}
