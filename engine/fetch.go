@@ -446,25 +446,7 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 	op := r.op()
 	var pagesDone, framesDone atomic.Int64
 
-	// Group by segment, order by offset, and cut into runs.
-	slices.SortFunc(stubs, func(a, b stub) int {
-		if c := bytes.Compare(a.seg[:], b.seg[:]); c != 0 {
-			return c
-		}
-		return int(a.frame.Offset - b.frame.Offset)
-	})
-	stubs = slices.CompactFunc(stubs, func(a, b stub) bool { return a.seg == b.seg && a.frame.Offset == b.frame.Offset })
-	var runs [][]stub
-	for i := 0; i < len(stubs); {
-		j := i + 1
-		for j < len(stubs) && stubs[j].seg == stubs[i].seg &&
-			stubs[j].frame.Offset-stubs[j-1].frame.End() <= hydrateGapBytes &&
-			stubs[j].frame.End()-stubs[i].frame.Offset <= hydrateRunBytes {
-			j++
-		}
-		runs = append(runs, stubs[i:j])
-		i = j
-	}
+	runs := groupRuns(stubs, hydrateGapBytes)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -509,6 +491,32 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 		return res, fmt.Errorf("hydrate %q: %w", v.name, first)
 	}
 	return res, nil
+}
+
+// groupRuns groups stubs by segment, orders them by offset, drops
+// duplicates, and cuts them into runs of at most hydrateRunBytes, each
+// read with one ranged read: frames at most gap bytes apart are read
+// through.
+func groupRuns(stubs []stub, gap int64) [][]stub {
+	slices.SortFunc(stubs, func(a, b stub) int {
+		if c := bytes.Compare(a.seg[:], b.seg[:]); c != 0 {
+			return c
+		}
+		return int(a.frame.Offset - b.frame.Offset)
+	})
+	stubs = slices.CompactFunc(stubs, func(a, b stub) bool { return a.seg == b.seg && a.frame.Offset == b.frame.Offset })
+	var runs [][]stub
+	for i := 0; i < len(stubs); {
+		j := i + 1
+		for j < len(stubs) && stubs[j].seg == stubs[i].seg &&
+			stubs[j].frame.Offset-stubs[j-1].frame.End() <= gap &&
+			stubs[j].frame.End()-stubs[i].frame.Offset <= hydrateRunBytes {
+			j++
+		}
+		runs = append(runs, stubs[i:j])
+		i = j
+	}
+	return runs
 }
 
 // fetchRun reads the frames of run, which lie in one segment in offset
@@ -715,4 +723,120 @@ func (v *Volume) replaceStub(p PageNo, u Version, s stub, img []byte) error {
 	out := make([]byte, imageValueLen(len(img)))
 	encodeImage(out, img)
 	return v.e.db.Set(key, out, pebble.NoSync)
+}
+
+// warmGapBytes is the largest gap between the frames of a rewarm read
+// through rather than split: smaller than Hydrate's, since a replica's hot
+// set is often a small part of what changed.
+const warmGapBytes = 16 << 10
+
+// SetWarm turns rewarming after pulls on (the default) or off. After a
+// pull, the pages that this replica had stored and that the pull changed
+// (its hot set) are fetched again in the background, in coalesced ranged
+// reads made hydrateConcurrency at a time, so that its readers find them
+// local rather than paying a request each; a reader of a page being
+// fetched waits for that fetch.
+func (v *Volume) SetWarm(on bool) { v.warm.Store(on) }
+
+// rewarm fetches, in the background, the pages of changed that had an
+// image stored at base's version and are stubs now. It releases base.
+func (v *Volume) rewarm(r *replica, base *Snapshot, changed *roaring.Bitmap) {
+	ok := v.e.background(func(ctx context.Context) {
+		hot, err := v.storedAt(base, changed)
+		base.Release()
+		if err != nil || hot.IsEmpty() {
+			return
+		}
+		snap := v.Snapshot()
+		defer snap.Release()
+		stubs, err := v.stubsOf(snap, hot)
+		if err != nil {
+			return
+		}
+		runs := groupRuns(stubs, warmGapBytes)
+		// Claim every run before fetching any, so that readers wait for
+		// these fetches rather than making their own.
+		claimed := make([][]*fetchCall, len(runs))
+		for i, run := range runs {
+			claimed[i] = r.claim(run, true)
+			runs[i] = run[:len(claimed[i])]
+		}
+		ctx, cancel := context.WithTimeout(ctx, pullTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, hydrateConcurrency)
+		for i, run := range runs {
+			if len(run) == 0 {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				v.fetchCurrent(ctx, r, run, claimed[i], int(snap.st.pageSize), true)
+			}()
+		}
+		wg.Wait()
+		v.stats.rewarms.Add(1)
+	})
+	if !ok {
+		base.Release()
+	}
+}
+
+// storedAt returns the pages of pages whose value at snap's version is an
+// image stored locally.
+func (v *Volume) storedAt(snap *Snapshot, pages *roaring.Bitmap) (*roaring.Bitmap, error) {
+	out := roaring.New()
+	err := v.valuesAt(snap, pages, func(p PageNo, pv pageValue) {
+		if pv.kind == pageImage {
+			out.Add(uint32(p))
+		}
+	})
+	return out, err
+}
+
+// stubsOf returns the stubs that the pages of pages read at snap.
+func (v *Volume) stubsOf(snap *Snapshot, pages *roaring.Bitmap) ([]stub, error) {
+	var out []stub
+	err := v.valuesAt(snap, pages, func(_ PageNo, pv pageValue) {
+		if pv.kind == pageStub {
+			out = append(out, pv.stub)
+		}
+	})
+	return out, err
+}
+
+// valuesAt calls fn with the value, at snap's version, of each page of
+// pages that has one (within snap's page count and not cut off), read with
+// one iterator. Damaged values are skipped: they are not these callers'
+// to report.
+func (v *Volume) valuesAt(snap *Snapshot, pages *roaring.Bitmap, fn func(PageNo, pageValue)) error {
+	id := VolumeID(v.id.Load())
+	if id == 0 {
+		return nil
+	}
+	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	ver := snap.Version()
+	for p := range roaring.Values(pages) {
+		if p == 0 || p > snap.PageCount() {
+			continue
+		}
+		if !it.SeekGE(pageKey(id, PageNo(p), ver)) {
+			break
+		}
+		_, q, u, ok := decodePageKey(it.Key())
+		if !ok || q != PageNo(p) || snap.st.cutOff(q, u, ver) {
+			continue
+		}
+		if pv, err := decodePageValue(pageAt{v.name, q, u}, it.Value(), int(snap.st.pageSize)); err == nil {
+			fn(q, pv)
+		}
+	}
+	return it.Error()
 }

@@ -565,9 +565,29 @@ func (c *collector) collect(ctx context.Context, baseIdx int, wrote map[Version]
 	for _, lc := range c.commits[:baseIdx] {
 		doomed = append(doomed, lc.info)
 	}
+	// A rollup that covers a kept commit is kept, and so is its level
+	// segment: a replica may read pages of retained versions there.
+	listed := map[remote.ObjectInfo]bool{}
 	for _, o := range c.rollups {
-		if _, _, start, _ := manifest.ParseRollupKey(o.Key); start+1 < base.seq {
+		listed[o] = true
+	}
+	for o := range c.v.gcRollups {
+		if !listed[o] {
+			delete(c.v.gcRollups, o)
+		}
+	}
+	for _, o := range c.rollups {
+		_, level, start, _ := manifest.ParseRollupKey(o.Key)
+		if level > manifest.MaxRollupLevel || start+1<<level < base.seq {
 			doomed = append(doomed, o)
+			continue
+		}
+		ids, err := c.rollupSegments(ctx, o)
+		if err != nil {
+			return err // its segments are unknown: delete none
+		}
+		for _, id := range ids {
+			live[id] = true
 		}
 	}
 	var segs []remote.ObjectInfo
@@ -581,6 +601,33 @@ func (c *collector) collect(ctx context.Context, baseIdx int, wrote map[Version]
 		return err
 	}
 	return c.delete(ctx, segs)
+}
+
+// rollupSegments returns the segments rollup o names, from the volume's
+// memory of earlier runs when o is the object read then (a pusher never
+// replaces a rollup, but one may be deleted and written again).
+func (c *collector) rollupSegments(ctx context.Context, o remote.ObjectInfo) ([]SegmentID, error) {
+	v := c.v
+	if v.gcRollups == nil {
+		v.gcRollups = map[remote.ObjectInfo][]SegmentID{}
+	}
+	if ids, ok := v.gcRollups[o]; ok {
+		return ids, nil
+	}
+	raw, err := c.r.store.Get(ctx, o.Key)
+	if err != nil {
+		return nil, fmt.Errorf("read rollup %s: %w", o.Key, err)
+	}
+	m, err := decodeRemoteMap(o.Key, raw)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]SegmentID, 0, len(m.Segments))
+	for _, ref := range m.Segments {
+		ids = append(ids, ref.ID)
+	}
+	v.gcRollups[o] = ids
+	return ids, nil
 }
 
 // delete deletes objs, except those written by this run or younger than

@@ -56,11 +56,13 @@ func (v *Volume) Attach(url string, store remote.Store) error {
 type remoteOp struct {
 	*replica
 	store *remote.CountingStore
+	// levelBytes counts the bytes of level segments a push uploads.
+	levelBytes *atomic.Int64
 }
 
 // op begins an operation on the remote.
 func (r *replica) op() remoteOp {
-	return remoteOp{replica: r, store: remote.NewCountingStore(r.store)}
+	return remoteOp{replica: r, store: remote.NewCountingStore(r.store), levelBytes: new(atomic.Int64)}
 }
 
 // replicaToWrite returns the attached remote for an operation that writes
@@ -99,6 +101,8 @@ type PullResult struct {
 	PagesChanged int     `json:"pages_changed"`     // pages whose image changed from From to To
 	Requests     int64   `json:"remote_requests"`   // object store requests made
 	BytesRead    int64   `json:"remote_bytes_read"` // payload bytes downloaded
+
+	changed *roaring.Bitmap // the pages changed, for rewarm
 }
 
 // Pull fast-forwards the volume to the remote's newest version. It reads
@@ -119,11 +123,23 @@ func (v *Volume) Pull(ctx context.Context) (PullResult, error) {
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
 	op := r.op()
+	var base *Snapshot
+	if v.warm.Load() {
+		// Pinned, so that the pruner keeps the images rewarm looks for.
+		base = v.Snapshot()
+	}
 	res, err := v.pull(ctx, op)
 	st := op.store.Stats()
 	res.Requests, res.BytesRead = st.Requests(), st.BytesRead()
 	if err != nil {
 		err = fmt.Errorf("pull %q: %w", v.name, err)
+	}
+	if base != nil {
+		if err == nil && res.changed != nil {
+			v.rewarm(r, base, res.changed)
+		} else {
+			base.Release()
+		}
 	}
 	return res, err
 }
@@ -165,6 +181,7 @@ func (v *Volume) pull(ctx context.Context, r remoteOp) (PullResult, error) {
 		return res, err
 	}
 	res.To, res.Commits, res.PagesChanged = Version(m.Version), len(parents), int(m.Changeset.GetCardinality())
+	res.changed = m.Changeset
 	return res, nil
 }
 
@@ -210,6 +227,7 @@ func (v *Volume) pullCheckpoint(ctx context.Context, r remoteOp, rec replRecord,
 		return res, err
 	}
 	res.To, res.Commits, res.PagesChanged = Version(m.Version), int(m.ToSeq-rec.seq), int(m.Changeset.GetCardinality())
+	res.changed = m.Changeset
 	return res, nil
 }
 

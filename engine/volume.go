@@ -85,13 +85,17 @@ type Volume struct {
 	raExtending atomic.Bool
 
 	// Garbage collection: gcMu serialises the volume's collections in
-	// this process; gcCommits, guarded by it, keeps what the collector
-	// read of the remote's commits, which never change (by parent).
+	// this process; gcCommits and gcRollups, guarded by it, keep what the
+	// collector read of the remote's commits (by parent) and rollups (by
+	// listing), which never change.
 	gcMu      sync.Mutex
 	gcCommits map[Version]commitSummary
+	gcRollups map[remote.ObjectInfo][]SegmentID
 	// retain is the retention window of the local history, in
 	// nanoseconds (see SetRetain).
 	retain atomic.Int64
+	// warm says whether pulls rewarm the hot set (see SetWarm).
+	warm atomic.Bool
 
 	// Snapshot pins, and the pruner's state.
 	mu struct {
@@ -116,6 +120,7 @@ type volumeStats struct {
 	commits       atomic.Int64
 	pagesFetched  atomic.Int64
 	framesFetched atomic.Int64
+	rewarms       atomic.Int64
 }
 
 // Stats are a volume's counters since this process opened it.
@@ -157,6 +162,7 @@ func (e *Engine) loadVolume(name string) (*Volume, error) {
 	v.mu.pins = map[Version]int{}
 	v.replState.Store(&replRecord{})
 	v.retain.Store(int64(DefaultRetain))
+	v.warm.Store(true)
 	raw, found, err := e.get(volumeKey(name))
 	if err != nil {
 		return nil, fmt.Errorf("open volume %q: %w", name, err)

@@ -36,8 +36,13 @@
 // numbering as local commits, so version N is the same bytes everywhere.
 // Segments are written before the commit that names them, under random IDs
 // (NewSegmentID), and never change. Rollups are derived data, written by
-// the pusher after its claim; a reader that finds one missing or unreadable
-// reads the two halves it merges instead.
+// the pusher after its claim with create-if-absent (never replaced); a
+// reader that finds one missing or unreadable reads the two halves it
+// merges instead. A rollup of a level that is a multiple of 4 names a
+// level segment of its own: the images, at the rollup's version, of every
+// page its commits changed, densely in page order, so that a reader
+// catching up many commits reads their pages from a few segments, in long
+// ranged reads.
 //
 // # Checkpoints and garbage collection
 //
@@ -50,8 +55,8 @@
 // (its retention window) writes a checkpoint of B, then deletes, in this
 // order, the commits ending before B (the one ending at B stays: listing
 // from an older version finds it and so learns of the gap), the rollups
-// covering any of those, the checkpoints older than B, and last the
-// segments that no remaining map names. Objects younger than the
+// covering only those, the checkpoints older than B, and last the
+// segments that no remaining commit, rollup or checkpoint names. Objects younger than the
 // collector's minimum age are never deleted: they may belong to a push or
 // a compaction in flight on another machine.
 //

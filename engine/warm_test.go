@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/cambiumdb/cambium/engine/internal/manifest"
+)
+
+// TestReplication_LevelSegments: rollups of levels 4, 8, ... name a dense
+// level segment holding every page their commits changed, at their
+// version; a replica catching up reads the changed pages from a few
+// segments, and every page equals the writer's.
+func TestReplication_LevelSegments(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	r := newReplica(t, rem)
+	mustPull(t, r) // nothing yet
+	w, wr, _ := gcWriter(t, rem, 33, nil)
+	_ = w
+	raw, err := rem.store.Get(ctx, manifest.RollupKey("doc", 4, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.DecodeMap(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Segments) != 1 || !m.Segments[0].Pages.Equals(m.Changeset) {
+		t.Fatalf("rollup of level 4 names %d segments holding %d of its %d pages; want one level segment holding all",
+			len(m.Segments), m.Segments[0].Pages.GetCardinality(), m.Changeset.GetCardinality())
+	}
+	res := mustPull(t, r)
+	if _, err := r.Hydrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkHead(t, r, wr.cur)
+	// The 33 commits' pages come from the level segments of commits 1..16
+	// and 17..32 and the segment of commit 33: about three objects.
+	snap := r.Snapshot()
+	defer snap.Release()
+	all := roaring.New()
+	all.AddRange(1, uint64(snap.PageCount())+1)
+	stubs, err := r.stubsOf(snap, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stubs) != 0 {
+		t.Fatalf("%d stubs left after hydrate", len(stubs))
+	}
+	t.Logf("pull: %+v", res)
+}
+
+// TestReplication_Rewarm: after a pull, the pages the replica had stored
+// and the pull changed are fetched again in the background, so that
+// reading them costs no request; with SetWarm(false) they are not.
+func TestReplication_Rewarm(t *testing.T) {
+	for _, warm := range []bool{true, false} {
+		t.Run(map[bool]string{true: "On", false: "Off"}[warm], func(t *testing.T) {
+			ctx := context.Background()
+			rem := newFileRemote(t)
+			var r *Volume
+			_, wr, _ := gcWriter(t, rem, 40, func(i int) {
+				if i == 19 {
+					r = newReplica(t, rem)
+					r.SetWarm(warm)
+					mustPull(t, r)
+					if _, err := r.Hydrate(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			before := r.stats.rewarms.Load()
+			_, stored, _ := r.Head() // every page up to here is stored
+			mustPull(t, r)
+			if warm {
+				deadline := time.Now().Add(20 * time.Second)
+				for r.stats.rewarms.Load() == before {
+					if time.Now().After(deadline) {
+						t.Fatal("no rewarm after the pull")
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			reqs := r.RemoteStats().Requests()
+			snap := r.Snapshot()
+			defer snap.Release()
+			for p := PageNo(1); uint32(p) <= min(stored, snap.PageCount()); p++ {
+				img, err := snap.ReadPage(p, nil)
+				if err != nil || !bytes.Equal(img, wr.cur.read(p)) {
+					t.Fatalf("page %d: %v, or not the writer's", p, err)
+				}
+			}
+			got := r.RemoteStats().Requests() - reqs
+			checkHead(t, r, wr.cur)
+			if warm && got != 0 {
+				t.Fatalf("reading the rewarmed replica made %d requests, want 0", got)
+			}
+			if !warm && got == 0 {
+				t.Fatalf("reading a replica that does not rewarm made no requests")
+			}
+		})
+	}
+}
