@@ -100,6 +100,29 @@
 // volume, so that Reset can always return to it: a writer that commits
 // without pushing keeps every version since its last push.
 //
+// A replica stays warm across pulls (SetWarm): after a pull, the pages it
+// had stored and the pull changed are fetched again in the background, in
+// coalesced ranged reads, mostly from the level segments of the rollups
+// the pull read (dense copies of the pages a block of commits changed).
+//
+// # Lifecycle
+//
+// A volume lives for years on a bill that follows its live data plus a
+// retention window, not its whole history (gc.go). GC, run on demand or
+// by a writer's background sync, keeps every remote version committed in
+// the window and the one in force at its start (the base): it writes a
+// checkpoint (a full page map) of the base and, when the newest version's
+// pages are scattered enough that it pays, a compacted checkpoint of the
+// newest version, its pages rewritten densely; then it deletes the
+// commits, rollups, checkpoints and segments no kept version needs, none
+// younger than a minimum age (a push or another collector's compaction in
+// flight). Readers behind the base catch up through the newest checkpoint;
+// a read of a page whose segment was deleted is served from a checkpoint
+// when the remote's kept commits prove the image the same, else it is
+// ErrCollected, never other bytes. Locally, the pruner deletes the commit
+// records older than the window (SetRetain); page images it already
+// deletes as soon as no snapshot can see them.
+//
 // # Concurrency
 //
 // Engine, Volume and Snapshot methods are safe for concurrent use; a Txn
@@ -107,7 +130,7 @@
 // publishes a new head after its batch is applied, and a snapshot keeps
 // reading its own version meanwhile.
 //
-// A Volume's fields serve five concerns, each guarded on its own:
+// A Volume's fields serve six concerns, each guarded on its own:
 //
 //	concern          guarded by                        what it guards
 //	snapshot pins    Volume.mu                         pins by version; the pruner's progress, its
@@ -122,6 +145,8 @@
 //	lazy fetch       replica.mu, Volume.fetchMu,       frames being fetched; stubs that fetched
 //	                 the readahead mutex               images replace (the pruner deletes some);
 //	                                                   the scan state
+//	collection       Volume.gcMu                       one GC at a time in the process, and what
+//	                                                   it remembers of the remote's commits
 //
 // Locks are taken in this order, never the other way:
 //

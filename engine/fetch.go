@@ -108,6 +108,9 @@ func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool, stored 
 		run, later := []stub{s}, [][]stub(nil)
 		if scan {
 			run, later = v.readahead(s)
+			if len(run) == 1 && len(later) == 0 {
+				run, later = v.catchUpWindow(s)
+			}
 		}
 		calls := r.claim(run, false)
 		if len(calls) == 0 {
@@ -839,4 +842,74 @@ func (v *Volume) valuesAt(snap *Snapshot, pages *roaring.Bitmap, fn func(PageNo,
 		}
 	}
 	return it.Error()
+}
+
+// Catch-up readahead. The pages a pull changed are read together more
+// often than not: a replica that follows a writer serves the rows the
+// writer just wrote. They sit densely in the level segments of the
+// rollups the pull read, so a read of one of them that readahead would
+// fetch alone fetches instead the frames of the pull's pages around it in
+// the same segment: the catchUpWindowBytes-aligned window of the segment
+// that holds its frame, the run from its frame on now and the rest in the
+// background. After a pull that changed half of the volume or more (a
+// cold start, a checkpoint) there is no catch-up: a random read there
+// fetches its frame alone, as on any cold replica.
+const catchUpWindowBytes = 1 << 20
+
+// catchUp is what the newest pull changed: its pages, and the segments
+// that hold them, with their frames.
+type catchUp struct {
+	changed *roaring.Bitmap
+	segs    map[SegmentID]*manifest.SegmentRef
+}
+
+// noteCatchUp remembers what pull m changed, for catchUpWindow.
+func (v *Volume) noteCatchUp(m *manifest.Map) {
+	if m.IsCheckpoint() || 2*m.Changeset.GetCardinality() >= uint64(m.PageCount) {
+		v.catchUp.Store(nil)
+		return
+	}
+	c := &catchUp{changed: m.Changeset, segs: make(map[SegmentID]*manifest.SegmentRef, len(m.Segments))}
+	for i := range m.Segments {
+		c.segs[m.Segments[i].ID] = &m.Segments[i]
+	}
+	v.catchUp.Store(c)
+}
+
+// catchUpWindow returns the frames to fetch for a read of stub s: s's
+// frame and those that follow it closely in its window (see above), and
+// the window's other runs to fetch in the background; or s's frame alone
+// when s is not a stub the newest pull made.
+func (v *Volume) catchUpWindow(s stub) (now []stub, later [][]stub) {
+	c := v.catchUp.Load()
+	var ref *manifest.SegmentRef
+	if c != nil {
+		ref = c.segs[s.seg]
+	}
+	if ref == nil || !c.changed.Contains(uint32(s.frame.First)) {
+		return []stub{s}, nil
+	}
+	lo := s.frame.Offset - s.frame.Offset%catchUpWindowBytes
+	i := sort.Search(len(ref.Frames), func(i int) bool { return ref.Frames[i].Offset >= lo })
+	var window []stub
+	for ; i < len(ref.Frames) && ref.Frames[i].Offset < lo+catchUpWindowBytes; i++ {
+		window = append(window, stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: ref.Frames[i]})
+	}
+	runs := groupRuns(window, warmGapBytes)
+	for _, run := range runs {
+		j := slices.IndexFunc(run, func(o stub) bool { return o.frame.Offset == s.frame.Offset })
+		switch {
+		case j < 0:
+			later = append(later, run)
+		case j == 0:
+			now = run
+		default:
+			now = run[j:]
+			later = append(later, run[:j])
+		}
+	}
+	if now == nil { // s's frame is not the map's: a stub of another pull
+		return []stub{s}, nil
+	}
+	return now, later
 }

@@ -470,6 +470,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 	}
 	v.replState.Store(&rec)
 	v.publishPulled(base, version, m.PageCount, pageSize, m.Changeset)
+	v.noteCatchUp(m)
 	return nil
 }
 

@@ -83,6 +83,7 @@ type Volume struct {
 	fetchMu     sync.RWMutex
 	ra          readahead.Planner[stub]
 	raExtending atomic.Bool
+	catchUp     atomic.Pointer[catchUp] // what the newest pull changed (see catchUpWindow)
 
 	// Garbage collection: gcMu serialises the volume's collections in
 	// this process; gcCommits and gcRollups, guarded by it, keep what the
