@@ -895,7 +895,9 @@ func (v *Volume) catchUpWindow(s stub) (now []stub, later [][]stub) {
 	for ; i < len(ref.Frames) && ref.Frames[i].Offset < lo+catchUpWindowBytes; i++ {
 		window = append(window, stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: ref.Frames[i]})
 	}
-	runs := groupRuns(window, warmGapBytes)
+	// Split at every gap: a frame between two of the pull's is one a
+	// later piece superseded, which no reader needs.
+	runs := groupRuns(window, 0)
 	for _, run := range runs {
 		j := slices.IndexFunc(run, func(o stub) bool { return o.frame.Offset == s.frame.Offset })
 		switch {

@@ -541,7 +541,8 @@ func TestReplication_FastForward(t *testing.T) {
 		t.Fatalf("pull of %d commits touching %d pages: %d requests, %d bytes; want at most %d requests and under %d bytes",
 			k, p, res.Requests, res.BytesRead, maxReq, maxBytes)
 	}
-	// Then read every changed page: one frame each.
+	// Then read every changed page: one frame each, and fewer requests
+	// than pages (catch-up readahead reads runs of the pull's frames).
 	before := r1.RemoteStats()
 	s := r1.Snapshot()
 	for v := range roaring.Values(touched) {
@@ -552,7 +553,7 @@ func TestReplication_FastForward(t *testing.T) {
 	s.Release()
 	data := r1.RemoteStats().Sub(before)
 	total := res.BytesRead + data.BytesRead()
-	if data.Requests() != int64(p) || float64(total) > 1.2*float64(int64(p)*pageBytes)+64<<10 {
+	if data.Requests() > int64(p) || float64(total) > 1.2*float64(int64(p)*pageBytes)+64<<10 {
 		t.Fatalf("reading the %d changed pages: %v", p, data)
 	}
 	checkHead(t, r1, wr.cur)
