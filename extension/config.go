@@ -1,6 +1,7 @@
 package extension
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cambiumdb/cambium/engine"
 )
 
 // Config is a database's Cambium settings. Each is read from the URI
@@ -33,10 +36,61 @@ type Config struct {
 	// committed at or before it (at=TIMESTAMP in RFC 3339, URI only):
 	// restore by time.
 	At time.Time
+	// Retain, when HasRetain, is how long past versions stay restorable
+	// in the remote (retain= / CAMBIUM_RETAIN): a duration, 0 for the
+	// newest version only, or engine.RetainForever; else
+	// engine.DefaultRetain. PRAGMA cambium_gc and the background
+	// collection of sync= keep it.
+	Retain    time.Duration
+	HasRetain bool
+	// MinAge is the age under which the garbage collector deletes no
+	// remote object (min_age= / CAMBIUM_MIN_AGE), so that it never takes
+	// the segments of a push in flight; 0 means engine.DefaultMinAge.
+	MinAge time.Duration
+}
+
+// GCOptions returns the garbage collection the settings ask for: the
+// retention window and minimum age, defaults filled in.
+func (c Config) GCOptions() engine.GCOptions {
+	o := engine.GCOptions{Retain: engine.DefaultRetain, MinAge: c.MinAge}
+	if c.HasRetain {
+		o.Retain = c.Retain
+	}
+	return o
 }
 
 // MinSync is the shortest background replication interval.
 const MinSync = 100 * time.Millisecond
+
+// MinMinAge is the shortest min_age a setting may ask for: an object
+// younger than that may belong to a push still uploading on another
+// machine. (Tests that collect younger objects call engine.Volume.GC.)
+const MinMinAge = time.Minute
+
+// ParseRetain parses a retention window as retain=, CAMBIUM_RETAIN and
+// cambium gc --retain take it: a duration of zero or more (24h, 90m; 0s
+// keeps the newest version only) or forever (engine.RetainForever).
+func ParseRetain(s string) (time.Duration, error) {
+	if s == "forever" {
+		return engine.RetainForever, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, errors.New("want a duration in h, m or s, such as 24h, 90m or 0s (the newest version only), or forever")
+	}
+	return d, nil
+}
+
+// ParseMinAge parses the garbage collector's minimum object age as
+// min_age=, CAMBIUM_MIN_AGE and cambium gc --min-age take it: a duration
+// of at least MinMinAge.
+func ParseMinAge(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < MinMinAge {
+		return 0, fmt.Errorf("want a duration of at least %gm, such as 15m or 1h (a younger object may belong to a push still uploading)", MinMinAge.Minutes())
+	}
+	return d, nil
+}
 
 // Settings Cambium reads, and URI parameters SQLite itself uses, which
 // ParseConfig lets pass, as it does any parameter starting with '_' (the
@@ -44,7 +98,7 @@ const MinSync = 100 * time.Millisecond
 // _txlock). Any other URI parameter is an error, so that a typo ("dri=")
 // is not silently ignored.
 var (
-	cambiumParams = []string{"dir", "remote", "sync", "version", "at"}
+	cambiumParams = []string{"dir", "remote", "sync", "retain", "min_age", "version", "at"}
 	sqliteParams  = []string{"vfs", "mode", "cache", "psow", "nolock", "immutable", "modeof"}
 )
 
@@ -102,6 +156,20 @@ func ParseConfig(params map[string][]string, env func(string) string) (Config, e
 			return Config{}, fmt.Errorf("%w: %s=%q needs a remote (remote= or CAMBIUM_REMOTE) to sync with", ErrConfig, from, v)
 		}
 		c.Sync = d
+	}
+	if v, from := get("retain", "CAMBIUM_RETAIN"); v != "" {
+		d, err := ParseRetain(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w: %s=%q: %v", ErrConfig, from, v, err)
+		}
+		c.Retain, c.HasRetain = d, true
+	}
+	if v, from := get("min_age", "CAMBIUM_MIN_AGE"); v != "" {
+		d, err := ParseMinAge(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w: %s=%q: %v", ErrConfig, from, v, err)
+		}
+		c.MinAge = d
 	}
 	if vs, ok := params["version"]; ok {
 		n, err := strconv.ParseUint(vs[0], 10, 64)

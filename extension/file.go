@@ -115,8 +115,9 @@ type File struct {
 	// (CommitPhaseTwo); leaving the write lock without it rolls back.
 	committed bool
 
-	remote   string // URL of the volume's remote, "" if none
-	stopSync func() // ends this file's share of background sync
+	remote   string           // URL of the volume's remote, "" if none
+	gc       engine.GCOptions // retain= and min_age=, for PRAGMA cambium_gc
+	stopSync func()           // ends this file's share of background sync
 	// lineage is the volume's lineage when this file last told SQLite
 	// the database's change counter (see ReadAt).
 	lineage uint64
@@ -159,7 +160,7 @@ func openMain(e *engine.Engine, name string, cfg Config, flags OpenFlags) (*File
 	if err != nil {
 		return nil, err
 	}
-	f := &File{name: name, readOnly: flags.ReadOnly || cfg.HasVersion || !cfg.At.IsZero(), eng: e, vol: vol, sync: syncFull, remote: cfg.Remote, lineage: vol.Lineage()}
+	f := &File{name: name, readOnly: flags.ReadOnly || cfg.HasVersion || !cfg.At.IsZero(), eng: e, vol: vol, sync: syncFull, remote: cfg.Remote, gc: cfg.GCOptions(), lineage: vol.Lineage()}
 	if cfg.Remote != "" {
 		if err := attach(vol, cfg.Remote); err != nil {
 			return nil, withCode(fmt.Errorf("open %q: %w", name, err), CodeCantOpen)
@@ -197,7 +198,7 @@ func openMain(e *engine.Engine, name string, cfg Config, flags OpenFlags) (*File
 		return nil, withCode(fmt.Errorf("open %q read-only: no such volume in %s", name, cfg.Dir), CodeCantOpen)
 	}
 	if cfg.Sync > 0 {
-		f.stopSync = startSync(vol, cfg.Sync)
+		f.stopSync = startSync(vol, cfg.Sync, f.gc)
 	}
 	return f, nil
 }

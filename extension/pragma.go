@@ -13,7 +13,7 @@ const Version = "0.1.0-dev"
 
 // Pragmas lists the cambium_* pragmas, for error messages and docs.
 var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
-	"cambium_push", "cambium_pull", "cambium_fetch", "cambium_hydrate", "cambium_reset"}
+	"cambium_push", "cambium_pull", "cambium_fetch", "cambium_hydrate", "cambium_reset", "cambium_gc"}
 
 // Pragma handles PRAGMA name[=value] for SQLite's FCNTL_PRAGMA. It returns
 // the result text for a Cambium pragma, an error for a refused one, and an
@@ -41,6 +41,14 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
 //	cambium_reset    discard local versions not in the remote (a diverged
 //	                 volume's) and pull; JSON: discarded, from, to,
 //	                 pages_changed, remote_requests, remote_bytes_read
+//	cambium_gc       collect the remote: keep every version of the window
+//	                 retain= sets, compact the newest when that pays, delete
+//	                 what no kept version needs and is older than min_age=;
+//	                 JSON: engine.GCResult (checkpoint_version,
+//	                 pages_rewritten, deleted_objects, deleted_bytes,
+//	                 kept_young, remote_objects, remote_bytes,
+//	                 oldest_version, oldest_time, ...). It takes no value:
+//	                 a dry run is cambium gc --dry-run.
 func (f *File) Pragma(name, value string) (string, error) {
 	name = strings.ToLower(name)
 	value = strings.Trim(strings.TrimSpace(value), `'"`)
@@ -73,7 +81,7 @@ func (f *File) Pragma(name, value string) (string, error) {
 		return f.status()
 	case "cambium_stats":
 		return f.stats()
-	case "cambium_push", "cambium_pull", "cambium_fetch", "cambium_hydrate", "cambium_reset":
+	case "cambium_push", "cambium_pull", "cambium_fetch", "cambium_hydrate", "cambium_reset", "cambium_gc":
 		return f.replicate(name, value)
 	}
 	if strings.HasPrefix(name, "cambium_") {

@@ -29,14 +29,11 @@ type fetchResult struct {
 }
 
 func runFetch(ctx context.Context, g *globals, name string) error {
-	s, err := g.open(name, reading)
+	s, err := g.openAttached(ctx, name, reading, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := s.attach(ctx, nil); err != nil {
-		return err
-	}
 	r, err := s.v.Poll(ctx)
 	if err != nil {
 		return err

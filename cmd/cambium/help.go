@@ -33,17 +33,9 @@ func helpCommand(g *globals, cmds []*command, args []string) int {
 		fmt.Fprintln(g.stdout, "usage: cambium help [COMMAND]\n\nPrints the list of commands, or how to use one.")
 		return 0
 	}
-	if args[0] == "gc" {
-		fmt.Fprintln(g.stdout, gcNote)
-		return 0
-	}
 	fmt.Fprintf(g.stderr, "cambium help: unknown command %q\nrun 'cambium help' for the list of commands\n", args[0])
 	return 2
 }
-
-const gcNote = `gc is not available: the engine has no garbage collection of remote objects
-yet. Locally, old page versions are pruned automatically; in the object store,
-segments, commits and rollups are kept.`
 
 func printHelp(g *globals, w io.Writer) {
 	fmt.Fprint(w, `cambium manages Cambium volumes: SQLite databases stored as versioned pages,
@@ -70,10 +62,8 @@ Volumes are named like files, with '/' for namespaces: acme/orders.db. The same
 data directory and names work through the Go VFS (file:NAME?vfs=cambium&dir=DIR).
 One process at a time may open a data directory.
 
-%s
-
 Exit status: 0 on success, 1 when the command failed, 2 for a usage error.
-`, orNone(g.defaultDir), gcNote)
+`, orNone(g.defaultDir))
 }
 
 func orNone(s string) string {

@@ -7,12 +7,12 @@ import (
 
 func TestHelp(t *testing.T) {
 	out := ok(t, "help")
-	for _, c := range []string{"import", "export", "ls", "info", "log", "push", "pull", "fetch", "hydrate", "reset", "verify", "demo", "bench", "gc is not available"} {
+	for _, c := range []string{"import", "export", "ls", "info", "log", "push", "pull", "fetch", "hydrate", "reset", "verify", "gc", "demo", "bench"} {
 		if !strings.Contains(out, c) {
 			t.Errorf("help lacks %q:\n%s", c, out)
 		}
 	}
-	for _, c := range []string{"import", "export", "ls", "info", "log", "push", "pull", "fetch", "hydrate", "reset", "verify", "demo", "bench"} {
+	for _, c := range []string{"import", "export", "ls", "info", "log", "push", "pull", "fetch", "hydrate", "reset", "verify", "gc", "demo", "bench"} {
 		help := ok(t, "help", c)
 		if !strings.HasPrefix(help, "usage: cambium "+c) || !strings.Contains(help, "--dir") {
 			t.Errorf("help %s:\n%s", c, help)
@@ -27,8 +27,14 @@ func TestHelp(t *testing.T) {
 	if out := ok(t, "--help"); !strings.Contains(out, "commands:") {
 		t.Errorf("cambium --help:\n%s", out)
 	}
-	if out := ok(t, "help", "gc"); !strings.Contains(out, "not available") {
-		t.Errorf("help gc:\n%s", out)
+	if out := ok(t, "help", "gc"); !strings.Contains(out, "--retain DUR") || !strings.Contains(out, "--min-age DUR") || !strings.Contains(out, "--dry-run") || !strings.Contains(out, "CAMBIUM_RETAIN") {
+		t.Errorf("help gc lacks its flags:\n%s", out)
+	}
+	if out := ok(t, "help", "log"); !strings.Contains(out, "--remote-versions") {
+		t.Errorf("help log lacks --remote-versions:\n%s", out)
+	}
+	if out := ok(t, "help"); strings.Contains(out, "not available") {
+		t.Errorf("help still says something is not available:\n%s", out)
 	}
 	if out := ok(t, "help", "export"); !strings.Contains(out, "--version N") || !strings.Contains(out, "--check") {
 		t.Errorf("help export lacks its flags:\n%s", out)

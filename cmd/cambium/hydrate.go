@@ -32,15 +32,12 @@ type hydrateResult struct {
 }
 
 func runHydrate(ctx context.Context, g *globals, name string) error {
-	s, err := g.open(name, existing)
+	bar := g.bar(-1, "hydrate", true)
+	s, err := g.openAttached(ctx, name, existing, func(st remote.Store) remote.Store { return &progressStore{Store: st, bar: bar} })
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	bar := g.bar(-1, "hydrate", true)
-	if err := s.attach(ctx, func(st remote.Store) remote.Store { return &progressStore{Store: st, bar: bar} }); err != nil {
-		return err
-	}
 	r, err := s.v.Hydrate(ctx)
 	bar.Finish()
 	if err != nil {

@@ -1,7 +1,8 @@
 // Command cambium manages Cambium volumes from the shell: it imports and
 // exports plain SQLite files, lists and describes volumes, replicates them
 // with an object store (push, pull, fetch, hydrate, reset), verifies them
-// end to end, and runs the demo and the benchmarks.
+// end to end, collects their remotes (gc), and runs the demo and the
+// benchmarks.
 //
 //	cambium [--dir DIR] [--remote URL] [--json] COMMAND [flags] [args]
 //
@@ -81,6 +82,7 @@ func commands(g *globals) []*command {
 		hydrateCommand(g),
 		resetCommand(g),
 		verifyCommand(g),
+		gcCommand(g),
 		demoCommand(g),
 		benchCommand(g),
 	}
@@ -152,10 +154,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if cmd == nil {
-		if name == "gc" {
-			fmt.Fprintf(stderr, "cambium: gc is not available: the engine has no garbage collection of remote objects yet\nrun 'cambium help' for the list of commands\n")
-			return 2
-		}
 		fmt.Fprintf(stderr, "cambium: unknown command %q\nrun 'cambium help' for the list of commands\n", name)
 		return 2
 	}

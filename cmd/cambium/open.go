@@ -95,6 +95,20 @@ func (s *session) attach(ctx context.Context, w func(remote.Store) remote.Store)
 	return nil
 }
 
+// openAttached opens volume name as a says and attaches it to its remote
+// (see attach); the command closes the session.
+func (g *globals) openAttached(ctx context.Context, name string, a access, w func(remote.Store) remote.Store) (*session, error) {
+	s, err := g.open(name, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.attach(ctx, w); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // openEngine opens the data directory. create says whether a directory
 // that was never a data directory may become one (commands that write); a
 // command that only reads refuses it, so that a mistyped --dir is not

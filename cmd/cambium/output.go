@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -50,6 +51,40 @@ func (g *globals) bar(max int64, desc string, bytes bool) *progressbar.ProgressB
 		opts = append(opts, progressbar.OptionShowCount(), progressbar.OptionSetItsString("pages"), progressbar.OptionShowIts())
 	}
 	return progressbar.NewOptions64(max, opts...)
+}
+
+// stageBars shows a progress bar per stage of a long command (verify's
+// pages then frames; gc's list, read, compact, delete), each replacing the
+// one before; a stage with no known total is a spinner. units names what
+// a stage counts ("pages" if it is not named).
+type stageBars struct {
+	g      *globals
+	prefix string
+	units  map[string]string
+
+	stage string
+	total int64
+	bar   *progressbar.ProgressBar
+}
+
+// set shows done of total for stage.
+func (b *stageBars) set(stage string, done, total int64) {
+	if b.bar == nil || stage != b.stage || total != b.total {
+		b.Finish()
+		b.stage, b.total = stage, total
+		b.bar = b.g.bar(cmp.Or(max(total, 0), -1), b.prefix+" "+stage, false)
+		if u, ok := b.units[stage]; ok {
+			progressbar.OptionSetItsString(u)(b.bar)
+		}
+	}
+	b.bar.Set64(done)
+}
+
+// Finish clears the bar of the last stage.
+func (b *stageBars) Finish() {
+	if b.bar != nil {
+		b.bar.Finish()
+	}
 }
 
 // progressStore moves a progress bar by the payload bytes of the requests
@@ -116,6 +151,19 @@ func state(local bool, head engine.Version, rs engine.ReplicationState, remoteVe
 		return "behind"
 	}
 	return "synced"
+}
+
+// duration formats a duration for people without its zero units: 24h,
+// 1h30m, 15m, 0s.
+func duration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // size formats a byte count for people: 20.5 MB, 3.1 kB, 512 B.

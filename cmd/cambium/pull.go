@@ -31,14 +31,11 @@ type pullResult struct {
 }
 
 func runPull(ctx context.Context, g *globals, name string) error {
-	s, err := g.open(name, creating)
+	s, err := g.openAttached(ctx, name, creating, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := s.attach(ctx, nil); err != nil {
-		return err
-	}
 	r, err := s.v.Pull(ctx)
 	if err != nil {
 		return err

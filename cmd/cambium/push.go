@@ -35,15 +35,12 @@ type pushResult struct {
 }
 
 func runPush(ctx context.Context, g *globals, name string) error {
-	s, err := g.open(name, existing)
+	bar := g.bar(-1, "push", true)
+	s, err := g.openAttached(ctx, name, existing, func(st remote.Store) remote.Store { return &progressStore{Store: st, bar: bar, writes: true} })
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	bar := g.bar(-1, "push", true)
-	if err := s.attach(ctx, func(st remote.Store) remote.Store { return &progressStore{Store: st, bar: bar, writes: true} }); err != nil {
-		return err
-	}
 	r, err := s.v.Push(ctx)
 	bar.Finish()
 	if err != nil {

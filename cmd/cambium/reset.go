@@ -29,14 +29,11 @@ type resetResult struct {
 }
 
 func runReset(ctx context.Context, g *globals, name string) error {
-	s, err := g.open(name, existing)
+	s, err := g.openAttached(ctx, name, existing, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := s.attach(ctx, nil); err != nil {
-		return err
-	}
 	head, _, _ := s.v.Head()
 	r, err := s.v.Reset(ctx)
 	if err != nil {

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/cambiumdb/cambium/engine"
 )
 
@@ -67,31 +65,13 @@ func runVerify(ctx context.Context, g *globals, name string) error {
 	} else if !local {
 		return fmt.Errorf("no volume %q in %s", name, g.dir)
 	}
-	var bar *progressbar.ProgressBar
-	stage := ""
+	bars := &stageBars{g: g, prefix: "verify", units: map[string]string{"frames": "frames"}}
 	r, err := s.v.Verify(ctx, engine.VerifyOptions{
 		Remote:      g.remote != "",
 		MaxProblems: 1000,
-		Progress: func(step string, done, total int64) {
-			if total <= 0 {
-				return
-			}
-			if step != stage {
-				if bar != nil {
-					bar.Finish()
-				}
-				stage = step
-				bar = g.bar(total, "verify "+step, false)
-				if step == "frames" {
-					progressbar.OptionSetItsString("frames")(bar)
-				}
-			}
-			bar.Set64(done)
-		},
+		Progress:    bars.set,
 	})
-	if bar != nil {
-		bar.Finish()
-	}
+	bars.Finish()
 	if err != nil {
 		return err
 	}

@@ -20,8 +20,16 @@
 //	                         s3://bucket/prefix (credentials, region and
 //	                         endpoint from the AWS chain), mem://name
 //	sync     CAMBIUM_SYNC    manual (default) or an interval such as 5s:
-//	                         push (writer) or pull (reader) in the background
+//	                         push (writer) or pull (reader) in the background;
+//	                         a writer also collects its remote now and then
+//	retain   CAMBIUM_RETAIN  how long past versions stay restorable in the
+//	                         remote: a duration (default 24h, 0s for the
+//	                         newest only) or forever
+//	min_age  CAMBIUM_MIN_AGE the age under which garbage collection deletes
+//	                         no remote object (default 15m, at least 1m)
 //	version  (URI only)      open read-only at that version: time travel
+//	at       (URI only)      open read-only at the newest version committed
+//	                         at or before an RFC 3339 time: restore by time
 //
 // An unknown URI parameter is an error. A volume that exists only in the
 // remote opens at the remote's newest version without downloading pages:
@@ -38,7 +46,7 @@
 // not of the machine). journal_mode=WAL is refused. PRAGMA cambium_version,
 // cambium_status and cambium_stats report on the volume; cambium_push,
 // cambium_pull, cambium_fetch, cambium_hydrate and cambium_reset replicate
-// it (see the extension package).
+// it, and cambium_gc collects its remote (see the extension package).
 //
 // Every connection of the process shares one engine per data directory;
 // another process cannot open the same directory while it is in use.

@@ -1,0 +1,104 @@
+package extension
+
+import (
+	"cmp"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cambiumdb/cambium/engine"
+)
+
+// parse runs ParseConfig on URI parameters given as "k=v" and an
+// environment given as "K=V".
+func parse(uri, env []string) (Config, error) {
+	params := map[string][]string{"dir": {"/tmp/cambium-config-test"}}
+	for _, kv := range uri {
+		k, v, _ := strings.Cut(kv, "=")
+		params[k] = append(params[k], v)
+	}
+	return ParseConfig(params, func(name string) string {
+		for _, kv := range env {
+			if k, v, _ := strings.Cut(kv, "="); k == name {
+				return v
+			}
+		}
+		return ""
+	})
+}
+
+// TestParseConfig_Retention: retain= and min_age= (and their variables)
+// take what they say they take, the URI first, and refuse anything else
+// with an error naming the setting, the value and what is accepted.
+func TestParseConfig_Retention(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		uri, env []string
+		retain   time.Duration
+		minAge   time.Duration
+	}{
+		{"Defaults", nil, nil, engine.DefaultRetain, engine.DefaultMinAge},
+		{"Hours", []string{"retain=48h"}, nil, 48 * time.Hour, engine.DefaultMinAge},
+		{"Minutes", []string{"retain=90m", "min_age=1m"}, nil, 90 * time.Minute, time.Minute},
+		{"Zero", []string{"retain=0s"}, nil, 0, engine.DefaultMinAge},
+		{"Forever", []string{"retain=forever"}, nil, engine.RetainForever, engine.DefaultMinAge},
+		{"Env", nil, []string{"CAMBIUM_RETAIN=1h", "CAMBIUM_MIN_AGE=30m"}, time.Hour, 30 * time.Minute},
+		{"URIBeforeEnv", []string{"retain=2h", "min_age=2h"}, []string{"CAMBIUM_RETAIN=forever", "CAMBIUM_MIN_AGE=1x"}, 2 * time.Hour, 2 * time.Hour},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := parse(c.uri, c.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := cfg.GCOptions()
+			if o.Retain != c.retain {
+				t.Errorf("retain %v, want %v", o.Retain, c.retain)
+			}
+			// The engine reads MinAge 0 as its default.
+			if got := cmp.Or(o.MinAge, engine.DefaultMinAge); got != c.minAge {
+				t.Errorf("min age %v, want %v", got, c.minAge)
+			}
+		})
+	}
+	for _, c := range []struct {
+		name     string
+		uri, env []string
+		want     []string
+	}{
+		{"RetainDays", []string{"retain=7d"}, nil, []string{`URI parameter retain="7d"`, "24h", "forever"}},
+		{"RetainNegative", []string{"retain=-1h"}, nil, []string{`retain="-1h"`, "want a duration"}},
+		{"RetainNoUnit", []string{"retain=24"}, nil, []string{`retain="24"`}},
+		{"RetainForeverCase", []string{"retain=Forever"}, nil, []string{`retain="Forever"`}},
+		{"RetainEnv", nil, []string{"CAMBIUM_RETAIN=always"}, []string{`environment variable CAMBIUM_RETAIN="always"`, "forever"}},
+		{"RetainTwice", []string{"retain=1h", "retain=2h"}, nil, []string{`"retain" given 2 times`}},
+		{"MinAgeTooShort", []string{"min_age=30s"}, nil, []string{`URI parameter min_age="30s"`, "at least 1m", "push"}},
+		{"MinAgeZero", []string{"min_age=0s"}, nil, []string{`min_age="0s"`, "at least 1m"}},
+		{"MinAgeNegative", []string{"min_age=-20m"}, nil, []string{`min_age="-20m"`}},
+		{"MinAgeForever", []string{"min_age=forever"}, nil, []string{`min_age="forever"`}},
+		{"MinAgeEnv", nil, []string{"CAMBIUM_MIN_AGE=5"}, []string{`environment variable CAMBIUM_MIN_AGE="5"`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parse(c.uri, c.env)
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("got %v, want ErrConfig", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// A Config made in code, not parsed, keeps the default window: its zero
+// Retain is not "the newest version only".
+func TestConfig_GCOptions(t *testing.T) {
+	if o := (Config{}).GCOptions(); o.Retain != engine.DefaultRetain || o.MinAge != 0 {
+		t.Fatalf("zero Config: %+v", o)
+	}
+	if o := (Config{Retain: 0, HasRetain: true, MinAge: time.Hour}).GCOptions(); o.Retain != 0 || o.MinAge != time.Hour {
+		t.Fatalf("retain=0s, min_age=1h: %+v", o)
+	}
+}
