@@ -607,10 +607,12 @@ func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, 
 }
 
 // collectedPage returns page p's image at version n when the segment that
-// held it is gone (cause). If the page did not change between the newest
-// checkpoint at or before n and n, which the remote's commits from the
-// checkpoint to n tell, its image at n is the checkpoint's; if those
-// commits are gone too, version n is no longer retained (ErrCollected).
+// held it is gone (cause): the garbage collector deleted it once no kept
+// map named it, a kept checkpoint or commit naming the same image
+// elsewhere. It reads the remote's full page map of version n (the newest
+// checkpoint at or before n and the commits after it, kept for every page
+// read of n) and fetches the page where that map says; if the remote no
+// longer keeps version n, it is ErrCollected.
 func (v *Volume) collectedPage(p PageNo, n Version, pageSize int, cause error) ([]byte, error) {
 	r, err := v.replica()
 	if err != nil {
@@ -618,90 +620,51 @@ func (v *Volume) collectedPage(p PageNo, n Version, pageSize int, cause error) (
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
 	defer cancel()
-	op := r.op()
-	collected := func(why string) error {
-		return fmt.Errorf("read page %d of %q at version %d: %w: the segment holding its image was deleted by the remote's garbage collection, and %s; pull to a newer version (%v)",
-			p, v.name, n, ErrCollected, why, cause)
-	}
-	ks, err := v.listCheckpoints(ctx, op)
+	m, err := v.mapToResolve(ctx, r, n)
 	if err != nil {
+		if errors.Is(err, ErrCollected) {
+			return nil, fmt.Errorf("read page %d of %q: the segment holding its image was deleted by the remote's garbage collection (%v), and %w", p, v.name, cause, err)
+		}
 		return nil, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
-	}
-	i := sort.Search(len(ks), func(i int) bool { return ks[i] > n }) - 1
-	if i < 0 {
-		return nil, collected("the remote has no checkpoint at or before that version")
-	}
-	m, changed, err := v.checkpointTo(ctx, op, r, ks[i], n)
-	switch {
-	case errors.Is(err, ErrRemoteCorrupt) || errors.Is(err, remote.ErrNotFound):
-		return nil, collected(fmt.Sprintf("the commits from its checkpoint %d are gone (%v)", ks[i], err))
-	case err != nil:
-		return nil, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
-	case changed.Contains(uint32(p)):
-		return nil, collected(fmt.Sprintf("it changed after the checkpoint of version %d", ks[i]))
 	}
 	ref, fr, zero, ok := m.Locate(p)
 	switch {
 	case !ok:
-		return nil, fmt.Errorf("%w: the checkpoint of version %d has no page %d, which version %d has", ErrRemoteCorrupt, ks[i], p, n)
+		return nil, fmt.Errorf("%w: the remote's map of version %d has no page %d", ErrRemoteCorrupt, n, p)
 	case zero:
 		return make([]byte, pageSize), nil
 	}
 	at := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
 	pages, err := v.fetchFrame(r, at, pageSize)
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, fmt.Errorf("read page %d of %q at version %d: %w: the segment the remote's map of the version names is gone too (%v)", p, v.name, n, ErrCollected, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("read page %d of %q from the checkpoint of version %d: %w", p, v.name, ks[i], err)
+		return nil, fmt.Errorf("read page %d of %q at version %d: %w", p, v.name, n, err)
 	}
 	off := int(p-fr.First) * pageSize
 	return pages[off : off+pageSize], nil
 }
 
-// resolved is what resolveCollected last read: the checkpoint of version
-// k, and the pages the remote's commits changed from k to version n.
+// resolved is the remote's full page map of version n, read for the pages
+// of n whose segments were collected.
 type resolved struct {
-	k, n    Version
-	m       *manifest.Map
-	changed *roaring.Bitmap
+	n Version
+	m *manifest.Map
 }
 
-// checkpointTo returns the checkpoint of version k and the pages changed
-// from k to version n (k <= n), reading them once for every page read.
-func (v *Volume) checkpointTo(ctx context.Context, op remoteOp, r *replica, k, n Version) (*manifest.Map, *roaring.Bitmap, error) {
-	if c := r.resolved.Load(); c != nil && c.k == k && c.n == n {
-		return c.m, c.changed, nil
+// mapToResolve returns the remote's full page map of version n, reading it
+// once for every page read of n.
+func (v *Volume) mapToResolve(ctx context.Context, r *replica, n Version) (*manifest.Map, error) {
+	if c := r.resolved.Load(); c != nil && c.n == n {
+		return c.m, nil
 	}
-	m, err := v.readCheckpoint(ctx, op, k)
+	m, err := v.remoteMapAt(ctx, r.op(), n)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	changed := roaring.New()
-	if k < n {
-		parents, err := v.listCommits(ctx, op, k)
-		if err != nil {
-			return nil, nil, err
-		}
-		count := commitsThrough(parents, n)
-		if count == 0 {
-			return nil, nil, fmt.Errorf("%w: no remote commit ends at version %d", ErrRemoteCorrupt, n)
-		}
-		rng, err := v.readRange(ctx, op, m.ToSeq, k, parents[:count])
-		if err != nil {
-			return nil, nil, err
-		}
-		if Version(rng.Version) != n {
-			return nil, nil, fmt.Errorf("%w: the remote's commits from %d end at %d, not %d", ErrRemoteCorrupt, k, rng.Version, n)
-		}
-		changed = rng.Changeset
-		if rng.MinCount < rng.PageCount {
-			changed.AddRange(uint64(rng.MinCount)+1, uint64(rng.PageCount)+1)
-		}
-		if rng.MinCount < m.PageCount {
-			// Pages cut off and grown back read as zeros, not as k's.
-			changed.AddRange(uint64(rng.MinCount)+1, uint64(m.PageCount)+1)
-		}
-	}
-	r.resolved.Store(&resolved{k: k, n: n, m: m, changed: changed})
-	return m, changed, nil
+	r.resolved.Store(&resolved{n: n, m: m})
+	return m, nil
 }
 
 // replaceStub replaces the value of page p written at version u with img,

@@ -181,7 +181,13 @@ func (c *collector) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	full, err := c.fullMapAt(ctx, start, startIdx, len(c.commits))
+	// The newest version's full map, from the newest checkpoint: what a
+	// cold reader of it reads, and what the compaction rule weighs.
+	latestIdx, latest, err := c.latestCheckpoint(ctx, startIdx, start)
+	if err != nil {
+		return err
+	}
+	full, err := c.fullMapAt(ctx, latest, latestIdx, len(c.commits))
 	if err != nil {
 		return err
 	}
@@ -213,7 +219,11 @@ func (c *collector) run(ctx context.Context) error {
 		}
 		wrote[base.version] = full
 	case base.version != newest.version && (!haveBase || compacted != nil):
-		m, err := c.checkpointBase(ctx, start, startIdx, baseIdx, compacted)
+		from, fromIdx := start, startIdx
+		if latestIdx-1 <= baseIdx {
+			from, fromIdx = latest, latestIdx // the newest checkpoint at or before the base
+		}
+		m, err := c.checkpointBase(ctx, from, fromIdx, baseIdx, compacted)
 		if err != nil {
 			return err
 		}
@@ -228,7 +238,7 @@ func (c *collector) run(ctx context.Context) error {
 	for ver := range wrote {
 		c.res.CheckpointVersion = max(c.res.CheckpointVersion, ver)
 	}
-	if err := c.collect(ctx, baseIdx, wrote); err != nil {
+	if err := c.collect(ctx, baseIdx, c.res.CheckpointVersion, wrote); err != nil {
 		return err
 	}
 	for key, size := range c.written {
@@ -369,6 +379,31 @@ func (c *collector) start(ctx context.Context) (int, *manifest.Map, error) {
 	}
 	return 0, nil, fmt.Errorf("%w: the remote's oldest commit starts at version %d and no checkpoint ends any commit: the versions before it cannot be read",
 		ErrRemoteCorrupt, c.commits[0].parent)
+}
+
+// latestCheckpoint returns the newest checkpoint that ends a commit from
+// startIdx-1 on, and the index of the commit after it; start and startIdx
+// if there is none.
+func (c *collector) latestCheckpoint(ctx context.Context, startIdx int, start *manifest.Map) (int, *manifest.Map, error) {
+	for i := len(c.commits) - 1; i >= max(startIdx-1, 0); i-- {
+		ver := c.commits[i].sum.version
+		if _, ok := c.checkpoints[ver]; !ok {
+			continue
+		}
+		if i == startIdx-1 {
+			return startIdx, start, nil
+		}
+		m, err := c.v.readCheckpoint(ctx, c.r, ver)
+		if err != nil {
+			return 0, nil, err
+		}
+		if m.ToSeq != c.commits[i].sum.seq {
+			return 0, nil, fmt.Errorf("%w: the checkpoint of version %d ends commit %d, the commit ending there is %d",
+				ErrRemoteCorrupt, m.Version, m.ToSeq, c.commits[i].sum.seq)
+		}
+		return i + 1, m, nil
+	}
+	return startIdx, start, nil
 }
 
 // fullMapAt returns the full page map of the version commit end-1 ends,
@@ -530,9 +565,12 @@ func (c *collector) putCheckpoint(ctx context.Context, m *manifest.Map) error {
 
 // collect deletes what no version from the base on needs, and nothing
 // younger than the minimum age: first the commits ending before the base,
-// the rollups covering any of them and the older checkpoints, then the
-// segments no remaining commit or checkpoint names.
-func (c *collector) collect(ctx context.Context, baseIdx int, wrote map[Version]*manifest.Map) error {
+// the rollups covering only those and the checkpoints other than the
+// base's and the newest (newest), then the segments no remaining commit,
+// rollup or checkpoint names. (A replica that read pages from a deleted
+// checkpoint finds them again through the remaining ones: see
+// collectedPage.)
+func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wrote map[Version]*manifest.Map) error {
 	base := c.commits[baseIdx].sum
 	live := map[SegmentID]bool{}
 	for _, lc := range c.commits[baseIdx:] {
@@ -542,7 +580,7 @@ func (c *collector) collect(ctx context.Context, baseIdx int, wrote map[Version]
 	}
 	var doomed []remote.ObjectInfo
 	for ver, o := range c.checkpoints {
-		if ver < base.version {
+		if ver != base.version && ver != newest {
 			doomed = append(doomed, o)
 			continue
 		}

@@ -253,7 +253,10 @@ func TestVolume_PruneHistory(t *testing.T) {
 	if err != nil || len(older) != first {
 		t.Fatalf("log: %d commits, %v", len(older), err)
 	}
-	window := time.Since(older[first-1].Time) // every commit so far is older
+	// Every commit so far falls out of the window, and the next ones stay
+	// in it for as long as the test takes.
+	const window = 5 * time.Second
+	time.Sleep(window + time.Second)
 	v.SetRetain(window)
 	for range pruneMinCommits + 8 {
 		w.step()
@@ -336,5 +339,51 @@ func TestGC_CollectedPageChanged(t *testing.T) {
 	if got, err := s.ReadPage(victim, nil); !errors.Is(err, ErrCollected) {
 		t.Fatalf("page %d of version %d, its segment gone: %v (bytes as written: %v); want ErrCollected",
 			victim, n, err, bytes.Equal(got, wr.hist[n].read(victim)))
+	}
+}
+
+// TestGC_Repeated: collections run one after another, with a window or
+// without, and with pushes between them, compact only when the rule says
+// so (never the same version twice) and keep two checkpoints at most: the
+// base's and the newest; the remote does not grow from run to run when
+// nothing was pushed.
+func TestGC_Repeated(t *testing.T) {
+	ctx := context.Background()
+	for _, retain := range []time.Duration{time.Hour, 0, RetainForever} {
+		t.Run(retain.String(), func(t *testing.T) {
+			rem := newFileRemote(t)
+			w, wr, log := gcWriter(t, rem, 30, nil)
+			now := log[20].Time.Add(time.Hour) // with a window: the last ten versions
+			if retain == 0 {
+				now = time.Now()
+			}
+			var last GCResult
+			for run := range 4 {
+				if run == 2 {
+					for range 5 {
+						wr.step()
+						mustPush(t, w)
+					}
+				}
+				res, err := w.GC(ctx, GCOptions{Retain: retain, MinAge: -1, Now: now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("run %d: %+v", run, res)
+				if run == 1 || run == 3 {
+					if res.Compacted || res.RemoteBytes > last.RemoteBytes || res.DeletedObjects > 0 {
+						t.Fatalf("run %d, nothing pushed since the last: %+v after %+v", run, res, last)
+					}
+				}
+				ks, err := w.listCheckpoints(ctx, w.attached.Load().op())
+				if err != nil || len(ks) > 2 {
+					t.Fatalf("checkpoints %v, %v; want the base's and the newest at most", ks, err)
+				}
+				last = res
+			}
+			fresh := newReplica(t, rem)
+			mustPull(t, fresh)
+			checkHead(t, fresh, wr.cur)
+		})
 	}
 }
