@@ -707,7 +707,9 @@ func (v *Volume) SetWarm(on bool) { v.warm.Store(on) }
 // rewarm fetches, in the background, the pages of changed that had an
 // image stored at base's version and are stubs now. It releases base.
 func (v *Volume) rewarm(r *replica, base *Snapshot, changed *roaring.Bitmap) {
+	v.warming.Add(1)
 	ok := v.e.background(func(ctx context.Context) {
+		defer v.warming.Done()
 		hot, err := v.storedAt(base, changed)
 		base.Release()
 		if err != nil || hot.IsEmpty() {
@@ -747,7 +749,25 @@ func (v *Volume) rewarm(r *replica, base *Snapshot, changed *roaring.Bitmap) {
 		v.stats.rewarms.Add(1)
 	})
 	if !ok {
+		v.warming.Done()
 		base.Release()
+	}
+}
+
+// Warmed waits until the fetches that rewarm the hot set after the pulls
+// made so far are done (a program that exits after a pull calls it, or
+// they are cut short by Engine.Close), or until ctx ends.
+func (v *Volume) Warmed(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		v.warming.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

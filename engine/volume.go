@@ -95,8 +95,10 @@ type Volume struct {
 	// retain is the retention window of the local history, in
 	// nanoseconds (see SetRetain).
 	retain atomic.Int64
-	// warm says whether pulls rewarm the hot set (see SetWarm).
-	warm atomic.Bool
+	// warm says whether pulls rewarm the hot set (see SetWarm); warming
+	// counts the rewarms running.
+	warm    atomic.Bool
+	warming sync.WaitGroup
 
 	// Snapshot pins, and the pruner's state.
 	mu struct {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"testing"
-	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -77,14 +76,11 @@ func TestReplication_Rewarm(t *testing.T) {
 			before := r.stats.rewarms.Load()
 			_, stored, _ := r.Head() // every page up to here is stored
 			mustPull(t, r)
-			if warm {
-				deadline := time.Now().Add(20 * time.Second)
-				for r.stats.rewarms.Load() == before {
-					if time.Now().After(deadline) {
-						t.Fatal("no rewarm after the pull")
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+			if err := r.Warmed(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if warm && r.stats.rewarms.Load() == before {
+				t.Fatal("no rewarm after the pull")
 			}
 			reqs := r.RemoteStats().Requests()
 			snap := r.Snapshot()
