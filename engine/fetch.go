@@ -105,14 +105,24 @@ func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool, stored 
 			retried, scan = true, false
 			continue
 		}
-		run, later := []stub{s}, [][]stub(nil)
+		run, later, at := []stub{s}, [][]stub(nil), 0
 		if scan {
 			run, later = v.readahead(s)
 			if len(run) == 1 && len(later) == 0 {
-				run, later = v.catchUpWindow(s)
+				run, at, later = v.catchUpWindow(s)
 			}
 		}
 		calls := r.claim(run, false)
+		if len(calls) <= at && at > 0 {
+			// A frame before s's is being fetched: let its readers
+			// fetch for themselves, and fetch from s's frame on.
+			for _, c := range calls {
+				c.prefetch, c.err = true, errFrameStored
+			}
+			r.release(run[:len(calls)], calls)
+			run, at = run[at:], 0
+			calls = r.claim(run, false)
+		}
 		if len(calls) == 0 {
 			continue // another reader claimed s first
 		}
@@ -129,9 +139,9 @@ func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool, stored 
 			v.prefetch(r, l, pageSize)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
-		v.fetchCurrent(ctx, r, run, calls, pageSize, false)
+		v.fetchCurrent(ctx, r, run, calls, pageSize, at)
 		cancel()
-		return calls[0].pages, calls[0].err
+		return calls[at].pages, calls[at].err
 	}
 }
 
@@ -185,17 +195,17 @@ func (v *Volume) fetchClaimed(ctx context.Context, r *replica, run []stub, calls
 }
 
 // fetchCurrent fetches, like fetchClaimed, the claimed frames of run that
-// still are stubs (unless checkFirst, the first frame is taken to be one:
-// its reader has just checked):
+// still are stubs (the frame at index reader, if not negative, is taken to
+// be one: its reader has just checked):
 // the run was planned from stubs read before its frames were claimed, and
 // another fetch may have stored some of them since. Those are released
 // with errFrameStored, for their readers to read them locally.
-func (v *Volume) fetchCurrent(ctx context.Context, r *replica, run []stub, calls []*fetchCall, pageSize int, checkFirst bool) {
+func (v *Volume) fetchCurrent(ctx context.Context, r *replica, run []stub, calls []*fetchCall, pageSize int, reader int) {
 	id := VolumeID(v.id.Load())
 	head := v.head.Load().version
 	current := make([]bool, len(run))
 	for i, s := range run {
-		if i == 0 && !checkFirst {
+		if i == reader {
 			current[i] = true
 			continue
 		}
@@ -341,7 +351,7 @@ func (v *Volume) prefetch(r *replica, run []stub, pageSize int) {
 	if !v.e.background(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, pullTimeout)
 		defer cancel()
-		v.fetchCurrent(ctx, r, run, calls, pageSize, true)
+		v.fetchCurrent(ctx, r, run, calls, pageSize, -1)
 	}) {
 		for _, c := range calls {
 			c.err = ErrClosed
@@ -742,7 +752,7 @@ func (v *Volume) rewarm(r *replica, base *Snapshot, changed *roaring.Bitmap) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				v.fetchCurrent(ctx, r, run, claimed[i], int(snap.st.pageSize), true)
+				v.fetchCurrent(ctx, r, run, claimed[i], int(snap.st.pageSize), -1)
 			}()
 		}
 		wg.Wait()
@@ -833,11 +843,16 @@ func (v *Volume) valuesAt(snap *Snapshot, pages *roaring.Bitmap, fn func(PageNo,
 // rollups the pull read, so a read of one of them that readahead would
 // fetch alone fetches instead the frames of the pull's pages around it in
 // the same segment: the catchUpWindowBytes-aligned window of the segment
-// that holds its frame, the run from its frame on now and the rest in the
-// background. After a pull that changed half of the volume or more (a
+// that holds its frame, the run that holds its frame now and the rest in
+// the background. After a pull that changed half of the volume or more (a
 // cold start, a checkpoint) there is no catch-up: a random read there
 // fetches its frame alone, as on any cold replica.
-const catchUpWindowBytes = 1 << 20
+const catchUpWindowBytes = 4 << 20
+
+// catchUpGapBytes is the largest gap between the pull's frames in a
+// window that a read reads through: a frame between two of the pull's is
+// one a later piece of the pull superseded, which no reader needs.
+const catchUpGapBytes = 0
 
 // catchUp is what the newest pull changed: its pages, and the segments
 // that hold them, with their frames.
@@ -859,18 +874,18 @@ func (v *Volume) noteCatchUp(m *manifest.Map) {
 	v.catchUp.Store(c)
 }
 
-// catchUpWindow returns the frames to fetch for a read of stub s: s's
-// frame and those that follow it closely in its window (see above), and
-// the window's other runs to fetch in the background; or s's frame alone
+// catchUpWindow returns the frames to fetch for a read of stub s: the run
+// of frames in s's window that holds s's frame, at index at, and the
+// window's other runs, to fetch in the background; or s's frame alone
 // when s is not a stub the newest pull made.
-func (v *Volume) catchUpWindow(s stub) (now []stub, later [][]stub) {
+func (v *Volume) catchUpWindow(s stub) (run []stub, at int, later [][]stub) {
 	c := v.catchUp.Load()
 	var ref *manifest.SegmentRef
 	if c != nil {
 		ref = c.segs[s.seg]
 	}
 	if ref == nil || !c.changed.Contains(uint32(s.frame.First)) {
-		return []stub{s}, nil
+		return []stub{s}, 0, nil
 	}
 	lo := s.frame.Offset - s.frame.Offset%catchUpWindowBytes
 	i := sort.Search(len(ref.Frames), func(i int) bool { return ref.Frames[i].Offset >= lo })
@@ -878,23 +893,15 @@ func (v *Volume) catchUpWindow(s stub) (now []stub, later [][]stub) {
 	for ; i < len(ref.Frames) && ref.Frames[i].Offset < lo+catchUpWindowBytes; i++ {
 		window = append(window, stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: ref.Frames[i]})
 	}
-	// Split at every gap: a frame between two of the pull's is one a
-	// later piece superseded, which no reader needs.
-	runs := groupRuns(window, 0)
-	for _, run := range runs {
-		j := slices.IndexFunc(run, func(o stub) bool { return o.frame.Offset == s.frame.Offset })
-		switch {
-		case j < 0:
-			later = append(later, run)
-		case j == 0:
-			now = run
-		default:
-			now = run[j:]
-			later = append(later, run[:j])
+	for _, r := range groupRuns(window, catchUpGapBytes) {
+		if j := slices.IndexFunc(r, func(o stub) bool { return o.frame.Offset == s.frame.Offset }); j >= 0 {
+			run, at = r, j
+		} else {
+			later = append(later, r)
 		}
 	}
-	if now == nil { // s's frame is not the map's: a stub of another pull
-		return []stub{s}, nil
+	if run == nil { // s's frame is not the map's: a stub of another pull
+		return []stub{s}, 0, nil
 	}
-	return now, later
+	return run, at, later
 }
