@@ -850,9 +850,14 @@ func (v *Volume) valuesAt(snap *Snapshot, pages *roaring.Bitmap, fn func(PageNo,
 const catchUpWindowBytes = 4 << 20
 
 // catchUpGapBytes is the largest gap between the pull's frames in a
-// window that a read reads through: a frame between two of the pull's is
-// one a later piece of the pull superseded, which no reader needs.
-const catchUpGapBytes = 0
+// window that a read reads through. A frame between two of the pull's is
+// one a later piece of the pull superseded, which no reader needs; but
+// reading one or two (a few KiB at 100 MB/s) costs far less than the
+// round trip of a second request. On the fastforward bench (W1), about a
+// tenth of a level segment's frames are superseded, scattered: splitting
+// at every one of them reads the changed rows in twice as many requests
+// as reading them through, for 8% fewer bytes.
+const catchUpGapBytes = 8 << 10
 
 // catchUp is what the newest pull changed: its pages, and the segments
 // that hold them, with their frames.

@@ -3,10 +3,20 @@ package extension
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/cambiumdb/cambium/engine"
 )
+
+// journalMode is the journal mode of every Cambium database: the VFS
+// opens it with SQLITE_OPEN_MEMORY, so the pager keeps the rollback
+// journal in memory.
+const journalMode = "memory"
+
+// walOnce logs the answer to journal_mode=WAL once per process.
+var walOnce sync.Once
 
 // Version is the Cambium release this build is.
 const Version = "0.1.0-dev"
@@ -55,7 +65,15 @@ func (f *File) Pragma(name, value string) (string, error) {
 	switch name {
 	case "journal_mode":
 		if strings.EqualFold(value, "wal") {
-			return "", withCode(fmt.Errorf("%w: journal_mode=WAL on %q: Cambium versions the database itself and keeps the rollback journal in memory, so WAL adds nothing; keep the default journal mode", ErrUnsupported, f.name), CodeError)
+			// What SQLite does where WAL cannot be (an in-memory
+			// database): keep the mode in force and say which it is.
+			// Apps and frameworks ask for WAL at every start; what they
+			// want of it, readers that never wait for the writer and
+			// cheap commits, Cambium's versions already give.
+			walOnce.Do(func() {
+				slog.Info("cambium: journal_mode=WAL asked for; Cambium keeps its own versions (readers never wait for the writer), so the journal stays in memory", "volume", f.name)
+			})
+			return journalMode, nil
 		}
 		return "", errNotFound
 	case "locking_mode":

@@ -43,7 +43,8 @@
 // Journals and temporary files live in memory: the engine makes commits
 // durable, per PRAGMA synchronous (FULL, the default: fsync before COMMIT
 // returns; NORMAL and OFF: the commit survives a crash of the process but
-// not of the machine). journal_mode=WAL is refused. PRAGMA cambium_version,
+// not of the machine). journal_mode=WAL is answered with the journal mode
+// in force, memory, as SQLite answers it where WAL cannot be. PRAGMA cambium_version,
 // cambium_status and cambium_stats report on the volume; cambium_push,
 // cambium_pull, cambium_fetch, cambium_hydrate and cambium_reset replicate
 // it, and cambium_gc collects its remote (see the extension package).

@@ -244,7 +244,6 @@ func TestSQL_BadInput(t *testing.T) {
 		{"ok.db", "&at=yesterday", "CREATE TABLE x(y)", "RFC 3339"},
 		{"ok.db", "&version=1&at=2026-01-01T00:00:00Z", "CREATE TABLE x(y)", "pass one"},
 		{"ok.db", "", "PRAGMA cambium_nope", "unknown pragma cambium_nope; Cambium knows cambium_version, cambium_status, cambium_stats, cambium_push"},
-		{"ok.db", "", "PRAGMA journal_mode=WAL", "journal_mode=WAL"},
 		{"ok.db", "", "PRAGMA cambium_version=3", "takes no value"},
 	}
 	for _, c := range cases {
@@ -352,5 +351,25 @@ func TestSQL_LockingModeExclusive(t *testing.T) {
 	db := openDB(t, t.TempDir(), "ex.db", "")
 	if _, err := db.Exec("PRAGMA locking_mode=EXCLUSIVE"); err == nil || !strings.Contains(err.Error(), "locking_mode=EXCLUSIVE") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestSQL_JournalModeWAL: PRAGMA journal_mode=WAL, which apps run at every
+// start, answers with the mode in force and no error, and the database
+// works on: as SQLite answers it where WAL cannot be.
+func TestSQL_JournalModeWAL(t *testing.T) {
+	db := openDB(t, t.TempDir(), "wal.db", "")
+	for range 2 {
+		var mode string
+		if err := db.QueryRow("PRAGMA journal_mode=WAL").Scan(&mode); err != nil || mode != "memory" {
+			t.Fatalf("PRAGMA journal_mode=WAL: %q, %v; want memory", mode, err)
+		}
+	}
+	if _, err := db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "memory" {
+		t.Fatalf("PRAGMA journal_mode: %q, %v; want memory", mode, err)
 	}
 }
