@@ -55,7 +55,8 @@ fuzz:
 
 ## bench: every workload of the harness at the reference sizes of BENCHMARKS.md, each
 ## with its baselines measured in the same run (build/bench.json, charts in build/bench/;
-## about half an hour), then the Go micro-benchmarks. BENCHFLAGS adds flags, e.g.
+## about three quarters of an hour, 14 minutes of it the lifecycle workload), then the Go
+## micro-benchmarks. BENCHFLAGS adds flags, e.g.
 ## BENCHFLAGS='--only coldopen --coldopen-size 256MiB'.
 BENCHFLAGS ?=
 bench: build deps

@@ -12,8 +12,10 @@ package bench
 import (
 	"database/sql"
 	"fmt"
+	"math"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,9 +30,12 @@ type Figures struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 	PerSec  float64       `json:"per_sec"`
 	// Bytes and Requests are what moved through the object store, for
-	// replication workloads.
+	// replication workloads; or, with Objects, what the store holds.
 	Bytes    int64 `json:"bytes,omitempty"`
 	Requests int64 `json:"requests,omitempty"`
+	// Objects is how many objects the store holds, for workloads that
+	// measure what is stored (Bytes is then their size).
+	Objects int64 `json:"objects,omitempty"`
 	// Memory is bytes of memory held, for workloads that measure it.
 	Memory int64 `json:"memory_bytes,omitempty"`
 }
@@ -42,10 +47,11 @@ func figures(ops int, d time.Duration) Figures {
 // Comparison is Cambium against one baseline: Ratio is Cambium's rate over
 // the baseline's (above 1: Cambium is faster).
 // For byte metrics Ratio is the baseline's bytes over Cambium's (above 1:
-// Cambium moves fewer).
+// Cambium moves or stores fewer), and for request metrics the baseline's
+// requests over Cambium's.
 type Comparison struct {
 	Baseline string  `json:"baseline"`
-	Metric   string  `json:"metric"` // "per_sec" or "bytes"
+	Metric   string  `json:"metric"` // "per_sec", "bytes" or "requests"
 	Figures  Figures `json:"figures"`
 	Ratio    float64 `json:"ratio"`
 	Target   float64 `json:"target"` // the ratio DESIGN.md asks for; 0: none
@@ -69,6 +75,10 @@ func (r *Result) compareBytes(name string, base Figures, target float64) {
 	r.Comparisons = append(r.Comparisons, Comparison{Baseline: name, Metric: "bytes", Figures: base, Ratio: float64(base.Bytes) / float64(max(r.Cambium.Bytes, 1)), Target: target})
 }
 
+func (r *Result) compareRequests(name string, base Figures, target float64) {
+	r.Comparisons = append(r.Comparisons, Comparison{Baseline: name, Metric: "requests", Figures: base, Ratio: float64(base.Requests) / float64(max(r.Cambium.Requests, 1)), Target: target})
+}
+
 // Table renders results as an aligned text table.
 func Table(results ...Result) string {
 	var b strings.Builder
@@ -79,10 +89,9 @@ func Table(results ...Result) string {
 			fmt.Fprintf(w, "%s\t%s\tno baseline\t\t\t\n", r.Workload, r.Cambium.summary())
 		}
 		for _, c := range r.Comparisons {
-			if c.Metric == "bytes" {
-				fmt.Fprintf(w, "%s\t%s in %d req, %s\t%s\t%s in %d req, %s\t%.1fx fewer bytes\t%s\n", r.Workload,
-					humanBytes(r.Cambium.Bytes), r.Cambium.Requests, elapsed(r.Cambium.Elapsed), c.Baseline,
-					humanBytes(c.Figures.Bytes), c.Figures.Requests, elapsed(c.Figures.Elapsed), c.Ratio, targetText(c.Target))
+			if c.Metric != "per_sec" {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%sx fewer %s\t%s\n", r.Workload,
+					r.Cambium.transfer(), c.Baseline, c.Figures.transfer(), fewerRatio(c.Ratio), c.Metric, targetText(c.Target))
 				continue
 			}
 			fmt.Fprintf(w, "%s\t%.0f/s\t%s\t%.0f/s\t%.2fx\t%s\n", r.Workload, r.Cambium.PerSec, c.Baseline, c.Figures.PerSec, c.Ratio, targetText(c.Target))
@@ -103,20 +112,51 @@ func (f Figures) summary() string {
 	case f.Memory != 0:
 		return humanBytes(f.Memory) + " held"
 	case f.Bytes != 0:
-		return fmt.Sprintf("%s in %d req, %s", humanBytes(f.Bytes), f.Requests, elapsed(f.Elapsed))
+		return f.transfer()
 	case f.Requests != 0:
 		return fmt.Sprintf("%.0f/s, %d req", f.PerSec, f.Requests)
 	}
 	return fmt.Sprintf("%.0f/s", f.PerSec)
 }
 
+// transfer is what moved through the object store (bytes, requests,
+// time), or what it holds (bytes, objects).
+func (f Figures) transfer() string {
+	switch {
+	case f.Objects != 0:
+		return fmt.Sprintf("%s in %d objects", humanBytes(f.Bytes), f.Objects)
+	case f.Requests != 0 || f.Elapsed != 0:
+		return fmt.Sprintf("%s in %d req, %s", humanBytes(f.Bytes), f.Requests, elapsed(f.Elapsed))
+	}
+	return humanBytes(f.Bytes)
+}
+
+// fewerRatio writes a ratio of bytes or requests with three significant
+// digits, whole from 100 on: 0.00466 (far more than the baseline), 1.48,
+// 929.
+func fewerRatio(r float64) string {
+	if r >= 100 {
+		return strconv.FormatFloat(r, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(r, 'g', 3, 64)
+}
+
 // targetText is a comparison's target ratio, or "none" for 0 (a
 // comparison that informs rather than tests a goal).
 func targetText(t float64) string {
 	if t > 0 {
-		return fmt.Sprintf(">=%.1fx", t)
+		return ">=" + targetRatio(t) + "x"
 	}
 	return "none"
+}
+
+// targetRatio writes a target ratio with one decimal, or two where one
+// would round it (1/1.1 is 0.91, not 0.9).
+func targetRatio(t float64) string {
+	if r := math.Round(t * 10); math.Abs(t*10-r) < 1e-9 {
+		return strconv.FormatFloat(r/10, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(t, 'f', 2, 64)
 }
 
 // elapsed formats a duration, or "time not measured" for none.

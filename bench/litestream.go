@@ -100,23 +100,26 @@ func lastLine(b []byte) string {
 // file replica.
 type litestream struct {
 	cmd     *exec.Cmd
-	level0  string // the replica's directory of level-0 LTX files
+	replica string // the file replica's directory
 	logPath string
 	seen    map[string]int64 // level-0 file name: size
 }
 
 // startLitestream replicates db to a file replica under dir, syncing every
-// interval, and waits until the replica holds the database as it is.
-func startLitestream(ctx context.Context, bin, dir, db string, interval time.Duration) (*litestream, error) {
+// interval, with settings (top-level YAML of Litestream's configuration
+// file, "" for its defaults), and waits until the replica holds the
+// database as it is. It may be started again on the same dir and db: the
+// replica continues.
+func startLitestream(ctx context.Context, bin, dir, db string, interval time.Duration, settings string) (*litestream, error) {
 	replica := filepath.Join(dir, "replica")
-	config := fmt.Sprintf("dbs:\n  - path: %s\n    monitor-interval: %s\n    replica:\n      type: file\n      path: %s\n      sync-interval: %s\n",
-		db, interval, replica, interval)
+	config := fmt.Sprintf("%sdbs:\n  - path: %s\n    monitor-interval: %s\n    replica:\n      type: file\n      path: %s\n      sync-interval: %s\n",
+		settings, db, interval, replica, interval)
 	cfgPath := filepath.Join(dir, "litestream.yml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
-	l := &litestream{level0: filepath.Join(replica, "ltx", "0"), logPath: filepath.Join(dir, "litestream.log"), seen: map[string]int64{}}
-	logf, err := os.Create(l.logPath)
+	l := &litestream{replica: replica, logPath: filepath.Join(dir, "litestream.log"), seen: map[string]int64{}}
+	logf, err := os.OpenFile(l.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +139,13 @@ func startLitestream(ctx context.Context, bin, dir, db string, interval time.Dur
 
 // scan records the level-0 files present and returns the highest TXID.
 func (l *litestream) scan() (uint64, error) {
-	entries, err := os.ReadDir(l.level0)
+	return l.scanLevel(0, l.seen)
+}
+
+// scanLevel returns the highest TXID of the replica's LTX files at level
+// (0 for none), recording each file's size in seen when seen is not nil.
+func (l *litestream) scanLevel(level int, seen map[string]int64) (uint64, error) {
+	entries, err := os.ReadDir(filepath.Join(l.replica, "ltx", strconv.Itoa(level)))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -145,24 +154,54 @@ func (l *litestream) scan() (uint64, error) {
 	}
 	var top uint64
 	for _, e := range entries {
-		name := e.Name()
-		lo, hi, ok := strings.Cut(strings.TrimSuffix(name, ".ltx"), "-")
-		if !ok || !strings.HasSuffix(name, ".ltx") {
+		txid, ok := ltxMaxTXID(e.Name())
+		if !ok {
 			continue
 		}
-		if _, err := strconv.ParseUint(lo, 16, 64); err != nil {
-			continue
-		}
-		txid, err := strconv.ParseUint(hi, 16, 64)
-		if err != nil {
-			continue
-		}
-		if info, err := e.Info(); err == nil {
-			l.seen[name] = info.Size()
+		if info, err := e.Info(); err == nil && seen != nil {
+			seen[e.Name()] = info.Size()
 		}
 		top = max(top, txid)
 	}
 	return top, nil
+}
+
+// ltxMaxTXID returns the highest TXID an LTX file's name
+// (<min>-<max>.ltx, in hex) says it holds.
+func ltxMaxTXID(name string) (uint64, bool) {
+	lo, hi, ok := strings.Cut(strings.TrimSuffix(name, ".ltx"), "-")
+	if !ok || !strings.HasSuffix(name, ".ltx") {
+		return 0, false
+	}
+	if _, err := strconv.ParseUint(lo, 16, 64); err != nil {
+		return 0, false
+	}
+	txid, err := strconv.ParseUint(hi, 16, 64)
+	return txid, err == nil
+}
+
+// stored returns what the replica holds: its files and their bytes.
+func (l *litestream) stored() (Figures, error) {
+	f := Figures{Ops: 1}
+	err := filepath.WalkDir(l.replica, func(path string, d os.DirEntry, err error) error {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // deleted while walking
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		f.Objects++
+		f.Bytes += info.Size()
+		return nil
+	})
+	return f, err
 }
 
 // waitPast waits until the replica has a level-0 file past TXID after.
@@ -208,8 +247,7 @@ func (l *litestream) waitQuiet(ctx context.Context, after uint64, quiet time.Dur
 func (l *litestream) since(after uint64) Figures {
 	var f Figures
 	for name, size := range l.seen {
-		hi, _ := strconv.ParseUint(strings.TrimSuffix(name[strings.IndexByte(name, '-')+1:], ".ltx"), 16, 64)
-		if hi > after {
+		if hi, _ := ltxMaxTXID(name); hi > after {
 			f.Bytes += size
 			f.Requests++
 		}
@@ -225,59 +263,97 @@ func (l *litestream) stop() {
 	}
 }
 
-// fastForwardLitestream runs the fastforward workload's writes on a plain
-// file in WAL mode (synchronous=NORMAL) replicated by Litestream to a file
-// replica: after every commit when cfg.PushEach (a sync every 10 ms, and
-// the workload waits for each commit's file), else as one burst at
-// Litestream's default one-second sync interval. Its figure is what a
-// replica that was current before the writes reads to catch up: every
-// level-0 LTX file written since, with one request each. Commits that
-// share a sync share a file, which can only favour Litestream.
-func fastForwardLitestream(ctx context.Context, bin string, cfg FastForwardConfig) (Figures, error) {
-	dir := filepath.Join(cfg.Dir, "litestream")
+// litestreamRun is the fastforward workload's writes replicated by
+// Litestream: the database, still open, and Litestream, still running.
+type litestreamRun struct {
+	*litestream
+	db        *sql.DB
+	path      string // the database file
+	dir       string // Litestream's configuration, log and replica
+	interval  time.Duration
+	base, top uint64 // the highest TXID replicated before the writes and after them
+}
+
+func (r *litestreamRun) close() {
+	r.stop()
+	r.db.Close()
+}
+
+// restart stops Litestream and starts it again on the same replica with
+// settings (see startLitestream).
+func (r *litestreamRun) restart(ctx context.Context, bin, settings string) error {
+	r.stop()
+	l, err := startLitestream(ctx, bin, r.dir, r.path, r.interval, settings)
+	if err != nil {
+		return err
+	}
+	r.litestream = l
+	return nil
+}
+
+// replicateWrites runs the fastforward workload's writes on a plain file
+// in WAL mode (synchronous=NORMAL) in dir, replicated by Litestream to a
+// file replica: after every commit when cfg.PushEach (a sync every 10 ms,
+// and it waits for each commit's file), else as one burst at Litestream's
+// default one-second sync interval. The caller closes the run.
+func replicateWrites(ctx context.Context, bin, dir string, cfg FastForwardConfig) (*litestreamRun, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Figures{}, err
+		return nil, err
 	}
-	path := filepath.Join(dir, "ff.sqlite")
-	db, err := sql.Open("sqlite3", "file:"+path+"?_pragma=journal_mode(wal)&_pragma=synchronous(normal)&_pragma=busy_timeout(10000)")
-	if err != nil {
-		return Figures{}, err
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	if err := referenceBodies(db, cfg.Rows, cfg.Compressible); err != nil {
-		return Figures{}, err
-	}
-	interval := time.Second
+	r := &litestreamRun{path: filepath.Join(dir, "ff.sqlite"), dir: dir, interval: time.Second}
 	if cfg.PushEach {
-		interval = 10 * time.Millisecond
+		r.interval = 10 * time.Millisecond
 	}
-	l, err := startLitestream(ctx, bin, dir, path, interval)
-	if err != nil {
-		return Figures{}, err
+	var err error
+	if r.db, err = sql.Open("sqlite3", "file:"+r.path+"?_pragma=journal_mode(wal)&_pragma=synchronous(normal)&_pragma=busy_timeout(10000)"); err != nil {
+		return nil, err
 	}
-	defer l.stop()
-	base, err := l.scan()
-	if err != nil {
-		return Figures{}, err
+	r.db.SetMaxOpenConns(1)
+	if err := referenceBodies(r.db, cfg.Rows, cfg.Compressible); err != nil {
+		r.db.Close()
+		return nil, err
 	}
-	top := base
-	if _, err := fastForwardWrites(ctx, db, cfg, func() (err error) {
+	if r.litestream, err = startLitestream(ctx, bin, dir, r.path, r.interval, ""); err != nil {
+		r.db.Close()
+		return nil, err
+	}
+	if r.base, err = r.scan(); err != nil {
+		r.close()
+		return nil, err
+	}
+	r.top = r.base
+	if _, err := fastForwardWrites(ctx, r.db, cfg, func() (err error) {
 		if cfg.PushEach {
-			top, err = l.waitPast(ctx, top)
+			r.top, err = r.waitPast(ctx, r.top)
 		}
 		return err
 	}); err != nil {
-		return Figures{}, err
+		r.close()
+		return nil, err
 	}
 	if !cfg.PushEach {
-		if _, err := l.waitQuiet(ctx, base, 3*interval/2); err != nil {
-			return Figures{}, err
+		if r.top, err = r.waitQuiet(ctx, r.base, 3*r.interval/2); err != nil {
+			r.close()
+			return nil, err
 		}
 	}
+	return r, nil
+}
+
+// fastForwardLitestream replicates the fastforward workload's writes with
+// Litestream (see replicateWrites). Its figure is what a replica that was
+// current before the writes reads to catch up: every level-0 LTX file
+// written since, with one request each. Commits that share a sync share a
+// file, which can only favour Litestream.
+func fastForwardLitestream(ctx context.Context, bin string, cfg FastForwardConfig) (Figures, error) {
+	r, err := replicateWrites(ctx, bin, filepath.Join(cfg.Dir, "litestream"), cfg)
+	if err != nil {
+		return Figures{}, err
+	}
+	defer r.close()
 	// Litestream's catch-up time is not measured (its follower is not
 	// run), only what the follower would read.
-	f := l.since(base)
+	f := r.since(r.base)
 	f.Ops = cfg.Commits
 	return f, nil
 }

@@ -66,23 +66,29 @@ func (c RemoteConfig) open(ctx context.Context, dir string) (string, *remote.Cou
 	return url, counted, ns, nil
 }
 
-// measure runs fn and returns its time and what it moved through store.
+// measure runs fn and returns its time and what it moved through store,
+// read and written.
 func measure(store *remote.CountingStore, ops int, fn func() error) (Figures, error) {
 	before := store.Stats()
 	start := time.Now()
 	err := fn()
 	f := figures(ops, time.Since(start))
 	st := store.Stats().Sub(before)
-	f.Bytes, f.Requests = st.BytesRead(), st.Requests()
+	f.Bytes, f.Requests = st.BytesRead()+st.BytesWritten(), st.Requests()
 	return f, err
 }
 
 func pragma(db *sql.DB, name string) (map[string]any, error) {
+	return pragmaAs[map[string]any](db, name)
+}
+
+// pragmaAs runs a Cambium pragma and decodes its JSON result into a T.
+func pragmaAs[T any](db *sql.DB, name string) (T, error) {
+	var out T
 	var s string
 	if err := db.QueryRow("PRAGMA " + name).Scan(&s); err != nil {
-		return nil, fmt.Errorf("PRAGMA %s: %w", name, err)
+		return out, fmt.Errorf("PRAGMA %s: %w", name, err)
 	}
-	out := map[string]any{}
 	return out, json.Unmarshal([]byte(s), &out)
 }
 
@@ -351,18 +357,7 @@ func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
 	if _, err := pragma(w, "cambium_push"); err != nil {
 		return nil, err
 	}
-	var r *sql.DB
-	open, err := measure(store, 1, func() error {
-		var err error
-		if r, err = openCambium(filepath.Join(cfg.Dir, "replica"), volume, "&remote="+url); err != nil {
-			return err
-		}
-		r.SetMaxOpenConns(1)
-		// A Cambium pragma opens the database file (the pull of the
-		// page map) without SQLite reading a page.
-		var version string
-		return r.QueryRow("PRAGMA cambium_version").Scan(&version)
-	})
+	r, open, err := coldOpen(filepath.Join(cfg.Dir, "replica"), volume, url, store)
 	if err != nil {
 		return nil, err
 	}
@@ -404,15 +399,7 @@ func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		scanDB, err := openCambium(filepath.Join(cfg.Dir, "scanner"), volume, "&remote="+url)
-		if err != nil {
-			return nil, err
-		}
-		defer scanDB.Close()
-		scan, err := measure(store, 1, func() error {
-			var n int64
-			return scanDB.QueryRow("SELECT sum(length(body)) FROM items").Scan(&n)
-		})
+		scan, err := coldScan(filepath.Join(cfg.Dir, "scanner"), volume, url, store)
 		if err != nil {
 			return nil, err
 		}
@@ -424,4 +411,40 @@ func RunColdOpen(ctx context.Context, cfg ColdOpenConfig) ([]Result, error) {
 		res[i].compareBytes("full copy of the newest version", full, 1)
 	}
 	return res, nil
+}
+
+// coldOpen opens volume from url in the empty data directory dir and
+// returns the replica (for the caller to close) and what the open cost:
+// the pull of the page map, without SQLite reading a page.
+func coldOpen(dir, volume, url string, store *remote.CountingStore) (*sql.DB, Figures, error) {
+	var r *sql.DB
+	f, err := measure(store, 1, func() error {
+		var err error
+		if r, err = openCambium(dir, volume, "&remote="+url); err != nil {
+			return err
+		}
+		r.SetMaxOpenConns(1)
+		// A Cambium pragma opens the database file without SQLite
+		// reading a page.
+		var version string
+		return r.QueryRow("PRAGMA cambium_version").Scan(&version)
+	})
+	if err != nil && r != nil {
+		r.Close()
+	}
+	return r, f, err
+}
+
+// coldScan reads every row of the reference table of volume from url in
+// the empty data directory dir (W3b), open included.
+func coldScan(dir, volume, url string, store *remote.CountingStore) (Figures, error) {
+	db, err := openCambium(dir, volume, "&remote="+url)
+	if err != nil {
+		return Figures{}, err
+	}
+	defer db.Close()
+	return measure(store, 1, func() error {
+		var n int64
+		return db.QueryRow("SELECT sum(length(body)) FROM items").Scan(&n)
+	})
 }

@@ -35,8 +35,8 @@ const (
 // the family: the part of the workload name before the first "/" ("commit"
 // for "commit/full"). A chart is a horizontal grouped bar chart with one
 // row per comparison, Cambium's bar above the baseline's, on the
-// comparison's metric: ops/s (longer is better) or bytes moved (shorter is
-// better). Units differ between rows, so each row is scaled to the larger
+// comparison's metric: ops/s (longer is better), or bytes moved or stored,
+// or requests (shorter is better). Units differ between rows, so each row is scaled to the larger
 // of its two values and prints the values themselves at the bar ends. The
 // ratio is printed against its target, green when met and red otherwise. A
 // comparison whose baseline was not measured is a note instead of bars.
@@ -118,8 +118,13 @@ func legend(b *strings.Builder, x, y int, colour, label string) {
 // row draws comparison c of result r with its top edge at y.
 func row(b *strings.Builder, r Result, c Comparison, y int) {
 	metric := "ops/s, longer is better"
-	if c.Metric == "bytes" {
+	switch {
+	case c.Metric == "bytes" && r.Cambium.Objects != 0:
+		metric = "bytes stored, shorter is better"
+	case c.Metric == "bytes":
 		metric = "bytes moved, shorter is better"
+	case c.Metric == "requests":
+		metric = "requests, shorter is better"
 	}
 	fmt.Fprintf(b, `<text x="%d" y="%d" font-size="13" fill="%s">%s vs %s <tspan fill="%s">(%s)</tspan></text>`+"\n",
 		chartMargin, y+14, colourText, esc(r.Workload), esc(c.Baseline), colourMuted, metric)
@@ -151,8 +156,11 @@ func bar(b *strings.Builder, y int, v, scale float64, class, colour, text string
 // that no coordinate derived from it is invalid.
 func metricValue(f Figures, metric string) float64 {
 	v := f.PerSec
-	if metric == "bytes" {
+	switch metric {
+	case "bytes":
 		v = float64(f.Bytes)
+	case "requests":
+		v = float64(f.Requests)
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 		return 0
@@ -167,9 +175,11 @@ func measured(f Figures, metric string) bool {
 }
 
 func valueText(f Figures, metric string) string {
-	if metric == "bytes" {
+	if metric != "per_sec" {
 		s := humanBytes(f.Bytes)
-		if f.Requests != 0 {
+		if f.Objects != 0 {
+			s += ", " + groupDigits(f.Objects) + " objects"
+		} else if f.Requests != 0 {
 			s += ", " + groupDigits(f.Requests) + " req"
 		}
 		return s
@@ -185,7 +195,7 @@ func valueText(f Figures, metric string) string {
 }
 
 func ratioText(c Comparison) (text, colour string) {
-	target := "target >=" + strconv.FormatFloat(c.Target, 'f', 1, 64) + "x"
+	target := "target >=" + targetRatio(c.Target) + "x"
 	if !(c.Target > 0) {
 		target = "no target"
 	}

@@ -89,6 +89,15 @@ var workloads = []workload{
 		rs, err := bench.RunColdOpen(ctx, large)
 		return append(out, rs...), err
 	}},
+	{"lifecycle", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
+		// Issue 14: 10,000 small commits pushed one by one, then garbage
+		// collection with a window and without one.
+		cfg := bench.LifecycleConfig{Dir: dir, Remote: o.replication(), NoLitestream: o.noLitestream}
+		if o.quick {
+			cfg.Rows, cfg.Commits = 3000, 200
+		}
+		return bench.RunLifecycle(ctx, cfg)
+	}},
 	{"tenants", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
 		return bench.RunTenants(ctx, bench.TenantsConfig{Dir: dir, Volumes: o.tenants, Remote: o.replication()})
 	}},
@@ -124,6 +133,13 @@ Workloads:
                200 random point reads, a full scan (W3, W3b, on the 51 MB
                reference database), and the open and one query of a large
                database (--coldopen-size); baseline: a full download
+  lifecycle    10,000 commits of 3 random rows pushed one by one, then garbage
+               collection keeping the last 1,000 commits restorable, then
+               the newest version only: what the remote holds, each
+               collection's time, a cold open and full scan before and
+               after; baselines: a fresh copy of the newest version pushed
+               once, and Litestream v0.5.18 replicating the same writes
+               (default settings, then snapshots and retention every second)
   tenants      many databases in one process and one remote (W7): create and
                write, push, open and query each; time per database and the
                memory each keeps; baseline: plain files
