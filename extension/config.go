@@ -15,7 +15,13 @@ import (
 )
 
 // Config is a database's Cambium settings. Each is read from the URI
-// parameter first, then from the environment variable.
+// parameter first, then from the environment variable. The zero Config
+// means the defaults (but for Dir, which ParseConfig fills in).
+//
+// Retain and NoWarm are also settings of the volume itself, which every
+// file of the volume in the process shares (engine.Volume.SetRetain and
+// SetWarm): when several files open one volume with different settings,
+// the last to open sets them.
 type Config struct {
 	// Dir is the local data directory (dir= / CAMBIUM_DIR; default
 	// $XDG_DATA_HOME/cambium, else ~/.local/share/cambium).
@@ -40,13 +46,19 @@ type Config struct {
 	// in the remote (retain= / CAMBIUM_RETAIN): a duration, 0 for the
 	// newest version only, or engine.RetainForever; else
 	// engine.DefaultRetain. PRAGMA cambium_gc and the background
-	// collection of sync= keep it.
+	// collection of sync= keep it, and the data directory prunes the
+	// volume's local history (its commit records) to the same window.
 	Retain    time.Duration
 	HasRetain bool
 	// MinAge is the age under which the garbage collector deletes no
 	// remote object (min_age= / CAMBIUM_MIN_AGE), so that it never takes
 	// the segments of a push in flight; 0 means engine.DefaultMinAge.
 	MinAge time.Duration
+	// NoWarm turns off rewarming (warm=off / CAMBIUM_WARM=off; on by
+	// default): after a pull, the pages this replica had stored and the
+	// pull changed are fetched again in the background, so that its
+	// readers find them local (engine.Volume.SetWarm).
+	NoWarm bool
 }
 
 // GCOptions returns the garbage collection the settings ask for: the
@@ -92,13 +104,26 @@ func ParseMinAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// ParseWarm parses the rewarm setting as warm=, CAMBIUM_WARM and cambium
+// pull --warm take it: on or off (also true or false, 1 or 0), in any
+// case.
+func ParseWarm(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "on", "true", "1":
+		return true, nil
+	case "off", "false", "0":
+		return false, nil
+	}
+	return false, errors.New("want on or off (or true, false, 1, 0)")
+}
+
 // Settings Cambium reads, and URI parameters SQLite itself uses, which
 // ParseConfig lets pass, as it does any parameter starting with '_' (the
 // convention drivers use for their own, like ncruces's _pragma and
 // _txlock). Any other URI parameter is an error, so that a typo ("dri=")
 // is not silently ignored.
 var (
-	cambiumParams = []string{"dir", "remote", "sync", "retain", "min_age", "version", "at"}
+	cambiumParams = []string{"dir", "remote", "sync", "retain", "min_age", "warm", "version", "at"}
 	sqliteParams  = []string{"vfs", "mode", "cache", "psow", "nolock", "immutable", "modeof"}
 )
 
@@ -170,6 +195,13 @@ func ParseConfig(params map[string][]string, env func(string) string) (Config, e
 			return Config{}, fmt.Errorf("%w: %s=%q: %v", ErrConfig, from, v, err)
 		}
 		c.MinAge = d
+	}
+	if v, from := get("warm", "CAMBIUM_WARM"); v != "" {
+		on, err := ParseWarm(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w: %s=%q: %v", ErrConfig, from, v, err)
+		}
+		c.NoWarm = !on
 	}
 	if vs, ok := params["version"]; ok {
 		n, err := strconv.ParseUint(vs[0], 10, 64)

@@ -28,6 +28,31 @@ func parse(uri, env []string) (Config, error) {
 	})
 }
 
+// badConfig is settings ParseConfig refuses with ErrConfig, in an error
+// that says each of want.
+type badConfig struct {
+	name     string
+	uri, env []string
+	want     []string
+}
+
+func checkBadConfigs(t *testing.T, cases []badConfig) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parse(c.uri, c.env)
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("got %v, want ErrConfig", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
 // TestParseConfig_Retention: retain= and min_age= (and their variables)
 // take what they say they take, the URI first, and refuse anything else
 // with an error naming the setting, the value and what is accepted.
@@ -61,11 +86,7 @@ func TestParseConfig_Retention(t *testing.T) {
 			}
 		})
 	}
-	for _, c := range []struct {
-		name     string
-		uri, env []string
-		want     []string
-	}{
+	checkBadConfigs(t, []badConfig{
 		{"RetainDays", []string{"retain=7d"}, nil, []string{`URI parameter retain="7d"`, "24h", "forever"}},
 		{"RetainNegative", []string{"retain=-1h"}, nil, []string{`retain="-1h"`, "want a duration"}},
 		{"RetainNoUnit", []string{"retain=24"}, nil, []string{`retain="24"`}},
@@ -77,19 +98,7 @@ func TestParseConfig_Retention(t *testing.T) {
 		{"MinAgeNegative", []string{"min_age=-20m"}, nil, []string{`min_age="-20m"`}},
 		{"MinAgeForever", []string{"min_age=forever"}, nil, []string{`min_age="forever"`}},
 		{"MinAgeEnv", nil, []string{"CAMBIUM_MIN_AGE=5"}, []string{`environment variable CAMBIUM_MIN_AGE="5"`}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := parse(c.uri, c.env)
-			if !errors.Is(err, ErrConfig) {
-				t.Fatalf("got %v, want ErrConfig", err)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%q lacks %q", err, w)
-				}
-			}
-		})
-	}
+	})
 }
 
 // A Config made in code, not parsed, keeps the default window: its zero
@@ -101,4 +110,43 @@ func TestConfig_GCOptions(t *testing.T) {
 	if o := (Config{Retain: 0, HasRetain: true, MinAge: time.Hour}).GCOptions(); o.Retain != 0 || o.MinAge != time.Hour {
 		t.Fatalf("retain=0s, min_age=1h: %+v", o)
 	}
+}
+
+// TestParseConfig_Warm: warm= and CAMBIUM_WARM take on or off (true,
+// false, 1, 0, in any case), the URI first, on by default; anything else
+// is an error naming the setting, the value and what is accepted.
+func TestParseConfig_Warm(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		uri, env []string
+		warm     bool
+	}{
+		{"Default", nil, nil, true},
+		{"Off", []string{"warm=off"}, nil, false},
+		{"On", []string{"warm=on"}, nil, true},
+		{"FalseUpper", []string{"warm=FALSE"}, nil, false},
+		{"True", []string{"warm=True"}, nil, true},
+		{"Zero", []string{"warm=0"}, nil, false},
+		{"One", []string{"warm=1"}, nil, true},
+		{"EnvOff", nil, []string{"CAMBIUM_WARM=Off"}, false},
+		{"URIBeforeEnv", []string{"warm=on"}, []string{"CAMBIUM_WARM=off"}, true},
+		{"URIBeforeBadEnv", []string{"warm=off"}, []string{"CAMBIUM_WARM=lukewarm"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := parse(c.uri, c.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.NoWarm == c.warm {
+				t.Errorf("NoWarm %v, want warm %v", cfg.NoWarm, c.warm)
+			}
+		})
+	}
+	checkBadConfigs(t, []badConfig{
+		{"Yes", []string{"warm=yes"}, nil, []string{`URI parameter warm="yes"`, "want on or off"}},
+		{"Two", []string{"warm=2"}, nil, []string{`URI parameter warm="2"`, "want on or off"}},
+		{"Padded", []string{"warm= on"}, nil, []string{`URI parameter warm=" on"`}},
+		{"Env", nil, []string{"CAMBIUM_WARM=lukewarm"}, []string{`environment variable CAMBIUM_WARM="lukewarm"`, "want on or off"}},
+		{"Twice", []string{"warm=on", "warm=off"}, nil, []string{`"warm" given 2 times`}},
+	})
 }

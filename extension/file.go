@@ -137,7 +137,8 @@ const (
 // OpenMain opens the volume called name as a main database file. With a
 // remote, a volume that does not exist locally is pulled from it first
 // (metadata only); with a version, the file is a read-only view of that
-// version.
+// version. The volume takes cfg's retention window (of its local history)
+// and rewarming: the last open of a volume sets them for all its files.
 func OpenMain(name string, cfg Config, flags OpenFlags) (*File, error) {
 	if err := engine.ValidateName(name); err != nil {
 		return nil, err
@@ -161,6 +162,10 @@ func openMain(e *engine.Engine, name string, cfg Config, flags OpenFlags) (*File
 		return nil, err
 	}
 	f := &File{name: name, readOnly: flags.ReadOnly || cfg.HasVersion || !cfg.At.IsZero(), eng: e, vol: vol, sync: syncFull, remote: cfg.Remote, gc: cfg.GCOptions(), lineage: vol.Lineage()}
+	// The volume's own settings, shared by its files: the last open sets
+	// them (see Config), before the pull below.
+	vol.SetRetain(f.gc.Retain)
+	vol.SetWarm(!cfg.NoWarm)
 	if cfg.Remote != "" {
 		if err := attach(vol, cfg.Remote); err != nil {
 			return nil, withCode(fmt.Errorf("open %q: %w", name, err), CodeCantOpen)

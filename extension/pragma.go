@@ -42,7 +42,9 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
 //	cambium_push     push the local versions the remote lacks; JSON: from, to,
 //	                 pages, segments, remote_requests, remote_bytes_written
 //	cambium_pull     fast-forward to the remote's newest version (metadata
-//	                 only); JSON: from, to, commits, pages_changed,
+//	                 only; unless warm=off, the changed pages the replica had
+//	                 stored are then fetched again in the background);
+//	                 JSON: from, to, commits, pages_changed,
 //	                 remote_requests, remote_bytes_read
 //	cambium_fetch    learn the remote's newest version without applying it;
 //	                 JSON: version, remote_version, commits, remote_requests

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/cambiumdb/cambium/engine"
@@ -15,8 +14,8 @@ import (
 
 func gcCommand(g *globals) *command {
 	var (
-		retain, minAge string
-		dryRun         bool
+		minAge string
+		dryRun bool
 	)
 	return &command{
 		name:    "gc",
@@ -39,22 +38,21 @@ cut short leaves a valid remote, and the next one finishes the job.
 nothing. The remote is --remote, CAMBIUM_REMOTE, or the one the volume
 replicates with. A writer opened with sync=INTERVAL collects in the background,
 and PRAGMA cambium_gc collects from SQL; cambium log --remote-versions lists
-what can still be restored.`,
+what can still be restored. The data directory keeps the volume's local history
+(its commit records) for the same window; every command takes that from
+CAMBIUM_RETAIN.`,
 		minArgs: 1, maxArgs: 1,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&retain, "retain", "", "keep every version of the last `DUR` restorable, such as 24h, 90m or 0s, or forever (CAMBIUM_RETAIN; default 24h)")
+			fs.StringVar(&g.retain, "retain", "", "keep every version of the last `DUR` restorable, such as 24h, 90m or 0s, or forever (CAMBIUM_RETAIN; default 24h)")
 			fs.StringVar(&minAge, "min-age", "", "delete no object younger than `DUR`, at least 1m (CAMBIUM_MIN_AGE; default 15m)")
 			fs.BoolVar(&dryRun, "dry-run", false, "report what a collection would do, and change nothing")
 		},
 		run: func(ctx context.Context, args []string) error {
-			var (
-				cfg extension.Config
-				err error
-			)
-			if cfg.Retain, cfg.HasRetain, err = gcSetting("retain", retain, "CAMBIUM_RETAIN", extension.ParseRetain); err != nil {
+			cfg, err := g.retainConfig()
+			if err != nil {
 				return err
 			}
-			if cfg.MinAge, _, err = gcSetting("min-age", minAge, "CAMBIUM_MIN_AGE", extension.ParseMinAge); err != nil {
+			if cfg.MinAge, _, err = setting("min-age", minAge, "CAMBIUM_MIN_AGE", extension.ParseMinAge); err != nil {
 				return err
 			}
 			opts := cfg.GCOptions()
@@ -62,24 +60,6 @@ what can still be restored.`,
 			return runGC(ctx, g, args[0], opts)
 		},
 	}
-}
-
-// gcSetting returns a collection setting: its flag's value, else its
-// environment variable's, as parse reads it; set is false when neither is
-// given. A bad value is a usage error that says where it came from.
-func gcSetting(flagName, value, envName string, parse func(string) (time.Duration, error)) (d time.Duration, set bool, err error) {
-	from := fmt.Sprintf("--%s %q", flagName, value)
-	if value == "" {
-		value = os.Getenv(envName)
-		from = fmt.Sprintf("%s=%q", envName, value)
-	}
-	if value == "" {
-		return 0, false, nil
-	}
-	if d, err = parse(value); err != nil {
-		return 0, false, usagef("%s: %v", from, err)
-	}
-	return d, true, nil
 }
 
 type gcResult struct {

@@ -46,6 +46,9 @@ type globals struct {
 	dir    string // data directory
 	remote string // object store URL, "" for none
 	json   bool   // machine output
+	// retain is gc's --retain, "" when not given: the retention window,
+	// which every volume a command opens follows (see retainConfig).
+	retain string
 
 	defaultDir     string
 	stdout, stderr io.Writer
@@ -96,6 +99,34 @@ func (u usageError) Unwrap() error { return u.err }
 
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
+}
+
+// setting returns a command's setting: its flag's value, else its
+// environment variable's, as parse reads it; set is false when neither is
+// given. A bad value is a usage error that says where it came from.
+func setting[T any](flagName, value, envName string, parse func(string) (T, error)) (v T, set bool, err error) {
+	from := fmt.Sprintf("--%s %q", flagName, value)
+	if value == "" {
+		value = os.Getenv(envName)
+		from = fmt.Sprintf("%s=%q", envName, value)
+	}
+	if value == "" {
+		return v, false, nil
+	}
+	if v, err = parse(value); err != nil {
+		var zero T
+		return zero, false, usagef("%s: %v", from, err)
+	}
+	return v, true, nil
+}
+
+// retainConfig returns the retention window as the VFS's settings hold
+// it: gc's --retain, else CAMBIUM_RETAIN, else unset (the default).
+func (g *globals) retainConfig() (extension.Config, error) {
+	var c extension.Config
+	var err error
+	c.Retain, c.HasRetain, err = setting("retain", g.retain, "CAMBIUM_RETAIN", extension.ParseRetain)
+	return c, err
 }
 
 // exitCode maps a command's error to the exit status.

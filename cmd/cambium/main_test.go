@@ -196,6 +196,8 @@ func TestUsageErrors(t *testing.T) {
 		{"LsArgs", 2, "too many arguments", []string{"ls", "x"}},
 		{"PushMissingArgs", 2, "missing arguments", []string{"push"}},
 		{"PullMissingArgs", 2, "missing arguments", []string{"pull"}},
+		{"PullBadWarm", 2, `--warm "maybe": want on or off`, []string{"--dir", dir, "pull", "a.db", "--warm", "maybe"}},
+		{"PushWarm", 2, "flag provided but not defined: -warm", []string{"--dir", dir, "push", "a.db", "--warm", "off"}},
 		{"FetchMissingArgs", 2, "missing arguments", []string{"fetch"}},
 		{"HydrateMissingArgs", 2, "missing arguments", []string{"hydrate"}},
 		{"ResetMissingArgs", 2, "missing arguments", []string{"reset"}},
@@ -254,6 +256,16 @@ func TestEnvironment(t *testing.T) {
 	}
 	if r := cli(t, env, "--json", "info", "e.db"); r.code != 0 || !strings.Contains(r.stdout, `"state":"synced"`) {
 		t.Fatal(r)
+	}
+	// A bad retention window or rewarm setting is a usage error that
+	// names it, in every command that opens a volume or pulls.
+	for _, c := range []struct{ env, args []string }{
+		{[]string{"CAMBIUM_RETAIN=7d"}, []string{"info", "e.db"}},
+		{[]string{"CAMBIUM_WARM=lukewarm"}, []string{"pull", "e.db"}},
+	} {
+		if r := cli(t, append(c.env, env...), c.args...); r.code != 2 || !strings.Contains(r.stderr, strings.Replace(c.env[0], "=", `="`, 1)+`"`) {
+			t.Errorf("%s cambium %s: %s", c.env[0], strings.Join(c.args, " "), r)
+		}
 	}
 	xdg := filepath.Join(tmp, "xdg")
 	if r := cli(t, []string{"XDG_DATA_HOME=" + xdg}, "import", src, "x.db"); r.code != 0 {

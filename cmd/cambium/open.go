@@ -39,7 +39,8 @@ type session struct {
 
 // open opens volume name as a says. The name is checked before a data
 // directory is made for it; reading makes none, and checks it once the
-// engine is open.
+// engine is open. The volume prunes its local history to the retention
+// window (see retainConfig), as the VFS's volumes do.
 func (g *globals) open(name string, a access) (*session, error) {
 	var (
 		e    *engine.Engine
@@ -48,6 +49,10 @@ func (g *globals) open(name string, a access) (*session, error) {
 	)
 	// A bad name is the first thing said, whatever else is wrong.
 	if err := engine.ValidateName(name); err != nil {
+		return nil, err
+	}
+	retain, err := g.retainConfig()
+	if err != nil {
 		return nil, err
 	}
 	if a == reading {
@@ -67,6 +72,7 @@ func (g *globals) open(name string, a access) (*session, error) {
 		done()
 		return nil, err
 	}
+	v.SetRetain(retain.GCOptions().Retain)
 	return &session{g: g, e: e, v: v, done: done}, nil
 }
 

@@ -24,14 +24,20 @@
 //	                         a writer also collects its remote now and then
 //	retain   CAMBIUM_RETAIN  how long past versions stay restorable in the
 //	                         remote: a duration (default 24h, 0s for the
-//	                         newest only) or forever
+//	                         newest only) or forever; the local history of
+//	                         the volume follows the same window
 //	min_age  CAMBIUM_MIN_AGE the age under which garbage collection deletes
 //	                         no remote object (default 15m, at least 1m)
+//	warm     CAMBIUM_WARM    on (default) or off: after a pull, fetch again
+//	                         in the background the changed pages this
+//	                         replica had stored
 //	version  (URI only)      open read-only at that version: time travel
 //	at       (URI only)      open read-only at the newest version committed
 //	                         at or before an RFC 3339 time: restore by time
 //
-// An unknown URI parameter is an error. A volume that exists only in the
+// An unknown URI parameter is an error. retain and warm are also settings
+// of the volume, shared by its connections in the process: the last to
+// open it sets them. A volume that exists only in the
 // remote opens at the remote's newest version without downloading pages:
 // each is fetched when SQLite first reads it.
 //
