@@ -201,9 +201,15 @@ func (v *Volume) pullCheckpoint(ctx context.Context, r remoteOp, rec replRecord,
 	if err != nil {
 		return res, err
 	}
-	parents, err := v.listCommits(ctx, r, k)
-	if err != nil {
-		return res, err
+	// The commits after the checkpoint were listed with the gap.
+	var parents []Version
+	for _, p := range gap.parents {
+		if p >= k {
+			parents = append(parents, p)
+		}
+	}
+	if len(parents) > 0 && parents[0] != k {
+		return res, fmt.Errorf("%w: the remote has a checkpoint of version %d, and no commit from it but one from %d", ErrRemoteCorrupt, k, parents[0])
 	}
 	// The parent of the newest commit, for a pusher's rollups: the last
 	// listed one, or, with none after the checkpoint, the one ending at it.

@@ -233,14 +233,14 @@ func (v *Volume) claimVersion(ctx context.Context, r remoteOp, id VolumeID, rec 
 // reads them back from the remote after a restart. Rollups only save
 // readers requests, so a failure here is logged, not returned.
 //
-// A rollup of a level that is a multiple of levelSegmentEvery also gets a
-// level segment, when snap (at m's version) is given: the images of every
+// A rollup of a level levelSegmentAt chooses also gets a level segment,
+// when snap (at m's version) is given: the images of every
 // page the block changed, at its end, densely in page order, so that a
 // reader catching up k commits finds the pages they changed in O(log k)
 // segments and reads runs of them with one ranged read each. A page
 // written in several commits of the block is uploaded once more per such
-// level: with levels 4, 8, 12..., a push's pages are uploaded about
-// 1+log2(k)/4 times over k commits (less when commits rewrite the same
+// level: with levels 2, 5, 8..., a push's pages are uploaded about
+// 1+log2(k)/3 times over k commits (less when commits rewrite the same
 // pages), the write amplification the bench reports.
 func (v *Volume) writeRollups(ctx context.Context, r remoteOp, m *manifest.Map, prevParent Version, snap *Snapshot) {
 	carry, n := m, m.ToSeq
@@ -268,7 +268,7 @@ func (v *Volume) writeRollups(ctx context.Context, r remoteOp, m *manifest.Map, 
 			}
 		}
 		merged, err := mergeMaps(left, carry)
-		if err == nil && snap != nil && (l+1)%levelSegmentEvery == 0 {
+		if err == nil && snap != nil && levelSegmentAt(l+1) {
 			err = v.levelSegment(ctx, r, merged, snap)
 		}
 		if err == nil {
@@ -292,8 +292,14 @@ func (v *Volume) writeRollups(ctx context.Context, r remoteOp, m *manifest.Map, 
 	r.levels[l] = carry
 }
 
-// levelSegmentEvery says which rollup levels get a level segment.
-const levelSegmentEvery = 4
+// levelSegmentAt says which rollup levels get a level segment: 2, 5, 8,
+// 11... On the fastforward bench (1,000 commits pushed one by one, then a
+// replica reads every changed row), levels 4, 8, 12 left the changed pages
+// in 55 segments and the reads took 136 requests, for pushes uploading
+// about 2.9 times what they committed; levels 2, 5, 8 leave them in 29
+// segments, for about 3.9 times. Between two levels with segments a piece
+// reads at most 4 of the level below.
+func levelSegmentAt(level uint8) bool { return level%3 == 2 }
 
 // levelSegment uploads the images at snap (the version rollup m ends at)
 // of every page m changed, as segments, and makes m read them.

@@ -10,7 +10,7 @@ import (
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
 )
 
-// TestReplication_LevelSegments: rollups of levels 4, 8, ... name a dense
+// TestReplication_LevelSegments: rollups of levels 2, 5, 8... name a dense
 // level segment holding every page their commits changed, at their
 // version; a replica catching up reads the changed pages from a few
 // segments, and every page equals the writer's.
@@ -21,7 +21,7 @@ func TestReplication_LevelSegments(t *testing.T) {
 	mustPull(t, r) // nothing yet
 	w, wr, _ := gcWriter(t, rem, 33, nil)
 	_ = w
-	raw, err := rem.store.Get(ctx, manifest.RollupKey("doc", 4, 16))
+	raw, err := rem.store.Get(ctx, manifest.RollupKey("doc", 5, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestReplication_LevelSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(m.Segments) != 1 || !m.Segments[0].Pages.Equals(m.Changeset) {
-		t.Fatalf("rollup of level 4 names %d segments holding %d of its %d pages; want one level segment holding all",
+		t.Fatalf("rollup of level 5 names %d segments holding %d of its %d pages; want one level segment holding all",
 			len(m.Segments), m.Segments[0].Pages.GetCardinality(), m.Changeset.GetCardinality())
 	}
 	res := mustPull(t, r)

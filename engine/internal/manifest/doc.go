@@ -38,7 +38,7 @@
 // (NewSegmentID), and never change. Rollups are derived data, written by
 // the pusher after its claim with create-if-absent (never replaced); a
 // reader that finds one missing or unreadable reads the two halves it
-// merges instead. A rollup of a level that is a multiple of 4 names a
+// merges instead. A rollup of level 2, 5, 8, 11... (L mod 3 = 2) names a
 // level segment of its own: the images, at the rollup's version, of every
 // page its commits changed, densely in page order, so that a reader
 // catching up many commits reads their pages from a few segments, in long
