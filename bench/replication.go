@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cambiumdb/cambium/engine"
 	"github.com/cambiumdb/cambium/extension"
 	"github.com/cambiumdb/cambium/remote"
 	_ "github.com/cambiumdb/cambium/remote/s3" // RemoteConfig.URL may be s3://
@@ -126,7 +127,7 @@ type FastForwardConfig struct {
 // RunFastForward measures a replica's catch-up: the pull (metadata only),
 // and the pull plus reading every changed row, against a full copy of the
 // newest version and against Litestream replicating the same writes.
-func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error) {
+func RunFastForward(ctx context.Context, cfg FastForwardConfig) (out []Result, err error) {
 	if cfg.Rows == 0 {
 		cfg.Rows = 50000
 	}
@@ -164,10 +165,20 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 		return nil, err
 	}
 
+	// What the pushes upload, and how much of it is level segments: the
+	// write amplification that keeps a catch-up's reads few.
+	var pushed Figures
+	var levelBytes int64
+	push := func() error {
+		res, err := pragmaAs[engine.PushResult](w, "cambium_push")
+		pushed.Bytes += res.BytesWritten
+		pushed.Requests += res.Requests
+		levelBytes += res.LevelBytes
+		return err
+	}
 	changed, err := fastForwardWrites(ctx, w, cfg, func() error {
 		if cfg.PushEach {
-			_, err := pragma(w, "cambium_push")
-			return err
+			return push()
 		}
 		return nil
 	})
@@ -175,7 +186,7 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 		return nil, err
 	}
 	if !cfg.PushEach {
-		if _, err := pragma(w, "cambium_push"); err != nil {
+		if err := push(); err != nil {
 			return nil, err
 		}
 	}
@@ -218,6 +229,17 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) ([]Result, error
 	for i := range res {
 		res[i].compareBytes("full copy of the newest version", full, 1)
 	}
+	// The pushes' row comes last: its baseline is not a peer's.
+	defer func() {
+		if err != nil {
+			return
+		}
+		p := Result{Workload: name + "/push", Cambium: pushed}
+		p.compareBytes("the same pushes without level segments", Figures{Bytes: pushed.Bytes - levelBytes, Requests: pushed.Requests}, 0)
+		p.Notes = append(p.Notes, fmt.Sprintf("write amplification %.2f: the pushes uploaded %s, of which %s level segments",
+			float64(pushed.Bytes)/float64(max(pushed.Bytes-levelBytes, 1)), humanBytes(pushed.Bytes), humanBytes(levelBytes)))
+		out = append(out, p)
+	}()
 	if cfg.NoLitestream {
 		return res, nil
 	}

@@ -268,7 +268,11 @@ func (v *Volume) writeRollups(ctx context.Context, r remoteOp, m *manifest.Map, 
 			}
 		}
 		merged, err := mergeMaps(left, carry)
-		if err == nil && snap != nil && levelSegmentAt(l+1) {
+		// A block that changed half the volume or more (an import, a
+		// VACUUM) is read whole by a catch-up anyway, from segments
+		// dense already: a level segment would upload it again for
+		// nothing.
+		if err == nil && snap != nil && levelSegmentAt(l+1) && 2*merged.Changeset.GetCardinality() < uint64(merged.PageCount) {
 			err = v.levelSegment(ctx, r, merged, snap)
 		}
 		if err == nil {
