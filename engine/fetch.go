@@ -630,6 +630,21 @@ func (v *Volume) collectedPage(p PageNo, n Version, pageSize int, cause error) (
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
 	defer cancel()
+	img, err := v.pageFromMap(ctx, r, p, n, pageSize, cause)
+	if errors.Is(err, remote.ErrNotFound) {
+		// The map remembered named a segment collected since (another
+		// collection moved on): read the map again, once.
+		r.resolved.Store(nil)
+		img, err = v.pageFromMap(ctx, r, p, n, pageSize, cause)
+	}
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, fmt.Errorf("read page %d of %q at version %d: %w: the segment the remote's map of the version names is gone too (%v)", p, v.name, n, ErrCollected, err)
+	}
+	return img, err
+}
+
+// pageFromMap reads page p through the remote's full map of version n.
+func (v *Volume) pageFromMap(ctx context.Context, r *replica, p PageNo, n Version, pageSize int, cause error) ([]byte, error) {
 	m, err := v.mapToResolve(ctx, r, n)
 	if err != nil {
 		if errors.Is(err, ErrCollected) {
@@ -646,9 +661,6 @@ func (v *Volume) collectedPage(p PageNo, n Version, pageSize int, cause error) (
 	}
 	at := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
 	pages, err := v.fetchFrame(r, at, pageSize)
-	if errors.Is(err, remote.ErrNotFound) {
-		return nil, fmt.Errorf("read page %d of %q at version %d: %w: the segment the remote's map of the version names is gone too (%v)", p, v.name, n, ErrCollected, err)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("read page %d of %q at version %d: %w", p, v.name, n, err)
 	}
