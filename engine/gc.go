@@ -544,7 +544,12 @@ func (c *collector) collect(ctx context.Context, baseIdx int, wrote map[Version]
 	for ver, o := range c.checkpoints {
 		if ver < base.version {
 			doomed = append(doomed, o)
-			continue
+			if !c.young(o) {
+				continue
+			}
+			// Kept for its age: so are the segments it names, else it
+			// would name missing ones (a later collection may start
+			// its chain from it).
 		}
 		m, ok := wrote[ver]
 		if !ok {
@@ -564,6 +569,12 @@ func (c *collector) collect(ctx context.Context, baseIdx int, wrote map[Version]
 	}
 	for _, lc := range c.commits[:baseIdx] {
 		doomed = append(doomed, lc.info)
+		if c.young(lc.info) {
+			// Kept for its age: so are the segments it names.
+			for _, id := range lc.sum.segments {
+				live[id] = true
+			}
+		}
 	}
 	for _, o := range c.rollups {
 		if _, _, start, _ := manifest.ParseRollupKey(o.Key); start+1 < base.seq {
@@ -583,16 +594,21 @@ func (c *collector) collect(ctx context.Context, baseIdx int, wrote map[Version]
 	return c.delete(ctx, segs)
 }
 
+// young reports whether o is younger than the minimum age: never to be
+// deleted.
+func (c *collector) young(o remote.ObjectInfo) bool {
+	return c.opts.MinAge >= 0 && o.Modified.After(c.opts.Now.Add(-c.opts.MinAge))
+}
+
 // delete deletes objs, except those written by this run or younger than
 // the minimum age.
 func (c *collector) delete(ctx context.Context, objs []remote.ObjectInfo) error {
-	youngFrom := c.opts.Now.Add(-c.opts.MinAge)
 	var todo []remote.ObjectInfo
 	for _, o := range objs {
 		if _, ok := c.written[o.Key]; ok {
 			continue
 		}
-		if c.opts.MinAge >= 0 && o.Modified.After(youngFrom) {
+		if c.young(o) {
 			c.res.KeptYoung++
 			continue
 		}

@@ -53,7 +53,8 @@
 // covering any of those, the checkpoints older than B, and last the
 // segments that no remaining map names. Objects younger than the
 // collector's minimum age are never deleted: they may belong to a push or
-// a compaction in flight on another machine.
+// a compaction in flight on another machine. Nor are the segments that a
+// commit or checkpoint kept for its age names.
 //
 // A reader whose version is older than the oldest remaining commit's
 // parent reads the newest checkpoint and the commits after it instead,
