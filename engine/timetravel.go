@@ -61,7 +61,9 @@ func (v *Volume) remoteMapAt(ctx context.Context, r remoteOp, n Version) (*manif
 	}
 	parents, err := v.listCommits(ctx, r, from)
 	var gap *historyGap
-	if errors.As(err, &gap) && from == 0 {
+	if errors.As(err, &gap) {
+		// The commits after from (version 0 or a checkpoint) were
+		// collected.
 		return nil, v.collectedError(ctx, r, n, ks)
 	}
 	if err != nil {
