@@ -574,10 +574,7 @@ func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, 
 	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
 	defer cancel()
 	op := r.op()
-	collected := func(why string) error {
-		return fmt.Errorf("read page %d of %q at version %d: %w: the segment holding its image was deleted by the remote's garbage collection, and %s; pull to a newer version (%v)",
-			p, v.name, n, ErrCollected, why, cause)
-	}
+	collected := func(why string) error { return v.collectedPage(p, n, why, cause) }
 	ks, err := v.listCheckpoints(ctx, op)
 	if err != nil {
 		return nil, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
@@ -615,6 +612,14 @@ func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, 
 		v.e.opts.Logger.Warn("cambium: cannot store a page read again from a checkpoint", "volume", v.name, "page", p, "err", err)
 	}
 	return img, nil
+}
+
+// collectedPage is the error for page p of version n when the segment
+// holding its image is gone (cause) and the image cannot be read elsewhere
+// (why).
+func (v *Volume) collectedPage(p PageNo, n Version, why string, cause error) error {
+	return fmt.Errorf("read page %d of %q at version %d: %w: the segment holding its image was deleted by the remote's garbage collection, and %s; read a newer version (%v)",
+		p, v.name, n, ErrCollected, why, cause)
 }
 
 // resolved is what resolveCollected last read: the checkpoint of version

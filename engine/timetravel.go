@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cambiumdb/cambium/engine/internal/manifest"
+	"github.com/cambiumdb/cambium/remote"
 )
 
 // SnapshotAt pins a read-only snapshot of version n, for point-in-time
@@ -188,8 +189,8 @@ func (v *Volume) tryLocalSnapshotAt(n Version) (s *Snapshot, ok, retry bool, err
 // remoteView is what a snapshot read from the remote reads through: the
 // full page map of its version, and the frames it fetched.
 type remoteView struct {
-	m      *manifest.Map
 	mu     sync.Mutex
+	m      *manifest.Map // replaced when the collector deleted a segment it names (remap)
 	frames map[frameKey][]byte
 	bytes  int
 }
@@ -199,35 +200,74 @@ const remoteViewBudget = 64 << 20
 
 func (s *Snapshot) readRemote(p PageNo, dst []byte) ([]byte, error) {
 	rv := s.rem
-	ref, fr, zero, ok := rv.m.Locate(p)
 	ps := int(s.st.pageSize)
-	if !ok || zero {
-		return appendZeros(dst, ps), nil
-	}
-	st := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
-	k := frameKey{st.seg, fr.Offset}
-	rv.mu.Lock()
-	pages, hit := rv.frames[k]
-	rv.mu.Unlock()
-	if !hit {
-		r, err := s.v.replica()
-		if err != nil {
-			return nil, err
-		}
-		if pages, err = s.v.fetchFrame(r, st, ps); err != nil {
-			return nil, err
-		}
+	for remapped := false; ; remapped = true {
 		rv.mu.Lock()
-		if rv.bytes+len(pages) > remoteViewBudget {
-			clear(rv.frames)
-			rv.bytes = 0
-		}
-		rv.frames[k] = pages
-		rv.bytes += len(pages)
+		m := rv.m
 		rv.mu.Unlock()
+		ref, fr, zero, ok := m.Locate(p)
+		if !ok || zero {
+			return appendZeros(dst, ps), nil
+		}
+		st := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
+		k := frameKey{st.seg, fr.Offset}
+		rv.mu.Lock()
+		pages, hit := rv.frames[k]
+		rv.mu.Unlock()
+		if !hit {
+			r, err := s.v.replica()
+			if err != nil {
+				return nil, err
+			}
+			pages, err = s.v.fetchFrame(r, st, ps)
+			if errors.Is(err, remote.ErrNotFound) && !remapped {
+				if err = s.remap(r, p, st, err); err == nil {
+					continue
+				}
+			}
+			if err != nil {
+				return nil, err
+			}
+			rv.mu.Lock()
+			if rv.bytes+len(pages) > remoteViewBudget {
+				clear(rv.frames)
+				rv.bytes = 0
+			}
+			rv.frames[k] = pages
+			rv.bytes += len(pages)
+			rv.mu.Unlock()
+		}
+		at := int(p-fr.First) * ps
+		return append(dst, pages[at:at+ps]...), nil
 	}
-	at := int(p-fr.First) * ps
-	return append(dst, pages[at:at+ps]...), nil
+}
+
+// remap replaces the page map of a snapshot read from the remote when the
+// segment it names for page p (stub st) is gone (cause): the garbage
+// collector deleted it once no retained version read it there, after it
+// wrote a checkpoint holding the same images. The map is read again,
+// through the newest checkpoint at or before the snapshot's version, as
+// Volume.resolveCollected reads a local snapshot's page again; if the
+// remote no longer keeps the version, or the new map names the same frame,
+// the page is ErrCollected.
+func (s *Snapshot) remap(r *replica, p PageNo, st stub, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
+	defer cancel()
+	n := s.st.version
+	m, err := s.v.remoteMapAt(ctx, r.op(), n)
+	switch {
+	case errors.Is(err, ErrCollected) || errors.Is(err, remote.ErrNotFound):
+		return s.v.collectedPage(p, n, fmt.Sprintf("the version cannot be read again (%v)", err), cause)
+	case err != nil:
+		return fmt.Errorf("read page %d of %q: %w (and then: %w)", p, s.v.name, cause, err)
+	}
+	if ref, fr, zero, ok := m.Locate(p); ok && !zero && ref.ID == st.seg && fr.Offset == st.frame.Offset {
+		return s.v.collectedPage(p, n, "the remote's map of the version still names it", cause)
+	}
+	s.rem.mu.Lock()
+	s.rem.m = m
+	s.rem.mu.Unlock()
+	return nil
 }
 
 // VersionAt returns the newest version of the volume committed at or
