@@ -574,44 +574,75 @@ func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, 
 	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
 	defer cancel()
 	op := r.op()
+	for retried := false; ; retried = true {
+		img, k, err := v.imageFromCheckpoint(ctx, op, r, p, n, pageSize, cause)
+		var gone *checkpointGone
+		if errors.As(err, &gone) {
+			// The checkpoint read (or remembered) was deleted since, or
+			// replaced by another collector's, and its segment with it:
+			// read the checkpoints again, once.
+			r.resolved.Store(nil)
+			if !retried {
+				continue
+			}
+			return nil, v.collectedPage(p, n, fmt.Sprintf("its checkpoint %d is gone too (%v)", k, gone.err), cause)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := v.replaceStub(p, u, s, img); err != nil {
+			v.e.opts.Logger.Warn("cambium: cannot store a page read again from a checkpoint", "volume", v.name, "page", p, "err", err)
+		}
+		return img, nil
+	}
+}
+
+// checkpointGone is imageFromCheckpoint's error when the checkpoint's frame
+// is gone.
+type checkpointGone struct{ err error }
+
+func (g *checkpointGone) Error() string { return g.err.Error() }
+
+// imageFromCheckpoint is resolveCollected's read of page p of version n
+// from the newest checkpoint at or before n, k. A frame of the checkpoint
+// that is gone is a *checkpointGone.
+func (v *Volume) imageFromCheckpoint(ctx context.Context, op remoteOp, r *replica, p PageNo, n Version, pageSize int, cause error) ([]byte, Version, error) {
 	collected := func(why string) error { return v.collectedPage(p, n, why, cause) }
 	ks, err := v.listCheckpoints(ctx, op)
 	if err != nil {
-		return nil, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
+		return nil, 0, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
 	}
 	i := sort.Search(len(ks), func(i int) bool { return ks[i] > n }) - 1
 	if i < 0 {
-		return nil, collected("the remote has no checkpoint at or before that version")
+		return nil, 0, collected("the remote has no checkpoint at or before that version")
 	}
 	m, changed, err := v.checkpointTo(ctx, op, r, ks[i], n)
 	switch {
 	case errors.Is(err, ErrRemoteCorrupt) || errors.Is(err, remote.ErrNotFound):
-		return nil, collected(fmt.Sprintf("the commits from its checkpoint %d are gone (%v)", ks[i], err))
+		return nil, ks[i], collected(fmt.Sprintf("the commits from its checkpoint %d are gone (%v)", ks[i], err))
 	case err != nil:
-		return nil, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
+		return nil, ks[i], fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
 	case changed.Contains(uint32(p)):
-		return nil, collected(fmt.Sprintf("it changed after the checkpoint of version %d", ks[i]))
+		return nil, ks[i], collected(fmt.Sprintf("it changed after the checkpoint of version %d", ks[i]))
 	}
 	ref, fr, zero, ok := m.Locate(p)
-	var img []byte
 	switch {
 	case !ok:
-		return nil, fmt.Errorf("%w: the checkpoint of version %d has no page %d, which version %d has", ErrRemoteCorrupt, ks[i], p, n)
+		return nil, ks[i], fmt.Errorf("%w: the checkpoint of version %d has no page %d, which version %d has", ErrRemoteCorrupt, ks[i], p, n)
 	case zero:
-		img = make([]byte, pageSize)
-	default:
-		at := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
-		pages, err := v.fetchFrame(r, at, pageSize)
-		if err != nil {
-			return nil, fmt.Errorf("read page %d of %q from the checkpoint of version %d: %w", p, v.name, ks[i], err)
+		return make([]byte, pageSize), ks[i], nil
+	}
+	at := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
+	pages, err := v.fetchFrame(r, at, pageSize)
+	if err != nil {
+		err = fmt.Errorf("read page %d of %q from the checkpoint of version %d: %w", p, v.name, ks[i], err)
+		if errors.Is(err, remote.ErrNotFound) {
+			err = &checkpointGone{err}
 		}
-		off := int(p-fr.First) * pageSize
-		img = pages[off : off+pageSize]
+		return nil, ks[i], err
 	}
-	if err := v.replaceStub(p, u, s, img); err != nil {
-		v.e.opts.Logger.Warn("cambium: cannot store a page read again from a checkpoint", "volume", v.name, "page", p, "err", err)
-	}
-	return img, nil
+	off := int(p-fr.First) * pageSize
+	return pages[off : off+pageSize], ks[i], nil
 }
 
 // collectedPage is the error for page p of version n when the segment
