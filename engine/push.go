@@ -306,11 +306,19 @@ func (v *Volume) imagesAt(r *replica, st *state, pages *roaring.Bitmap, fn func(
 					img = pv.image
 				case pageStub:
 					frame, err := v.fetchFrame(r, pv.stub, pageSize)
-					if err != nil {
+					switch {
+					case errors.Is(err, remote.ErrNotFound):
+						// Collected since it was pulled: a checkpoint
+						// has the image.
+						if img, err = v.resolveCollected(pv.stub, q, u, st.version, pageSize, err); err != nil {
+							return err
+						}
+					case err != nil:
 						return err
+					default:
+						at := int(q-pv.stub.frame.First) * pageSize
+						img = frame[at : at+pageSize]
 					}
-					at := int(q-pv.stub.frame.First) * pageSize
-					img = frame[at : at+pageSize]
 				}
 			}
 		}
