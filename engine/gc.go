@@ -582,7 +582,12 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 	for ver, o := range c.checkpoints {
 		if ver != base.version && ver != newest {
 			doomed = append(doomed, o)
-			continue
+			if !c.young(o) {
+				continue
+			}
+			// Kept for its age: so are the segments it names, else it
+			// would name missing ones (a later collection may start
+			// its chain from it).
 		}
 		m, ok := wrote[ver]
 		if !ok {
@@ -600,8 +605,19 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 			live[ref.ID] = true
 		}
 	}
-	for _, lc := range c.commits[:baseIdx] {
-		doomed = append(doomed, lc.info)
+	// The commits before the first young one (those after it stay too,
+	// never to leave a hole in the chain), and the segments of those that
+	// stay.
+	var commits []remote.ObjectInfo
+	for i, lc := range c.commits[:baseIdx] {
+		if len(commits) < i || c.young(lc.info) {
+			c.res.KeptYoung++
+			for _, id := range lc.sum.segments {
+				live[id] = true
+			}
+			continue
+		}
+		commits = append(commits, lc.info)
 	}
 	// A rollup that covers a kept commit is kept, and so is its level
 	// segment: a replica may read pages of retained versions there.
@@ -635,10 +651,23 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		}
 	}
 	slices.SortFunc(segs, func(a, b remote.ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
-	if err := c.delete(ctx, doomed); err != nil {
+	// The commits go first, oldest first and one at a time: a collection
+	// cut short leaves a chain of the newer ones, never a hole in it, so
+	// that a reader finding the commit after its version finds every
+	// later one.
+	if err := c.delete(ctx, commits, true); err != nil {
 		return err
 	}
-	return c.delete(ctx, segs)
+	if err := c.delete(ctx, doomed, false); err != nil {
+		return err
+	}
+	return c.delete(ctx, segs, false)
+}
+
+// young reports whether o is younger than the minimum age: never to be
+// deleted.
+func (c *collector) young(o remote.ObjectInfo) bool {
+	return c.opts.MinAge >= 0 && o.Modified.After(c.opts.Now.Add(-c.opts.MinAge))
 }
 
 // rollupSegments returns the segments rollup o names, from the volume's
@@ -669,15 +698,14 @@ func (c *collector) rollupSegments(ctx context.Context, o remote.ObjectInfo) ([]
 }
 
 // delete deletes objs, except those written by this run or younger than
-// the minimum age.
-func (c *collector) delete(ctx context.Context, objs []remote.ObjectInfo) error {
-	youngFrom := c.opts.Now.Add(-c.opts.MinAge)
+// the minimum age: concurrently, or one at a time in order.
+func (c *collector) delete(ctx context.Context, objs []remote.ObjectInfo, inOrder bool) error {
 	var todo []remote.ObjectInfo
 	for _, o := range objs {
 		if _, ok := c.written[o.Key]; ok {
 			continue
 		}
-		if c.opts.MinAge >= 0 && o.Modified.After(youngFrom) {
+		if c.young(o) {
 			c.res.KeptYoung++
 			continue
 		}
@@ -688,7 +716,7 @@ func (c *collector) delete(ctx context.Context, objs []remote.ObjectInfo) error 
 	}
 	var mu sync.Mutex
 	c.opts.Progress(GCProgress{Phase: "delete", Total: len(todo)})
-	return forEach(ctx, len(todo), func(ctx context.Context, i int) error {
+	del := func(ctx context.Context, i int) error {
 		o := todo[i]
 		if !c.opts.DryRun {
 			if err := c.r.store.Delete(ctx, o.Key); err != nil {
@@ -703,7 +731,16 @@ func (c *collector) delete(ctx context.Context, objs []remote.ObjectInfo) error 
 		c.res.RemoteBytes -= o.Size
 		c.opts.Progress(GCProgress{Phase: "delete", Done: c.res.DeletedObjects, Total: len(todo)})
 		return nil
-	})
+	}
+	if !inOrder {
+		return forEach(ctx, len(todo), del)
+	}
+	for i := range todo {
+		if err := del(ctx, i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // forEach calls fn(i) for i in 0..n-1, gcConcurrency at a time, and

@@ -48,10 +48,7 @@ func openTestEngine(tb testing.TB, dir string, opts Options) *Engine {
 // in-memory model, comparing every read. A tiny cache and spill threshold
 // make eviction and spilling happen often.
 func TestEngine_Model(t *testing.T) {
-	seed := uint64(1)
-	if s := os.Getenv("CAMBIUM_MODEL_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
+	seed := modelSeed()
 	steps := 3000
 	if testing.Short() {
 		steps = 500
@@ -61,6 +58,15 @@ func TestEngine_Model(t *testing.T) {
 			runModel(t, seed, steps, pageSize)
 		})
 	}
+}
+
+// modelSeed returns the seed of the model tests: $CAMBIUM_MODEL_SEED, or 1.
+func modelSeed() uint64 {
+	seed := uint64(1)
+	if s := os.Getenv("CAMBIUM_MODEL_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	return seed
 }
 
 func runModel(t *testing.T, seed uint64, steps, pageSize int) {

@@ -145,14 +145,7 @@ func remoteLog(t testing.TB, store remote.Store, volume string) []*manifest.Map 
 	var out []*manifest.Map
 	next := uint64(0)
 	for i, o := range objs {
-		raw, err := store.Get(ctx, o.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := decodeRemoteMap(o.Key, raw)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := mustReadMap(t, store, o.Key)
 		if o.Key != manifest.CommitKey(volume, m.Parent) {
 			t.Fatalf("%s holds a commit from version %d", o.Key, m.Parent)
 		}
@@ -170,6 +163,21 @@ func remoteLog(t testing.TB, store remote.Store, volume string) []*manifest.Map 
 		next = m.Version
 	}
 	return out
+}
+
+// mustReadMap reads and decodes the remote map (commit, rollup or
+// checkpoint) at key.
+func mustReadMap(t testing.TB, store remote.Store, key string) *manifest.Map {
+	t.Helper()
+	raw, err := store.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := decodeRemoteMap(key, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // replayRemote rebuilds a volume from its remote log alone, reading whole
