@@ -630,6 +630,15 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 			delete(c.v.gcRollups, o)
 		}
 	}
+	// One that also covers collected commits is kept only if it names
+	// none of their segments (it names its level segment instead), for
+	// no kept map may name a missing segment.
+	collected := map[SegmentID]bool{}
+	for _, lc := range c.commits[:baseIdx] {
+		for _, id := range lc.sum.segments {
+			collected[id] = true
+		}
+	}
 	for _, o := range c.rollups {
 		_, level, start, _ := manifest.ParseRollupKey(o.Key)
 		if level > manifest.MaxRollupLevel || start+1<<level < base.seq {
@@ -639,6 +648,13 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		ids, err := c.rollupSegments(ctx, o)
 		if err != nil {
 			return err // its segments are unknown: delete none
+		}
+		if start+1 < base.seq && slices.ContainsFunc(ids, func(id SegmentID) bool {
+			_, listed := c.segments[id]
+			return collected[id] || !listed
+		}) {
+			doomed = append(doomed, o)
+			continue
 		}
 		for _, id := range ids {
 			live[id] = true

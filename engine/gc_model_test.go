@@ -607,15 +607,17 @@ func checkLayout(t testing.TB, store remote.Store, volume string, base Version) 
 	}
 	var maps []*manifest.Map
 	var commits []*manifest.Map
-	var rollups []uint64 // their starts
+	var rollups []*manifest.Map
 	segs := map[SegmentID]int64{}
 	for _, o := range objs {
 		if _, id, ok := manifest.ParseSegmentKey(o.Key); ok {
 			segs[id] = o.Size
 			continue
 		}
-		if _, _, start, ok := manifest.ParseRollupKey(o.Key); ok {
-			rollups = append(rollups, start)
+		if _, _, _, ok := manifest.ParseRollupKey(o.Key); ok {
+			m := mustReadMap(t, store, o.Key)
+			rollups = append(rollups, m)
+			maps = append(maps, m) // its level segment, if any, is named
 			continue
 		}
 		m := mustReadMap(t, store, o.Key)
@@ -639,9 +641,9 @@ func checkLayout(t testing.TB, store remote.Store, volume string, base Version) 
 			t.Fatalf("commit %d from version %d follows commit %d ending at %d", commits[i].ToSeq, commits[i].Parent, commits[i-1].ToSeq, commits[i-1].Version)
 		}
 	}
-	for _, start := range rollups {
-		if start < commits[0].FromSeq {
-			t.Fatalf("a rollup from commit %d covers collected commits (the oldest kept is %d)", start+1, commits[0].ToSeq)
+	for _, r := range rollups {
+		if r.ToSeq < commits[0].ToSeq {
+			t.Fatalf("a rollup of commits %d..%d covers only collected commits (the oldest kept is %d)", r.FromSeq+1, r.ToSeq, commits[0].ToSeq)
 		}
 	}
 	named := map[SegmentID]bool{}

@@ -62,7 +62,9 @@ func (v *Volume) remoteMapAt(ctx context.Context, r remoteOp, n Version) (*manif
 	}
 	parents, err := v.listCommits(ctx, r, from)
 	var gap *historyGap
-	if errors.As(err, &gap) && from == 0 {
+	if errors.As(err, &gap) {
+		// The commits from the checkpoint (or version 0) on are gone:
+		// version n is older than the remote keeps.
 		return nil, v.collectedError(ctx, r, n, ks)
 	}
 	if err != nil {

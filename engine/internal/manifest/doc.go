@@ -53,12 +53,16 @@
 // when the collector compacts, into new segments holding every page of K
 // densely, in page order. A collector that keeps the versions from B on
 // (its retention window) writes a checkpoint of B, then deletes, in this
-// order, the commits ending before B (the one ending at B stays: listing
-// from an older version finds it and so learns of the gap), the rollups
-// covering only those, the checkpoints older than B, and last the
-// segments that no remaining commit, rollup or checkpoint names. Objects younger than the
+// order, the commits ending before B, oldest first and one at a time (the
+// one ending at B stays: listing from an older version finds it and so
+// learns of the gap; a collection cut short leaves the newer commits, a
+// chain without a hole), the rollups covering only those, the checkpoints
+// other than B's and the newest, and last the segments that no remaining
+// commit, rollup or checkpoint names. Objects younger than the
 // collector's minimum age are never deleted: they may belong to a push or
-// a compaction in flight on another machine.
+// a compaction in flight on another machine. Nor are the commits after a
+// young one, nor the segments that a commit or checkpoint kept for its age
+// names.
 //
 // A reader whose version is older than the oldest remaining commit's
 // parent reads the newest checkpoint and the commits after it instead,
