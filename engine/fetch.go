@@ -460,39 +460,17 @@ func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
 	var pagesDone, framesDone atomic.Int64
 
 	runs := groupRuns(stubs, hydrateGapBytes)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		errMu sync.Mutex
-		first error
-	)
-	sem := make(chan struct{}, hydrateConcurrency)
-	for _, run := range runs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			pages, frames, err := v.fetchRun(ctx, op, run, snap.PageSize())
-			if errors.Is(err, remote.ErrNotFound) {
-				// A segment the garbage collector deleted: read its pages
-				// one by one, each from a checkpoint (resolveCollected).
-				pages, frames, err = v.readRun(snap, run)
-			}
-			pagesDone.Add(int64(pages))
-			framesDone.Add(int64(frames))
-			if err != nil {
-				errMu.Lock()
-				if first == nil {
-					first = err
-					cancel()
-				}
-				errMu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	first := forEach(ctx, len(runs), hydrateConcurrency, func(ctx context.Context, i int) error {
+		pages, frames, err := v.fetchRun(ctx, op, runs[i], snap.PageSize())
+		if errors.Is(err, remote.ErrNotFound) {
+			// A segment the garbage collector deleted: read its pages
+			// one by one, through the remote's kept maps (collectedPage).
+			pages, frames, err = v.readRun(snap, runs[i])
+		}
+		pagesDone.Add(int64(pages))
+		framesDone.Add(int64(frames))
+		return err
+	})
 	st := op.store.Stats()
 	res := HydrateResult{
 		Pages:     int(pagesDone.Load()),
@@ -753,6 +731,8 @@ func (v *Volume) rewarm(r *replica, base *Snapshot, changed *roaring.Bitmap) {
 		}
 		ctx, cancel := context.WithTimeout(ctx, pullTimeout)
 		defer cancel()
+		// Every claimed run is fetched (or fails, ctx ended), never left:
+		// its readers wait for it.
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, hydrateConcurrency)
 		for i, run := range runs {

@@ -317,7 +317,7 @@ func (c *collector) readCommits(ctx context.Context) error {
 	c.opts.Progress(GCProgress{Phase: "read", Total: len(todo)})
 	var mu sync.Mutex
 	done := 0
-	err := forEach(ctx, len(todo), func(ctx context.Context, j int) error {
+	err := forEach(ctx, len(todo), gcConcurrency, func(ctx context.Context, j int) error {
 		i := todo[j]
 		m, err := v.readCommit(ctx, c.r, c.commits[i].parent)
 		if err != nil {
@@ -749,7 +749,7 @@ func (c *collector) delete(ctx context.Context, objs []remote.ObjectInfo, inOrde
 		return nil
 	}
 	if !inOrder {
-		return forEach(ctx, len(todo), del)
+		return forEach(ctx, len(todo), gcConcurrency, del)
 	}
 	for i := range todo {
 		if err := del(ctx, i); err != nil {
@@ -759,9 +759,9 @@ func (c *collector) delete(ctx context.Context, objs []remote.ObjectInfo, inOrde
 	return nil
 }
 
-// forEach calls fn(i) for i in 0..n-1, gcConcurrency at a time, and
+// forEach calls fn(i) for i in 0..n-1, concurrency at a time, and
 // returns the first error (cancelling the calls not yet done).
-func forEach(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+func forEach(ctx context.Context, n, concurrency int, fn func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -769,7 +769,7 @@ func forEach(ctx context.Context, n int, fn func(ctx context.Context, i int) err
 		mu    sync.Mutex
 		first error
 	)
-	sem := make(chan struct{}, gcConcurrency)
+	sem := make(chan struct{}, concurrency)
 	for i := range n {
 		select {
 		case sem <- struct{}{}:

@@ -82,7 +82,7 @@ func (v *Volume) RemoteLog(ctx context.Context) ([]CommitInfo, error) {
 		return nil, fmt.Errorf("remote log of %q: %w", v.name, err)
 	}
 	maps := make([]*manifest.Map, len(parents))
-	err = forEach(ctx, len(parents), func(ctx context.Context, i int) error {
+	err = forEach(ctx, len(parents), gcConcurrency, func(ctx context.Context, i int) error {
 		var err error
 		maps[i], err = v.readCommit(ctx, op, parents[i])
 		return err
