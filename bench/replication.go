@@ -171,6 +171,7 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) (out []Result, e
 	var levelBytes int64
 	push := func() error {
 		res, err := pragmaAs[engine.PushResult](w, "cambium_push")
+		pushed.Ops++
 		pushed.Bytes += res.BytesWritten
 		pushed.Requests += res.Requests
 		levelBytes += res.LevelBytes
@@ -235,7 +236,7 @@ func RunFastForward(ctx context.Context, cfg FastForwardConfig) (out []Result, e
 			return
 		}
 		p := Result{Workload: name + "/push", Cambium: pushed}
-		p.compareBytes("the same pushes without level segments", Figures{Bytes: pushed.Bytes - levelBytes, Requests: pushed.Requests}, 0)
+		p.compareBytes("the same pushes without level segments", Figures{Ops: pushed.Ops, Bytes: pushed.Bytes - levelBytes, Requests: pushed.Requests}, 0)
 		p.Notes = append(p.Notes, fmt.Sprintf("write amplification %.2f: the pushes uploaded %s, of which %s level segments",
 			float64(pushed.Bytes)/float64(max(pushed.Bytes-levelBytes, 1)), humanBytes(pushed.Bytes), humanBytes(levelBytes)))
 		out = append(out, p)
