@@ -387,3 +387,30 @@ func TestGC_Repeated(t *testing.T) {
 		})
 	}
 }
+// TestGC_ReplicaCompacts: a replica whose stubs point into segments that a
+// collection elsewhere deleted (the writer compacted and collected after
+// the replica pulled) still compacts, reading those pages through the
+// checkpoints.
+func TestGC_ReplicaCompacts(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	r := newReplica(t, rem)
+	w, wr, _ := gcWriter(t, rem, 20, nil)
+	mustPull(t, r)
+	if res, err := w.GC(ctx, GCOptions{Retain: 0, MinAge: -1}); err != nil || !res.Compacted || res.DeletedObjects == 0 {
+		t.Fatalf("writer's collection: %+v, %v; want a compaction and deletions", res, err)
+	}
+	for range 5 { // scattered again: compaction pays
+		wr.step()
+		mustPush(t, w)
+	}
+	mustPull(t, r) // the pages left alone keep their stubs
+	res, err := r.GC(ctx, GCOptions{Retain: 0, MinAge: -1})
+	if err != nil || !res.Compacted {
+		t.Fatalf("replica's collection: %+v, %v; want a compaction", res, err)
+	}
+	checkHead(t, r, wr.cur)
+	cold := newReplica(t, rem)
+	mustPull(t, cold)
+	checkHead(t, cold, wr.cur)
+}
