@@ -3,11 +3,14 @@ package govfs_test
 import (
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ncruces/go-sqlite3"
 )
 
 // What apps do to a database at startup or in maintenance, on a volume.
@@ -202,4 +205,45 @@ func TestCompat_HarmlessPragmas(t *testing.T) {
 		t.Fatalf("rows with mmap_size set: %s, want %s", got, want)
 	}
 	integrityOK(t, db)
+}
+
+// TestCompat_AttachTwoPlainFiles: a transaction that writes two attached
+// plain files on a volume's connection would need a super-journal on disk,
+// which SQLite opens through the volume's VFS: it is refused with a clear
+// error and rolls back everywhere; each plain file alone commits.
+func TestCompat_AttachTwoPlainFiles(t *testing.T) {
+	files := t.TempDir()
+	db := openDB(t, t.TempDir(), "main.db", "")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "CREATE TABLE main.kv(k INTEGER PRIMARY KEY, v TEXT)")
+	for _, schema := range []string{"p1", "p2"} {
+		mustExec(t, db, "ATTACH ? AS "+schema, "file:"+filepath.Join(files, schema+".db")+"?vfs=os")
+		mustExec(t, db, fmt.Sprintf("CREATE TABLE %s.kv(k INTEGER PRIMARY KEY, v TEXT)", schema))
+	}
+	mustExec(t, db, "BEGIN")
+	for _, schema := range []string{"main", "p1", "p2"} {
+		mustExec(t, db, fmt.Sprintf("INSERT INTO %s.kv VALUES (1, ?)", schema), schema)
+	}
+	log := captureLog(t)
+	// SQLite's error for the COMMIT carries its code only; the log says why.
+	if _, err := db.Exec("COMMIT"); !errors.Is(err, sqlite3.CANTOPEN) || !strings.Contains(log.String(), "needs a super-journal on disk") {
+		t.Fatalf("COMMIT of a transaction writing two plain files: %v, log %q; want SQLITE_CANTOPEN and the super-journal refused in the log", err, log.String())
+	}
+	db.Exec("ROLLBACK")
+	for _, schema := range []string{"main", "p1", "p2"} {
+		if n := queryInt(t, db, fmt.Sprintf("SELECT count(*) FROM %s.kv", schema)); n != 0 {
+			t.Fatalf("%s has %d rows of the refused transaction", schema, n)
+		}
+	}
+	for _, schema := range []string{"p1", "p2"} {
+		mustExec(t, db, fmt.Sprintf("BEGIN; INSERT INTO main.kv(v) VALUES ('%[1]s'); INSERT INTO %[1]s.kv VALUES (2, '%[1]s'); COMMIT", schema))
+	}
+	if got := queryString(t, db, "SELECT group_concat(v) FROM main.kv"); got != "p1,p2" {
+		t.Fatalf("main holds %s", got)
+	}
+	for _, schema := range []string{"p1", "p2"} {
+		if got := queryString(t, openPlain(t, filepath.Join(files, schema+".db")), "SELECT group_concat(k || v) FROM kv"); got != "2"+schema {
+			t.Fatalf("%s holds %s", schema, got)
+		}
+	}
 }

@@ -90,6 +90,12 @@ func (cambiumVFS) Open(name string, flags vfs.OpenFlag) (vfs.File, vfs.OpenFlag,
 
 func (cambiumVFS) OpenFilename(name *vfs.Filename, flags vfs.OpenFlag) (f vfs.File, _ vfs.OpenFlag, err error) {
 	defer recoverInto(&err, "open")
+	if flags&vfs.OPEN_SUPER_JOURNAL != 0 {
+		// SQLite reports the COMMIT that fails here as SQLITE_CANTOPEN
+		// only: the log says why.
+		slog.Error(extension.ErrSuperJournal.Error(), "super_journal", name.String())
+		return nil, flags, code(extension.ErrSuperJournal, extension.CodeCantOpen)
+	}
 	if flags&vfs.OPEN_MAIN_DB == 0 {
 		// Journals, temporary databases, statement journals: memory.
 		return &memFile{}, flags | vfs.OPEN_MEMORY, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -151,5 +152,45 @@ print(json.dumps(out))
 	}
 	if out.Steps < 2*10 {
 		t.Errorf("the backups took %d steps of 16 pages: each should take many", out.Steps)
+	}
+}
+
+// TestShell_Attach: on a volume's connection, ATTACH of a bare path is a
+// clear error (SQLite would open it as a volume, which a path cannot name),
+// a plain file attaches by a URI naming SQLite's own VFS, and a transaction
+// that writes two plain files is refused for the super-journal it needs, and
+// rolls back.
+func TestShell_Attach(t *testing.T) {
+	so := libPath(t)
+	dir, files := t.TempDir(), t.TempDir()
+	p1, p2 := filepath.Join(files, "p1.db"), filepath.Join(files, "p2.db")
+	r := runShell(t, "", hostEnv(), `.load `+so+`
+.open `+volumeURI("main.db", dir)+`
+ATTACH '`+filepath.Join(files, "bare.db")+`' AS bare;
+ATTACH 'file:`+p1+`?vfs=unix' AS p1;
+ATTACH 'file:`+p2+`?vfs=unix' AS p2;
+CREATE TABLE main.kv(k, v);
+CREATE TABLE p1.kv(k, v);
+CREATE TABLE p2.kv(k, v);
+BEGIN;
+INSERT INTO main.kv VALUES (1, 'main');
+INSERT INTO p1.kv VALUES (1, 'p1');
+INSERT INTO p2.kv VALUES (1, 'p2');
+COMMIT;
+ROLLBACK;
+BEGIN;
+INSERT INTO main.kv VALUES (2, 'main');
+INSERT INTO p1.kv VALUES (2, 'p1');
+COMMIT;
+.print @rows
+SELECT (SELECT group_concat(k) FROM main.kv), (SELECT group_concat(k) FROM p1.kv), (SELECT count(*) FROM p2.kv);
+`)
+	for _, want := range []string{"is a file path, not a volume name", "?vfs=unix", "needs a super-journal on disk"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if got := sections(r.stdout)["rows"]; !slices.Equal(got, []string{"2|2|0"}) {
+		t.Errorf("rows after the refused transaction and one on a single plain file: %q, want 2|2|0\nstderr:\n%s", got, r.stderr)
 	}
 }
