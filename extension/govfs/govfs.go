@@ -46,6 +46,11 @@
 //
 //	import _ "github.com/cambiumdb/cambium/remote/s3"
 //
+// A file path (it starts with '/') is not a volume name: ATTACH and VACUUM
+// INTO name a plain file by a URI with SQLite's own VFS,
+// 'file:/path/x.db?vfs=os'. A transaction that writes two or more attached
+// plain files is refused (extension.ErrSuperJournal says why).
+//
 // Journals and temporary files live in memory: the engine makes commits
 // durable, per PRAGMA synchronous (FULL, the default: fsync before COMMIT
 // returns; NORMAL and OFF: the commit survives a crash of the process but
