@@ -20,7 +20,8 @@
 // the lock protocol, transactions, pragmas and configuration. Main database
 // files are volumes, configured by the URI parameters and CAMBIUM_*
 // environment variables that extension.ParseConfig reads; everything else
-// SQLite opens (journals, temporary files) is an extension.MemFile, and the
+// SQLite opens (journals, temporary files) is an extension.MemFile, except a
+// super-journal, which is refused (extension.ErrSuperJournal), and the
 // main database is opened with SQLITE_OPEN_MEMORY so that SQLite keeps its
 // rollback journal in memory (PRAGMA journal_mode reports "memory"). Calls
 // that are not about files (randomness, sleep, time, dlopen) go to the
