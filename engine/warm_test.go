@@ -299,16 +299,22 @@ func (m *catchUpModel) run(commits int) {
 	t.Logf("%d pulls (%d through faults, %d of them failed; %d reads failed), %d collections (%d compacted); level segments at levels %v; ranged reads served: %d by level segments, %d by checkpoints, %d by originals",
 		m.stats.pulls, m.stats.faultyPulls, m.stats.failedPulls, m.stats.failedReads, m.stats.collections, m.stats.compacted, levels,
 		m.mu.served[kindLevel], m.mu.served[kindCheckpoint], m.mu.served[kindOriginal])
+	// The checks that the run proved something: a short run (a few dozen
+	// commits) may not reach every kind of segment, and only says so.
+	prove := t.Errorf
+	if testing.Short() {
+		prove = t.Logf
+	}
 	for k, n := range m.mu.served {
 		if n == 0 {
-			t.Errorf("no read was served by a segment of kind %s: the test proves nothing about them", segmentKind(k))
+			prove("no read was served by a segment of kind %s: the test proves nothing about them", segmentKind(k))
 		}
 	}
 	if len(levels) < 2 {
-		t.Errorf("level segments at levels %v; want several", levels)
+		prove("level segments at levels %v; want several", levels)
 	}
 	if m.stats.compacted == 0 || m.stats.failedReads+m.stats.failedPulls == 0 {
-		t.Errorf("no collection compacted, or no fault reached a pull or read: the test proves nothing")
+		prove("no collection compacted, or no fault reached a pull or read: the test proves nothing")
 	}
 }
 
