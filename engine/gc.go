@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -77,21 +78,26 @@ type GCProgress struct {
 // GCResult describes one garbage collection.
 // Its JSON is the result of PRAGMA cambium_gc and of cambium gc --json.
 type GCResult struct {
-	DryRun            bool      `json:"dry_run,omitempty"`
-	NewestVersion     Version   `json:"newest_version"`     // the remote's newest version
-	CheckpointVersion Version   `json:"checkpoint_version"` // newest checkpoint after the collection, 0 if none
-	Compacted         bool      `json:"compacted"`          // the newest version's pages were rewritten
-	PagesRewritten    int       `json:"pages_rewritten"`
-	BytesRewritten    int64     `json:"bytes_rewritten"`
-	DeletedObjects    int       `json:"deleted_objects"`
-	DeletedBytes      int64     `json:"deleted_bytes"`
-	KeptYoung         int       `json:"kept_young"` // garbage kept because it is younger than the minimum age
-	RemoteObjects     int       `json:"remote_objects"`
-	RemoteBytes       int64     `json:"remote_bytes"`
-	OldestVersion     Version   `json:"oldest_version"` // the oldest restorable version
-	OldestTime        time.Time `json:"oldest_time"`
-	Requests          int64     `json:"remote_requests"`
-	Note              string    `json:"note,omitempty"` // why the collection did less than it could
+	DryRun            bool    `json:"dry_run,omitempty"`
+	NewestVersion     Version `json:"newest_version"`     // the remote's newest version
+	CheckpointVersion Version `json:"checkpoint_version"` // newest checkpoint after the collection, 0 if none
+	Compacted         bool    `json:"compacted"`          // the newest version's pages were rewritten
+	PagesRewritten    int     `json:"pages_rewritten"`
+	BytesRewritten    int64   `json:"bytes_rewritten"`
+	DeletedObjects    int     `json:"deleted_objects"`
+	DeletedBytes      int64   `json:"deleted_bytes"`
+	KeptYoung         int     `json:"kept_young"` // garbage kept because it is younger than the minimum age
+	// PendingSegments (PendingBytes) are segments that no retained version
+	// needs, listed for deletion by a collection at least the minimum age
+	// from now (see sweep).
+	PendingSegments int       `json:"pending_segments"`
+	PendingBytes    int64     `json:"pending_bytes"`
+	RemoteObjects   int       `json:"remote_objects"`
+	RemoteBytes     int64     `json:"remote_bytes"`
+	OldestVersion   Version   `json:"oldest_version"` // the oldest restorable version
+	OldestTime      time.Time `json:"oldest_time"`
+	Requests        int64     `json:"remote_requests"`
+	Note            string    `json:"note,omitempty"` // why the collection did less than it could
 }
 
 // GC collects the volume's remote: it writes a checkpoint of the oldest
@@ -121,13 +127,42 @@ func (v *Volume) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
 	op := r.op()
-	c := &collector{v: v, r: op, opts: opts, res: GCResult{DryRun: opts.DryRun}}
-	err = c.run(ctx)
-	c.res.Requests = op.store.Stats().Requests()
-	if err != nil {
-		return c.res, fmt.Errorf("gc %q: %w", v.name, err)
+	var res GCResult
+	for attempt := 1; ; attempt++ {
+		c := &collector{v: v, r: op, opts: opts, res: GCResult{DryRun: opts.DryRun}}
+		err = c.run(ctx)
+		if res.Compacted { // an earlier attempt's work
+			c.res.Compacted, c.res.PagesRewritten, c.res.BytesRewritten = true, res.PagesRewritten, res.BytesRewritten
+		}
+		res = c.res
+		var stale *staleListing
+		if !errors.As(err, &stale) || attempt == maxGCAttempts {
+			break
+		}
+		// What was done so far stays (a compaction's checkpoint spares
+		// the next attempt the upload); list again.
 	}
-	return c.res, nil
+	res.Requests = op.store.Stats().Requests()
+	if err != nil {
+		return res, fmt.Errorf("gc %q: %w", v.name, err)
+	}
+	return res, nil
+}
+
+// maxGCAttempts bounds the listings of one GC call (see staleListing).
+const maxGCAttempts = 3
+
+// staleListing is the error of a collection that took so long since it
+// listed the remote (more than half the minimum age) that it must not
+// write a checkpoint naming the segments it saw: another collector may
+// have found them unnamed meanwhile and be about to delete them (see
+// sweep). GC lists again.
+type staleListing struct {
+	age, minAge time.Duration
+}
+
+func (e *staleListing) Error() string {
+	return fmt.Sprintf("the collection listed the remote %v ago, more than half the minimum age (%v): its view may be stale; run it again, or with a longer minimum age", e.age.Round(time.Millisecond), e.minAge)
 }
 
 // collector is one run of GC.
@@ -141,6 +176,9 @@ type collector struct {
 	rollups     []remote.ObjectInfo // with their parsed keys below
 	checkpoints map[Version]remote.ObjectInfo
 	segments    map[SegmentID]remote.ObjectInfo
+	garbage     []remote.ObjectInfo // garbage lists
+	// listed is when the listing began, on this machine's clock.
+	listed time.Time
 	// written are the objects this run wrote, kept whatever the listing
 	// says.
 	written map[string]int64
@@ -260,6 +298,7 @@ func (c *collector) list(ctx context.Context) error {
 	c.checkpoints = map[Version]remote.ObjectInfo{}
 	c.segments = map[SegmentID]remote.ObjectInfo{}
 	c.written = map[string]int64{}
+	c.listed = time.Now()
 	opts := remote.ListOptions{Prefix: manifest.VolumePrefix(c.v.name)}
 	for {
 		page, err := c.r.store.List(ctx, opts)
@@ -277,6 +316,8 @@ func (c *collector) list(ctx context.Context) error {
 				c.checkpoints[Version(ver)] = o
 			} else if _, id, ok := manifest.ParseSegmentKey(o.Key); ok {
 				c.segments[id] = o
+			} else if _, _, _, ok := manifest.ParseGarbageKey(o.Key); ok {
+				c.garbage = append(c.garbage, o)
 			}
 			// Anything else is not ours to delete.
 		}
@@ -456,7 +497,7 @@ func (c *collector) checkpointNewest(ctx context.Context, full *manifest.Map, ne
 		}
 		referenced += ref.Size
 	}
-	fresh := max(1, int((live+maxSegmentBytes-1)/maxSegmentBytes))
+	fresh := max(1, int((live+int64(maxSegmentBytes)-1)/int64(maxSegmentBytes)))
 	extra := int64(max(0, len(full.Segments)-fresh))
 	if referenced-live <= live/compactWasteDivisor && extra*compactRequestBytes <= live/compactWasteDivisor {
 		return nil, nil
@@ -552,6 +593,9 @@ func (c *collector) rangeAfter(ctx context.Context, baseIdx int) (*manifest.Map,
 // same images, and a reader of the one replaced finds its pages again in
 // this one (see Volume.resolveCollected).
 func (c *collector) putCheckpoint(ctx context.Context, m *manifest.Map) error {
+	if err := c.checkFresh(m); err != nil {
+		return err
+	}
 	raw, err := m.Encode()
 	if err != nil {
 		return err
@@ -561,6 +605,25 @@ func (c *collector) putCheckpoint(ctx context.Context, m *manifest.Map) error {
 		return fmt.Errorf("write checkpoint %s: %w", key, err)
 	}
 	c.written[key] = int64(len(raw))
+	return nil
+}
+
+// checkFresh returns a staleListing error if checkpoint m names a segment
+// this run did not write and the listing is older than half the minimum
+// age: see sweep.
+func (c *collector) checkFresh(m *manifest.Map) error {
+	if c.opts.MinAge < 0 {
+		return nil
+	}
+	age := time.Since(c.listed)
+	if age <= c.opts.MinAge/2 {
+		return nil
+	}
+	for _, ref := range m.Segments {
+		if _, ok := c.written[manifest.SegmentKey(c.v.name, ref.ID)]; !ok {
+			return &staleListing{age: age, minAge: c.opts.MinAge}
+		}
+	}
 	return nil
 }
 
@@ -593,7 +656,11 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		m, ok := wrote[ver]
 		if !ok {
 			var err error
-			if m, err = c.v.readCheckpoint(ctx, c.r, ver); err != nil {
+			m, err = c.v.readCheckpoint(ctx, c.r, ver)
+			if errors.Is(err, remote.ErrNotFound) {
+				continue // another collector deleted it: it names nothing
+			}
+			if err != nil {
 				return err // its segments are unknown: delete none
 			}
 		}
@@ -647,6 +714,9 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 			continue
 		}
 		ids, err := c.rollupSegments(ctx, o)
+		if errors.Is(err, remote.ErrNotFound) {
+			continue // another collector deleted it: it names nothing
+		}
 		if err != nil {
 			return err // its segments are unknown: delete none
 		}
@@ -678,7 +748,101 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 	if err := c.delete(ctx, doomed, false); err != nil {
 		return err
 	}
-	return c.delete(ctx, segs, false)
+	return c.sweep(ctx, segs)
+}
+
+// sweep deletes those of the unnamed segments that a collection at least
+// the minimum age ago found unnamed too (a garbage list older than the
+// minimum age names them), and lists the others for a later collection.
+//
+// Deleting a segment as soon as no listed object names it would race
+// with another collector: one that listed earlier may be about to write
+// a checkpoint naming it (a base checkpoint points into old segments),
+// and that young checkpoint is not in this listing. Every object naming
+// a segment is written by a push or collection that saw the segment named
+// when it listed, and such a run ends within the minimum age (pushes by
+// far; a collection checks itself before it writes a checkpoint, see
+// checkFresh). So a segment unnamed in a listing begun at t, and still
+// unnamed in one begun at least the minimum age after t, is named by
+// nothing written since, nor ever will be.
+func (c *collector) sweep(ctx context.Context, unnamed []remote.ObjectInfo) error {
+	if c.opts.MinAge < 0 {
+		// No age protects anything: at once, and the lists go too.
+		if err := c.delete(ctx, unnamed, false); err != nil {
+			return err
+		}
+		return c.delete(ctx, c.garbage, false)
+	}
+	due := map[SegmentID]bool{}    // found unnamed long enough ago
+	listed := map[SegmentID]bool{} // found unnamed before
+	var done []remote.ObjectInfo   // the lists this run settles
+	for _, o := range c.garbage {
+		old := !c.young(o)
+		ids, err := c.readGarbage(ctx, o)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			listed[id] = true
+			if old {
+				due[id] = true
+			}
+		}
+		if old {
+			done = append(done, o)
+		}
+	}
+	var now []remote.ObjectInfo
+	var later []SegmentID
+	for _, o := range unnamed {
+		_, id, _ := manifest.ParseSegmentKey(o.Key)
+		switch {
+		case due[id]:
+			now = append(now, o)
+			continue
+		case !listed[id]:
+			later = append(later, id)
+		}
+		c.res.PendingSegments++
+		c.res.PendingBytes += o.Size
+	}
+	if len(later) > 0 && !c.opts.DryRun {
+		id, err := manifest.NewSegmentID()
+		if err != nil {
+			return err
+		}
+		key := manifest.GarbageKey(c.v.name, uint64(c.listed.UnixNano()), id)
+		raw := manifest.EncodeGarbage(later)
+		if err := c.r.store.Create(ctx, key, raw); err != nil {
+			return fmt.Errorf("write garbage list %s: %w", key, err)
+		}
+		c.written[key] = int64(len(raw))
+	}
+	if err := c.delete(ctx, now, false); err != nil {
+		return err
+	}
+	// The segments a settled list names are gone, or named again (a
+	// later list has them if they are dropped again).
+	return c.delete(ctx, done, false)
+}
+
+// readGarbage returns the segments garbage list o names: none if another
+// collection deleted it meanwhile, or if it is damaged (it is deleted
+// with the settled ones, and its segments are listed again).
+func (c *collector) readGarbage(ctx context.Context, o remote.ObjectInfo) ([]SegmentID, error) {
+	raw, err := c.r.store.Get(ctx, o.Key)
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read garbage list %s: %w", o.Key, err)
+	}
+	ids, err := manifest.DecodeGarbage(raw)
+	if err != nil {
+		c.v.e.opts.Logger.Warn("cambium: damaged garbage list; its segments are listed again", "volume", c.v.name, "key", o.Key, "err", err)
+		return nil, nil
+	}
+	return ids, nil
 }
 
 // young reports whether o is younger than the minimum age: never to be

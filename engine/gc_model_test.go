@@ -32,16 +32,22 @@ import (
 // object younger than a collector's minimum age is deleted.
 // CAMBIUM_MODEL_SEED sets the seed.
 func TestGC_Model(t *testing.T) {
+	forModelStores(t, map[string]int{"file": 300, "minio": 100}, 4, func(t *testing.T, rem testRemote, seed uint64, steps int) {
+		newGCModel(t, rem, seed).run(steps)
+	})
+}
+
+// forModelStores runs a model test as a subtest per kind of store, with
+// the seed CAMBIUM_MODEL_SEED sets and the size sizes gives the kind
+// (divided by short under -short).
+func forModelStores(t *testing.T, sizes map[string]int, short int, run func(t *testing.T, rem testRemote, seed uint64, n int)) {
 	seed := modelSeed()
 	for _, k := range stores(t) {
-		steps := map[string]int{"file": 300, "minio": 100}[k.name]
+		n := sizes[k.name]
 		if testing.Short() {
-			steps /= 4
+			n /= short
 		}
-		t.Run(fmt.Sprintf("%s/seed=%d", k.name, seed), func(t *testing.T) {
-			m := newGCModel(t, k.new(t), seed)
-			m.run(steps)
-		})
+		t.Run(fmt.Sprintf("%s/seed=%d", k.name, seed), func(t *testing.T) { run(t, k.new(t), seed, n) })
 	}
 }
 

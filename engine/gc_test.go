@@ -387,6 +387,7 @@ func TestGC_Repeated(t *testing.T) {
 		})
 	}
 }
+
 // TestGC_ReplicaCompacts: a replica whose stubs point into segments that a
 // collection elsewhere deleted (the writer compacted and collected after
 // the replica pulled) still compacts, reading those pages through the
@@ -413,4 +414,93 @@ func TestGC_ReplicaCompacts(t *testing.T) {
 	cold := newReplica(t, rem)
 	mustPull(t, cold)
 	checkHead(t, cold, wr.cur)
+}
+
+// TestGC_ConcurrentCollectors: a collector that listed before another
+// compacted writes its base checkpoint into the segments the other found
+// dead (the previous compaction's); the other deletes them only a
+// collection at least the minimum age later, when that checkpoint names
+// them, so they stay, and every version both collectors retain reads
+// exactly from a cold replica. Deleting them at once (as a collection
+// with no minimum age does) would lose the versions from the slow
+// collector's base on.
+func TestGC_ConcurrentCollectors(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	w, wr, _ := gcWriter(t, rem, 20, nil)
+	// The compaction writes several segments, some holding only pages
+	// that no later commit changes: the writer's base checkpoint will name
+	// none of those, the slow collector's will.
+	defer func(n int) { maxSegmentBytes = n }(maxSegmentBytes)
+	maxSegmentBytes = 16 << 10
+	if res, err := w.GC(ctx, GCOptions{Retain: RetainForever, MinAge: -1}); err != nil || !res.Compacted {
+		t.Fatalf("first compaction: %+v, %v", res, err)
+	}
+	// The slow collector lists, then waits before writing its base
+	// checkpoint until the writer's collection has compacted and swept.
+	// It pulled at version 20, so it does not compact.
+	listed, proceed := make(chan struct{}), make(chan struct{})
+	slowStore := &putHook{Store: rem.open(t), fn: func() { // its first Put is the checkpoint's
+		close(listed)
+		<-proceed
+	}}
+	slow := attach(t, newEngine(t, Options{}), "doc", rem.url, slowStore)
+	mustPull(t, slow)
+	for range 5 { // scattered again: the next compaction pays
+		wr.step()
+		mustPush(t, w)
+	}
+	log, err := w.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both windows reach back past the first compaction's version (20);
+	// the writer's further.
+	baseOfWriter, baseOfSlow := log[len(log)-5], log[len(log)-3]
+
+	minAge := time.Second
+	time.Sleep(minAge + 100*time.Millisecond) // everything so far is old
+	var (
+		slowRes GCResult
+		slowErr error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		slowRes, slowErr = slow.GC(ctx, GCOptions{Retain: time.Since(baseOfSlow.Time), MinAge: time.Hour})
+	}()
+	select {
+	case <-listed:
+	case <-done:
+		t.Fatalf("the slow collector wrote no checkpoint: %+v, %v", slowRes, slowErr)
+	}
+	res, err := w.GC(ctx, GCOptions{Retain: time.Since(baseOfWriter.Time), MinAge: minAge})
+	if err != nil || !res.Compacted || res.PendingSegments == 0 {
+		t.Fatalf("writer's collection: %+v, %v; want a compaction leaving the old checkpoint's segments pending", res, err)
+	}
+	close(proceed)
+	<-done
+	if slowErr != nil || slowRes.OldestVersion != baseOfSlow.Version {
+		t.Fatalf("slow collection: %+v, %v; want the oldest version %d", slowRes, slowErr, baseOfSlow.Version)
+	}
+	readRetained := func(when string) {
+		cold := newReplica(t, rem)
+		for _, c := range log[len(log)-3:] {
+			s, err := cold.SnapshotAt(ctx, c.Version)
+			if err == nil {
+				err = readVersion(s, wr.hist[c.Version], allPages(s.PageCount()))
+				s.Release()
+			}
+			if err != nil {
+				t.Fatalf("%s: version %d (retained by both): %v", when, c.Version, err)
+			}
+		}
+	}
+	readRetained("after both collections")
+	time.Sleep(minAge + 100*time.Millisecond)
+	if res, err = w.GC(ctx, GCOptions{Retain: time.Since(baseOfWriter.Time), MinAge: minAge}); err != nil || res.DeletedObjects == 0 {
+		t.Fatalf("writer's second collection: %+v, %v; want the pending segments no checkpoint names deleted", res, err)
+	}
+
+	readRetained("after the writer collected again")
 }

@@ -22,8 +22,9 @@ const tagRepl byte = 0x08
 func replKey(id VolumeID) []byte { return idKey(tagRepl, id) }
 
 // maxSegmentBytes bounds a segment a push builds in memory; a push that
-// changed more uploads several.
-const maxSegmentBytes = 32 << 20
+// changed more uploads several. (A variable for tests that need several
+// segments of a small volume.)
+var maxSegmentBytes = 32 << 20
 
 // PushResult describes one Push.
 // Its JSON is the result of PRAGMA cambium_push and of cambium push --json.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/cambiumdb/cambium/engine"
@@ -149,6 +150,12 @@ const (
 // version. The volume takes cfg's retention window (of its local history)
 // and rewarming: the last open of a volume sets them for all its files.
 func OpenMain(name string, cfg Config, flags OpenFlags) (*File, error) {
+	if strings.HasPrefix(name, "/") {
+		// SQLite opens an attached database or the target of VACUUM INTO
+		// with the connection's VFS unless its URI names another.
+		return nil, fmt.Errorf("%w: %q is a file path, not a volume name; a plain database file opens with SQLite's own VFS, "+
+			"named in a URI: file:%s?vfs=unix (vfs=os with github.com/ncruces/go-sqlite3)", engine.ErrInvalidName, name, name)
+	}
 	if err := engine.ValidateName(name); err != nil {
 		return nil, err
 	}

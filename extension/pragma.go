@@ -59,7 +59,8 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
 //	                 what no kept version needs and is older than min_age=;
 //	                 JSON: engine.GCResult (checkpoint_version,
 //	                 pages_rewritten, deleted_objects, deleted_bytes,
-//	                 kept_young, remote_objects, remote_bytes,
+//	                 kept_young, pending_segments, pending_bytes,
+//	                 remote_objects, remote_bytes,
 //	                 oldest_version, oldest_time, ...). It takes no value:
 //	                 a dry run is cambium gc --dry-run.
 func (f *File) Pragma(name, value string) (string, error) {

@@ -46,6 +46,11 @@
 //
 //	import _ "github.com/cambiumdb/cambium/remote/s3"
 //
+// A file path (it starts with '/') is not a volume name: ATTACH and VACUUM
+// INTO name a plain file by a URI with SQLite's own VFS,
+// 'file:/path/x.db?vfs=os'. A transaction that writes two or more attached
+// plain files is refused (extension.ErrSuperJournal says why).
+//
 // Journals and temporary files live in memory: the engine makes commits
 // durable, per PRAGMA synchronous (FULL, the default: fsync before COMMIT
 // returns; NORMAL and OFF: the commit survives a crash of the process but
@@ -115,6 +120,12 @@ func (cambiumVFS) Open(name string, flags vfs.OpenFlag) (vfs.File, vfs.OpenFlag,
 
 func (cambiumVFS) OpenFilename(name *vfs.Filename, flags vfs.OpenFlag) (f vfs.File, _ vfs.OpenFlag, err error) {
 	defer recoverInto(&err, "open")
+	if flags&vfs.OPEN_SUPER_JOURNAL != 0 {
+		// SQLite reports the COMMIT that fails here as SQLITE_CANTOPEN
+		// only: the log says why.
+		slog.Error(extension.ErrSuperJournal.Error(), "super_journal", name.String())
+		return nil, flags, code(extension.ErrSuperJournal, extension.CodeCantOpen)
+	}
 	if flags&vfs.OPEN_MAIN_DB == 0 {
 		// Journals, temporary databases, statement journals: memory.
 		return &memFile{}, flags | vfs.OPEN_MEMORY, nil

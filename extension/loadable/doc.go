@@ -20,8 +20,9 @@
 // the lock protocol, transactions, pragmas and configuration. Main database
 // files are volumes, configured by the URI parameters and CAMBIUM_*
 // environment variables that extension.ParseConfig reads; everything else
-// SQLite opens (journals, temporary files) is an extension.MemFile, and
-// every connection opened on a volume after the extension loaded gets
+// SQLite opens (journals, temporary files) is an extension.MemFile, except a
+// super-journal, which is refused (extension.ErrSuperJournal); every
+// connection opened on a volume after the extension loaded gets
 // journal_mode=MEMORY (an auto-extension), so that SQLite keeps its
 // rollback journal in its own memory (PRAGMA journal_mode reports
 // "memory"). The main database is not opened with SQLITE_OPEN_MEMORY,

@@ -171,6 +171,13 @@ func cambiumOpen(name *C.char, kv **C.char, n C.int, isMain, readOnly, create C.
 	return C.int(extension.OK)
 }
 
+// cambiumRefuseSuperJournal answers SQLite's open of a super-journal (see
+// extension.ErrSuperJournal), saying why in the log: SQLite reports the
+// COMMIT that fails as SQLITE_CANTOPEN only.
+//
+//export cambiumRefuseSuperJournal
+func cambiumRefuseSuperJournal() C.int { return openFailed(extension.ErrSuperJournal) }
+
 //export cambiumClose
 func cambiumClose(h C.uintptr_t) (rc C.int) {
 	defer recovered(&rc, "close")

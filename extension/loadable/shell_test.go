@@ -272,6 +272,58 @@ PRAGMA page_size;
 	}
 }
 
+// TestShell_RestorePageSize: the shell's .restore of a plain file of
+// 2 KiB pages into a volume of 4 KiB pages that has pages gives the volume
+// the file's page size and rows, as it would a plain file.
+func TestShell_RestorePageSize(t *testing.T) {
+	so := libPath(t)
+	dir := t.TempDir()
+	plain := filepath.Join(t.TempDir(), "plain.db")
+	uri := volumeURI("restore.db", dir)
+	r := runShell(t, "", hostEnv(), `.bail on
+.load `+so+`
+.open `+plain+`
+PRAGMA page_size=2048;
+CREATE TABLE r(a INTEGER, b BLOB);
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 3000)
+INSERT INTO r SELECT i, randomblob(300) FROM c;
+.open `+uri+`
+CREATE TABLE x(a);
+INSERT INTO x VALUES (1);
+.print @before
+PRAGMA page_size;
+.restore `+plain+`
+.print @restored
+SELECT count(*), sum(a), sum(length(b)) FROM r;
+PRAGMA page_size;
+PRAGMA integrity_check;
+`)
+	if r.err != nil {
+		t.Fatalf("sqlite3: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+	}
+	s := sections(r.stdout)
+	rows := "3000|4501500|900000"
+	if got := one(t, s, "before"); got != "4096" {
+		t.Fatalf("the volume's page size before: %s, want 4096", got)
+	}
+	if got, want := s["restored"], []string{rows, "2048", "ok"}; !slices.Equal(got, want) {
+		t.Errorf("after .restore: %q, want %q\nstderr:\n%s", got, want, r.stderr)
+	}
+	r = runShell(t, "", hostEnv(), `.bail on
+.load `+so+`
+.open `+uri+`
+.print @reopen
+SELECT count(*), sum(a), sum(length(b)) FROM r;
+PRAGMA page_size;
+`)
+	if r.err != nil {
+		t.Fatalf("sqlite3 (reopen): %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+	}
+	if got, want := sections(r.stdout)["reopen"], []string{rows, "2048"}; !slices.Equal(got, want) {
+		t.Errorf("a new process: %q, want %q", got, want)
+	}
+}
+
 // TestShell_MakeDefault: with CAMBIUM_MAKE_DEFAULT=1 the extension is the
 // default VFS (and other extensions still load through it); without, it is
 // not.

@@ -206,6 +206,7 @@ static const sqlite3_io_methods mem_methods = {
 static int vfsOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *outFlags) {
 	(void)vfs;
 	f->pMethods = 0; // SQLite calls xClose only if an open set pMethods
+	if (flags & SQLITE_OPEN_SUPER_JOURNAL) return cambiumRefuseSuperJournal();
 	int isMain = (flags & SQLITE_OPEN_MAIN_DB) != 0;
 
 	// The URI parameters of a main database, as key/value arrays. SQLite

@@ -20,13 +20,15 @@
 //	v/<escaped name>/c/<parent, 16 hex>                 remote commit: a level-0 map
 //	v/<escaped name>/r/<level, 2 hex>/<start, 16 hex>   rollup of commits start+1..start+2^level
 //	v/<escaped name>/k/<version, 16 hex>                checkpoint: a full page map of version
+//	v/<escaped name>/g/<listed, 16 hex>-<ID, 32 hex>    garbage list: segments found unnamed
 //	v/<escaped name>/s/<segment ID, 32 hex>             segment (package segment)
 //
 // Hex digits are lower-case and fixed-width, so that keys sort by number.
 // Each key has its builder and its parser, side by side: VolumePrefix and
 // ParseVolumeKey (any key under a volume), CommitKey and ParseCommitKey,
 // RollupKey and ParseRollupKey, CheckpointKey and ParseCheckpointKey,
-// SegmentKey and ParseSegmentKey; SegmentID's String and ParseSegmentID.
+// GarbageKey and ParseGarbageKey, SegmentKey and ParseSegmentKey;
+// SegmentID's String and ParseSegmentID.
 //
 // A remote commit claims the successor of its parent version: it is
 // created with create-if-absent (Store.Create of package remote), so of two
@@ -58,11 +60,35 @@
 // learns of the gap; a collection cut short leaves the newer commits, a
 // chain without a hole), the rollups covering only those, the checkpoints
 // other than B's and the newest, and last the segments that no remaining
-// commit, rollup or checkpoint names. Objects younger than the
-// collector's minimum age are never deleted: they may belong to a push or
-// a compaction in flight on another machine. Nor are the commits after a
-// young one, nor the segments that a commit or checkpoint kept for its age
-// names.
+// commit, rollup or checkpoint names, in two steps (below). Objects
+// younger than the collector's minimum age are never deleted: they may
+// belong to a push or a compaction in flight on another machine. Nor are
+// the commits after a young one, nor the segments that a commit or
+// checkpoint kept for its age names.
+//
+// A segment is deleted only by a collection that finds it unnamed when an
+// earlier one, which listed the remote at least the minimum age before,
+// found it unnamed too. A collector that finds segments unnamed writes
+// their IDs in a garbage list (create-if-absent, under the time its
+// listing began and a random ID); a later collection deletes those of a
+// list older than the minimum age that it too finds unnamed, then the
+// list. Another collector, which listed earlier, may be writing a
+// checkpoint that names such a segment (a base checkpoint points into
+// older segments): that checkpoint is written within the minimum age of
+// its listing (a collector whose listing is older than half the minimum
+// age lists again before writing a checkpoint naming segments it did not
+// write), so it is in the later collection's listing, and the segment
+// stays. Garbage list encoding, big-endian:
+//
+//	offset  size  field
+//	0       4     magic "CMBG"
+//	4       1     format: 1
+//	5       ...   count (uvarint, minimal), then count segment IDs of
+//	              16 bytes each, in ascending byte order, no repeats
+//	end-4   4     CRC-32C of every byte before it
+//
+// A damaged list is deleted with the settled ones; the segments it named
+// are listed again.
 //
 // A reader whose version is older than the oldest remaining commit's
 // parent reads the newest checkpoint and the commits after it instead,

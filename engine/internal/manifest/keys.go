@@ -124,6 +124,42 @@ func ParseCheckpointKey(key string) (volume string, version uint64, ok bool) {
 	return volume, version, true
 }
 
+// GarbagePrefix returns the prefix of volume's garbage lists; listed,
+// they come in the order of the listings they record.
+func GarbagePrefix(volume string) string { return VolumePrefix(volume) + "g/" }
+
+// GarbageKey returns the key of a garbage list of volume recording the
+// listing begun at unix nanoseconds listed; id, random, keeps two
+// collectors' lists apart.
+func GarbageKey(volume string, listed uint64, id SegmentID) string {
+	return fmt.Sprintf("%s%016x-%s", GarbagePrefix(volume), listed, id)
+}
+
+// ParseGarbageKey returns the volume, listing time and ID of a key
+// GarbageKey formats.
+func ParseGarbageKey(key string) (volume string, listed uint64, id SegmentID, ok bool) {
+	volume, rest, ok := ParseVolumeKey(key)
+	if !ok {
+		return "", 0, SegmentID{}, false
+	}
+	rest, ok = strings.CutPrefix(rest, "g/")
+	if !ok {
+		return "", 0, SegmentID{}, false
+	}
+	digits, idHex, ok := strings.Cut(rest, "-")
+	if !ok {
+		return "", 0, SegmentID{}, false
+	}
+	if listed, ok = parseHex(digits, 16); !ok {
+		return "", 0, SegmentID{}, false
+	}
+	id, err := ParseSegmentID(idHex)
+	if err != nil {
+		return "", 0, SegmentID{}, false
+	}
+	return volume, listed, id, true
+}
+
 // SegmentPrefix returns the prefix of volume's segments.
 func SegmentPrefix(volume string) string { return VolumePrefix(volume) + "s/" }
 
