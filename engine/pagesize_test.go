@@ -3,8 +3,12 @@ package engine
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cambiumdb/cambium/remote"
 )
 
 // resize commits what VACUUM does after PRAGMA page_size: new images of
@@ -231,4 +235,54 @@ func TestReplication_PageSizeChange(t *testing.T) {
 		}
 		checkSized(t, old, w.hist[old.Version()])
 	})
+}
+
+// TestReplication_PageSizePendingPush: a push whose range spans a page size
+// change loses its claim's response, the writer restarts, and the retry
+// claims the same map; a replica that had the old size then pulls it.
+func TestReplication_PageSizePendingPush(t *testing.T) {
+	ctx := context.Background()
+	mem := remote.NewMemStore()
+	var creates atomic.Int32
+	faulty := remote.NewFaultStore(mem, remote.ScheduleFunc(func(r remote.Request) remote.Action {
+		if r.Op == remote.OpCreate && strings.Contains(r.Key, "/c/") && creates.Add(1) == 2 {
+			return remote.Action{Fault: remote.FailAfter}
+		}
+		return remote.Action{}
+	}))
+	dir := t.TempDir()
+	e := openTestEngine(t, dir, Options{})
+	v := attach(t, e, "pending", "mem://pending", faulty)
+	w := newVolWriter(t, v, 8, 2048)
+	w.commit(-1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+	mustPush(t, v)
+	r := attach(t, newEngine(t, Options{}), "pending", "mem://pending", mem)
+	mustPull(t, r)
+	old := r.Snapshot()
+	defer old.Release()
+	checkSized(t, old, w.cur)
+	oldModel := w.cur.clone()
+
+	w.step()
+	w.resize(8192, int64(w.cur.count)*2048/8192*8192)
+	w.step()
+	if _, err := v.Push(ctx); !errors.Is(err, remote.ErrInjected) {
+		t.Fatalf("push: %v, want the injected fault", err)
+	}
+	e.Close()
+	e = openTestEngine(t, dir, Options{})
+	defer e.Close()
+	v = attach(t, e, "pending", "mem://pending", faulty)
+	head, _, _ := v.Head()
+	if res, err := v.Push(ctx); err != nil || res.To != head {
+		t.Fatalf("retry: %+v, %v; want to %d", res, err, head)
+	}
+	if log := remoteLog(t, mem, "pending"); len(log) != 2 || log[1].PageSize != 8192 || !log[1].Rewrites() {
+		t.Fatalf("remote log: %d maps; want 2, the second of 8 KiB pages rewriting every page", len(log))
+	}
+	mustPull(t, r)
+	s := r.Snapshot()
+	defer s.Release()
+	checkSized(t, s, w.cur)
+	checkSized(t, old, oldModel)
 }
