@@ -90,8 +90,9 @@ func (t *Txn) WritePage(p PageNo, data []byte) error {
 	if p == 0 {
 		return fmt.Errorf("write page 0 of %q: pages are numbered from 1", t.v.name)
 	}
-	// A volume's page size is set by its first page and fixed once stored:
-	// older images of another size could otherwise resurface as corrupt.
+	// A volume's page size is set by its first page, and changed only by
+	// SetPageSize, which rewrites every page: images of another size
+	// could otherwise resurface as corrupt.
 	if t.base.pageSize == 0 && len(t.staged) == 0 && t.spilledAll.IsEmpty() {
 		if !segment.ValidPageSize(len(data)) {
 			return fmt.Errorf("write page %d of %q: %w: %d is not a power of two in 512..65536", p, t.v.name, ErrPageSize, len(data))
