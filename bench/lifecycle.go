@@ -147,8 +147,8 @@ func RunLifecycle(ctx context.Context, cfg LifecycleConfig) ([]Result, error) {
 	allowance := Figures{Ops: 1, Bytes: fresh.stored.Bytes + windowBytes}
 	res[storedWindow].compareBytes(fmt.Sprintf("fresh copy + the %d pushes of the window", cfg.Window), allowance, 1)
 	res[storedWindow].Notes = append(res[storedWindow].Notes, fmt.Sprintf(
-		"the baseline is the fresh copy's %s plus the %s the window's pushes wrote (segments, commits, rollups); the goal is that plus the checkpoints' page maps",
-		humanBytes(fresh.stored.Bytes), humanBytes(windowBytes)))
+		"the baseline is the fresh copy's %s plus the %s the window's pushes wrote (segments, commits, rollups); the goal is that plus the checkpoints' page maps; the remote also keeps the images, at the window's start, of the %d pages the window changed (what restoring its first version needs beyond them), rewritten densely",
+		humanBytes(fresh.stored.Bytes), humanBytes(windowBytes), resWindow.PreImagesRewritten))
 	res[storedAfter].compareBytes("fresh copy", fresh.stored, 1/1.1)
 	res[gcWindowed].compareBytes("fresh copy's one push", freshPush, 0)
 	res[gcZeroed].compareBytes("fresh copy's one push", freshPush, 0)

@@ -83,10 +83,13 @@ type GCResult struct {
 	CheckpointVersion Version `json:"checkpoint_version"` // newest checkpoint after the collection, 0 if none
 	Compacted         bool    `json:"compacted"`          // the newest version's pages were rewritten
 	PagesRewritten    int     `json:"pages_rewritten"`
-	BytesRewritten    int64   `json:"bytes_rewritten"`
-	DeletedObjects    int     `json:"deleted_objects"`
-	DeletedBytes      int64   `json:"deleted_bytes"`
-	KeptYoung         int     `json:"kept_young"` // garbage kept because it is younger than the minimum age
+	// PreImagesRewritten counts the base's images of later-changed pages
+	// written densely (see densePreImages); BytesRewritten counts both.
+	PreImagesRewritten int   `json:"pre_images_rewritten"`
+	BytesRewritten     int64 `json:"bytes_rewritten"`
+	DeletedObjects     int   `json:"deleted_objects"`
+	DeletedBytes       int64 `json:"deleted_bytes"`
+	KeptYoung          int   `json:"kept_young"` // garbage kept because it is younger than the minimum age
 	// PendingSegments (PendingBytes) are segments that no retained version
 	// needs, listed for deletion by a collection at least the minimum age
 	// from now (see sweep).
@@ -179,6 +182,8 @@ type collector struct {
 	garbage     []remote.ObjectInfo // garbage lists
 	// listed is when the listing began, on this machine's clock.
 	listed time.Time
+	// full is the newest version's full page map.
+	full *manifest.Map
 	// written are the objects this run wrote, kept whatever the listing
 	// says.
 	written map[string]int64
@@ -229,6 +234,7 @@ func (c *collector) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.full = full
 
 	// The base: the oldest version to keep restorable.
 	baseIdx := c.baseIndex(startIdx)
@@ -571,10 +577,89 @@ func (c *collector) checkpointBase(ctx context.Context, start *manifest.Map, sta
 			return nil, err
 		}
 	}
+	if m, err = c.densePreImages(ctx, m, baseIdx, compacted); err != nil {
+		return nil, err
+	}
 	if c.opts.DryRun {
 		return m, nil
 	}
 	return m, c.putCheckpoint(ctx, m)
+}
+
+// densePreImages rewrites, when that pays, the images that base
+// checkpoint m takes from segments nothing else kept names: the base's
+// images of the pages that changed after it (its pre-images), which lie
+// scattered over old segments, most of whose bytes are dead (a few pages
+// of a push's segment, of a level segment, of the first bulk upload).
+// They are written densely into new segments, m is repointed there, and
+// the old segments become garbage. It pays by the compaction rule: when
+// those segments hold more dead bytes than an eighth of a fresh copy of
+// the newest version (live, the fresh copy's bytes), so that the remote
+// stays within a fresh copy, the window's pushes, its pre-images and an
+// eighth. The images are read from the remote, where m says, in ranged
+// reads of runs of frames.
+func (c *collector) densePreImages(ctx context.Context, m *manifest.Map, baseIdx int, newest *manifest.Map) (*manifest.Map, error) {
+	shared := map[SegmentID]bool{}
+	for _, lc := range c.commits[baseIdx:] {
+		for _, id := range lc.sum.segments {
+			shared[id] = true
+		}
+	}
+	var fresh int64 // the newest version's live bytes
+	for _, ref := range c.full.Segments {
+		for _, f := range ref.Frames {
+			fresh += int64(f.Length)
+		}
+	}
+	kept := c.full // what the newest version reads after this collection
+	if newest != nil {
+		kept = newest
+	}
+	for _, ref := range kept.Segments {
+		shared[ref.ID] = true
+	}
+	pages := roaring.New()
+	var live, referenced int64
+	for _, ref := range m.Segments {
+		if shared[ref.ID] {
+			continue
+		}
+		pages.Or(ref.Pages)
+		for _, f := range ref.Frames {
+			live += int64(f.Length)
+		}
+		referenced += ref.Size
+	}
+	if referenced-live <= fresh/compactWasteDivisor {
+		return m, nil
+	}
+	c.res.PreImagesRewritten = int(pages.GetCardinality())
+	if c.opts.DryRun {
+		return m, nil
+	}
+	c.opts.Progress(GCProgress{Phase: "pre-images", Total: c.res.PreImagesRewritten})
+	images, err := c.readImages(ctx, m, pages)
+	if err != nil {
+		return nil, err
+	}
+	refs, err := c.v.uploadImages(ctx, c.r, int(m.PageSize), func(fn func(PageNo, []byte) error) error {
+		for p := range roaring.Values(pages) {
+			if err := fn(PageNo(p), images[PageNo(p)]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, ref := range refs {
+		c.res.BytesRewritten += ref.Size
+		c.written[manifest.SegmentKey(c.v.name, ref.ID)] = ref.Size
+	}
+	c.opts.Progress(GCProgress{Phase: "pre-images", Done: c.res.PreImagesRewritten, Total: c.res.PreImagesRewritten})
+	dense := &manifest.Map{Level: manifest.CheckpointLevel, Version: m.Version, ToSeq: m.ToSeq, PageCount: m.PageCount, PageSize: m.PageSize, Changeset: pages, Segments: refs}
+	return manifest.Repoint(m, dense, pages)
 }
 
 // rangeAfter returns the map of the commits after commit baseIdx, which
@@ -606,6 +691,54 @@ func (c *collector) putCheckpoint(ctx context.Context, m *manifest.Map) error {
 	}
 	c.written[key] = int64(len(raw))
 	return nil
+}
+
+// readImages reads from the remote the images of pages that map m
+// locates, verified, in ranged reads of runs of nearby frames.
+func (c *collector) readImages(ctx context.Context, m *manifest.Map, pages *roaring.Bitmap) (map[PageNo][]byte, error) {
+	var stubs []stub
+	taken := map[SegmentID]*roaring.Bitmap{} // the pages m takes from each segment
+	for _, ref := range m.Segments {
+		want := roaring.And(ref.Pages, pages)
+		if want.IsEmpty() {
+			continue
+		}
+		taken[ref.ID] = want
+		for _, f := range ref.Frames {
+			if want.IntersectsWithInterval(uint64(f.First), uint64(f.Last)+1) {
+				stubs = append(stubs, stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: f})
+			}
+		}
+	}
+	runs := groupRuns(stubs, hydrateGapBytes)
+	pageSize := int(m.PageSize)
+	images := make(map[PageNo][]byte, pages.GetCardinality())
+	var mu sync.Mutex
+	err := forEach(ctx, len(runs), gcConcurrency, func(ctx context.Context, i int) error {
+		run := runs[i]
+		frames, err := c.v.fetchFrames(ctx, c.r.store, run, pageSize)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for k, s := range run {
+			for p := s.frame.First; p <= s.frame.Last; p++ {
+				if taken[s.seg].Contains(uint32(p)) {
+					at := int(p-s.frame.First) * pageSize
+					images[p] = frames[k][at : at+pageSize]
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n := uint64(len(images)); n != pages.GetCardinality() {
+		return nil, fmt.Errorf("%w: the map of version %d locates %d of its %d pages to rewrite", ErrRemoteCorrupt, m.Version, n, pages.GetCardinality())
+	}
+	return images, nil
 }
 
 // checkFresh returns a staleListing error if checkpoint m names a segment
@@ -687,8 +820,12 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		}
 		commits = append(commits, lc.info)
 	}
-	// A rollup that covers a kept commit is kept, and so is its level
-	// segment: a replica may read pages of retained versions there.
+	// A rollup that starts at the base or after it is kept, and so is its
+	// level segment: a replica catching up from a retained version reads
+	// it. One that starts before serves only readers of versions before
+	// the base, which catch up through the checkpoint instead: it goes,
+	// and a replica that read pages in its level segment finds them again
+	// through the kept maps (see collectedPage).
 	listed := map[remote.ObjectInfo]bool{}
 	for _, o := range c.rollups {
 		listed[o] = true
@@ -698,18 +835,9 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 			delete(c.v.gcRollups, o)
 		}
 	}
-	// One that also covers collected commits is kept only if it names
-	// none of their segments (it names its level segment instead), for
-	// no kept map may name a missing segment.
-	collected := map[SegmentID]bool{}
-	for _, lc := range c.commits[:baseIdx] {
-		for _, id := range lc.sum.segments {
-			collected[id] = true
-		}
-	}
 	for _, o := range c.rollups {
 		_, level, start, _ := manifest.ParseRollupKey(o.Key)
-		if level > manifest.MaxRollupLevel || start+1<<level < base.seq {
+		if level > manifest.MaxRollupLevel || start+1 < base.seq {
 			doomed = append(doomed, o)
 			continue
 		}
@@ -719,13 +847,6 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		}
 		if err != nil {
 			return err // its segments are unknown: delete none
-		}
-		if start+1 < base.seq && slices.ContainsFunc(ids, func(id SegmentID) bool {
-			_, listed := c.segments[id]
-			return collected[id] || !listed
-		}) {
-			doomed = append(doomed, o)
-			continue
 		}
 		for _, id := range ids {
 			live[id] = true

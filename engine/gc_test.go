@@ -504,3 +504,59 @@ func TestGC_ConcurrentCollectors(t *testing.T) {
 
 	readRetained("after the writer collected again")
 }
+
+// TestGC_DensePreImages: a windowed collection rewrites the base's images
+// of the pages changed in the window, which lie in the first bulk upload
+// (mostly dead), densely, so that the remote holds about the compacted
+// newest version, the window's pushes and those pre-images; every
+// version of the window reads exactly from a cold replica.
+func TestGC_DensePreImages(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	e := openTestEngine(t, t.TempDir(), Options{})
+	w := attach(t, e, "doc", rem.url, rem.store)
+	wr := newVolWriter(t, w, 11, 4096)
+	wr.random = true
+	wr.commit(-1, allPages(400)...) // the bulk upload: one segment of 1.6 MB
+	mustPush(t, w)
+	change := func() {
+		wr.commit(-1, PageNo(1+wr.rng.IntN(400)), PageNo(1+wr.rng.IntN(400)))
+		mustPush(t, w)
+	}
+	for range 60 { // scattered enough to compact
+		change()
+	}
+	_, before := remoteSize(t, rem.store)
+	const window = 10
+	for range window {
+		change()
+	}
+	_, after := remoteSize(t, rem.store)
+	windowBytes := after - before
+	log, err := w.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := log[len(log)-window-1]
+	res, err := w.GC(ctx, GCOptions{Retain: time.Since(base.Time), MinAge: -1})
+	if err != nil || res.OldestVersion != base.Version || !res.Compacted || res.PreImagesRewritten == 0 {
+		t.Fatalf("collection: %+v, %v; want version %d kept, a compaction and pre-images rewritten", res, err, base.Version)
+	}
+	// BytesRewritten: the compacted copy and the pre-images; the rest is
+	// the window's pushes and the page maps.
+	_, stored := remoteSize(t, rem.store)
+	if limit := res.BytesRewritten + windowBytes + 64<<10; stored > limit {
+		t.Fatalf("the remote holds %d bytes after the collection, want at most %d (rewritten %d, the window's pushes %d, 64 KiB of maps)", stored, limit, res.BytesRewritten, windowBytes)
+	}
+	cold := newReplica(t, rem)
+	for _, c := range log[len(log)-window-1:] {
+		s, err := cold.SnapshotAt(ctx, c.Version)
+		if err == nil {
+			err = readVersion(s, wr.hist[c.Version], allPages(s.PageCount()))
+			s.Release()
+		}
+		if err != nil {
+			t.Fatalf("version %d: %v", c.Version, err)
+		}
+	}
+}

@@ -138,6 +138,15 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 // uploadSegments writes the images at snap of pages as segments of at most
 // about maxSegmentBytes each and returns their references.
 func (v *Volume) uploadSegments(ctx context.Context, r remoteOp, snap *Snapshot, pages *roaring.Bitmap) ([]manifest.SegmentRef, error) {
+	return v.uploadImages(ctx, r, snap.PageSize(), func(fn func(PageNo, []byte) error) error {
+		return v.imagesAt(r.replica, snap.st, pages, fn)
+	})
+}
+
+// uploadImages writes the images images yields, in ascending page order
+// and pageSize bytes each, as segments of at most about maxSegmentBytes
+// each and returns their references.
+func (v *Volume) uploadImages(ctx context.Context, r remoteOp, pageSize int, images func(fn func(PageNo, []byte) error) error) ([]manifest.SegmentRef, error) {
 	var (
 		refs []manifest.SegmentRef
 		buf  bytes.Buffer
@@ -160,11 +169,11 @@ func (v *Volume) uploadSegments(ctx context.Context, r remoteOp, snap *Snapshot,
 		w = nil
 		return nil
 	}
-	err = v.imagesAt(r.replica, snap.st, pages, func(p PageNo, img []byte) error {
+	err = images(func(p PageNo, img []byte) error {
 		if w == nil {
 			buf.Reset()
 			var err error
-			if w, err = segment.NewWriter(&buf, snap.PageSize(), segment.Options{}); err != nil {
+			if w, err = segment.NewWriter(&buf, pageSize, segment.Options{}); err != nil {
 				return err
 			}
 		}

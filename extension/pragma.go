@@ -58,7 +58,8 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
 //	                 retain= sets, compact the newest when that pays, delete
 //	                 what no kept version needs and is older than min_age=;
 //	                 JSON: engine.GCResult (checkpoint_version,
-//	                 pages_rewritten, deleted_objects, deleted_bytes,
+//	                 pages_rewritten, pre_images_rewritten,
+//	                 deleted_objects, deleted_bytes,
 //	                 kept_young, pending_segments, pending_bytes,
 //	                 remote_objects, remote_bytes,
 //	                 oldest_version, oldest_time, ...). It takes no value:

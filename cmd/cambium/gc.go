@@ -109,7 +109,13 @@ func runGC(ctx context.Context, g *globals, name string, opts engine.GCOptions) 
 				plural(r.PendingSegments, "segment", "segments"), size(r.PendingBytes), res.MinAge)
 		}
 		if r.Compacted {
-			fmt.Fprintf(w, "  %scompacted version %d: %s rewritten (%s)\n", would, r.NewestVersion, plural(r.PagesRewritten, "page", "pages"), size(r.BytesRewritten))
+			fmt.Fprintf(w, "  %scompacted version %d: %s rewritten\n", would, r.NewestVersion, plural(r.PagesRewritten, "page", "pages"))
+		}
+		if r.PreImagesRewritten > 0 {
+			fmt.Fprintf(w, "  %srewrote the images at version %d of the %s changed since\n", would, r.OldestVersion, plural(r.PreImagesRewritten, "page", "pages"))
+		}
+		if r.BytesRewritten > 0 {
+			fmt.Fprintf(w, "  %suploaded %s of dense segments\n", would, size(r.BytesRewritten))
 		}
 		fmt.Fprintf(w, "  restorable: from version %d, committed at %s, to version %d (retain %s)\n",
 			r.OldestVersion, r.OldestTime.UTC().Format(time.RFC3339), r.NewestVersion, res.Retain)

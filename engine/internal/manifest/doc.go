@@ -53,12 +53,17 @@
 // commit ending at K), written by the garbage collector with
 // create-if-absent. It may point into the segments of older commits, or,
 // when the collector compacts, into new segments holding every page of K
-// densely, in page order. A collector that keeps the versions from B on
+// densely, in page order. B's checkpoint takes the pages that did not
+// change after B from the newest compacted checkpoint, and the others (B's
+// pre-images) from where they lie; when those old segments are mostly
+// dead, the collector writes the pre-images densely into new segments
+// too. A collector that keeps the versions from B on
 // (its retention window) writes a checkpoint of B, then deletes, in this
 // order, the commits ending before B, oldest first and one at a time (the
 // one ending at B stays: listing from an older version finds it and so
 // learns of the gap; a collection cut short leaves the newer commits, a
-// chain without a hole), the rollups covering only those, the checkpoints
+// chain without a hole), the rollups starting before B (only readers of
+// versions before B would read them), the checkpoints
 // other than B's and the newest, and last the segments that no remaining
 // commit, rollup or checkpoint names, in two steps (below). Objects
 // younger than the collector's minimum age are never deleted: they may
