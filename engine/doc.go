@@ -18,6 +18,13 @@
 // up to its page count, the newest image of P written at or before V, or
 // zeros if there is none (or if a later truncation cut P off).
 //
+// The page size belongs to a version: the first commit sets it, and only a
+// commit that rewrites every page may change it (Txn.SetPageSize, what
+// SQLite's VACUUM does after PRAGMA page_size), so that a snapshot at or
+// after it finds an image of the new size for every page, while older
+// snapshots keep reading the old size. Its remote map says so (a minimum
+// page count of 0), and a replica of the old size takes it only then.
+//
 // # Pebble layout
 //
 // Every key starts with a one-byte table tag; integers are big-endian, so

@@ -91,6 +91,12 @@ func (v *Volume) fetchFrame(r *replica, s stub, pageSize int) ([]byte, error) {
 func (v *Volume) framePages(r *replica, s stub, pageSize int, scan bool, stored func() bool) ([]byte, error) {
 	k := frameKey{s.seg, s.frame.Offset}
 	retried := false
+	if scan && int(v.head.Load().pageSize) != pageSize {
+		// A reader of a version before a page size change: readahead
+		// plans from the newest version, whose frames hold pages of
+		// another size.
+		scan = false
+	}
 	for {
 		r.mu.Lock()
 		c, busy := r.fetches[k]
@@ -278,7 +284,7 @@ func (s stub) SameSegment(o stub) bool { return s.seg == o.seg }
 // first, and runs of frames to fetch ahead of the reader; it starts the
 // scan's background prefetch once the window is large enough.
 func (v *Volume) readahead(s stub) (now []stub, later [][]stub) {
-	now, later, extend := v.ra.Read(s, v.readaheadLookup())
+	now, later, extend := v.ra.Read(s, v.readaheadLookup(v.head.Load()))
 	if extend {
 		v.extendReadahead()
 	}
@@ -305,10 +311,10 @@ func (v *Volume) extendReadahead() {
 		if err != nil {
 			return
 		}
-		pf := v.ra.Extend(v.readaheadLookup())
-		pageSize := int(v.head.Load().pageSize)
+		head := v.head.Load()
+		pf := v.ra.Extend(v.readaheadLookup(head))
 		for _, run := range pf.Runs {
-			v.prefetch(r, run, pageSize)
+			v.prefetch(r, run, int(head.pageSize))
 		}
 		v.ra.Started(pf)
 	})
@@ -317,13 +323,12 @@ func (v *Volume) extendReadahead() {
 	}
 }
 
-// readaheadLookup tells the readahead planner what is at a page in the
-// newest version: a stub, a page stored locally (an image, zeros, or a
+// readaheadLookup tells the readahead planner what is at a page in head,
+// the newest version: a stub, a page stored locally (an image, zeros, or a
 // damaged value that does not claim to be a stub), or nothing it can use
 // (no value, one it cannot read, or a damaged stub).
-func (v *Volume) readaheadLookup() readahead.Lookup[stub] {
+func (v *Volume) readaheadLookup(head *state) readahead.Lookup[stub] {
 	id := VolumeID(v.id.Load())
-	head := v.head.Load()
 	return func(p PageNo) (readahead.Kind, stub) {
 		u, val, found, err := v.lookupPage(id, p, head.version)
 		if err != nil || !found {

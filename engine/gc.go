@@ -562,9 +562,10 @@ func (c *collector) checkpointBase(ctx context.Context, start *manifest.Map, sta
 	if err != nil {
 		return nil, err
 	}
-	if compacted != nil {
+	if compacted != nil && compacted.PageSize == m.PageSize {
 		// The pages the commits after the base left alone have the same
-		// image in the base and in the newest version.
+		// image in the base and in the newest version (none when one of
+		// them changed the page size: it rewrote every page).
 		later, err := c.rangeAfter(ctx, baseIdx)
 		if err != nil {
 			return nil, err

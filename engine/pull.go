@@ -424,10 +424,14 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 		return fmt.Errorf("%w: the volume moved to version %d during the pull", ErrBusy, base.version)
 	}
 	pageSize := base.pageSize
-	if pageSize == 0 {
+	if pageSize == 0 || m.Rewrites() {
+		// A map that rewrote every page may change the page size (a
+		// VACUUM after PRAGMA page_size): it stubs every page of the
+		// version at the new size, so no image of the old one is read at
+		// it, while snapshots of older versions keep theirs.
 		pageSize = m.PageSize
 	} else if m.PageSize != 0 && m.PageSize != pageSize {
-		return fmt.Errorf("%w: the remote's pages are %d bytes, this volume's %d", ErrRemoteCorrupt, m.PageSize, pageSize)
+		return fmt.Errorf("%w: the remote's pages are %d bytes, this volume's %d, and versions %d..%d do not rewrite every page", ErrRemoteCorrupt, m.PageSize, pageSize, m.Parent, m.Version)
 	}
 	b := v.e.db.NewBatch()
 	defer b.Close()

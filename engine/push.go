@@ -406,10 +406,18 @@ func (v *Volume) imagesAt(r *replica, st *state, pages *roaring.Bitmap, fn func(
 func (v *Volume) pagesChanged(id VolumeID, from Version, snap *Snapshot) (pages *roaring.Bitmap, minCount uint32, newest time.Time, err error) {
 	pages = roaring.New()
 	first := true
+	size, err := v.pageSizeAt(id, from)
+	if err != nil {
+		return nil, 0, time.Time{}, fmt.Errorf("push %q: %w", v.name, err)
+	}
+	from0 := size
+	resized := false
 	err = v.e.forCommits(id, from+1, snap.Version(), func(_ Version, c commitRecord, parentCount uint32) error {
 		if first {
 			minCount, first = parentCount, false
 		}
+		resized = resized || (size != 0 && c.pageSize != size)
+		size = c.pageSize
 		pages.Or(c.changeset)
 		newest = c.time
 		minCount = min(minCount, c.pageCount)
@@ -426,8 +434,32 @@ func (v *Volume) pagesChanged(id VolumeID, from Version, snap *Snapshot) (pages 
 	if n < 1<<32-1 {
 		pages.RemoveRange(uint64(n)+1, 1<<32)
 	}
+	if resized {
+		// A commit of the range changed the page size, and so rewrote
+		// every page (Txn.SetPageSize): the map says so with a minimum
+		// page count of 0, which lets a reader of the old size take it.
+		if pages.GetCardinality() != uint64(n) {
+			return nil, 0, time.Time{}, fmt.Errorf("push %q: %w: versions %d..%d change the page size from %d to %d but rewrite %d of %d pages",
+				v.name, ErrCorrupt, from+1, snap.Version(), from0, snap.PageSize(), pages.GetCardinality(), n)
+		}
+		minCount = 0
+	}
 	pages.RunOptimize()
 	return pages, minCount, newest, nil
+}
+
+// pageSizeAt returns the page size of version ver (0 for version 0 or a
+// version whose record is pruned).
+func (v *Volume) pageSizeAt(id VolumeID, ver Version) (uint32, error) {
+	if ver == 0 {
+		return 0, nil
+	}
+	raw, found, err := v.e.get(commitKey(id, ver))
+	if err != nil || !found {
+		return 0, err
+	}
+	c, err := decodeCommitRecord(fmt.Sprintf("commit record %d of %q", ver, v.name), raw)
+	return c.pageSize, err
 }
 
 func (v *Volume) loadRepl(id VolumeID) (replRecord, error) {

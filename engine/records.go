@@ -21,6 +21,10 @@ import (
 //	               | changeset length (uvarint) | changeset: roaring, portable | crc (4)
 //	spill record   fmt=1 | version (8) | pages: roaring, portable | crc (4)
 //
+// The page size is per version: a commit that changes it (Txn.SetPageSize)
+// rewrites every page, so that its changeset is 1..page count and no image
+// of the old size is read at or after it, while older versions keep theirs.
+//
 // (The commit log position record is the commit log's: see package
 // commitlog.)
 //

@@ -90,8 +90,9 @@ func (t *Txn) WritePage(p PageNo, data []byte) error {
 	if p == 0 {
 		return fmt.Errorf("write page 0 of %q: pages are numbered from 1", t.v.name)
 	}
-	// A volume's page size is set by its first page and fixed once stored:
-	// older images of another size could otherwise resurface as corrupt.
+	// A volume's page size is set by its first page, and changed only by
+	// SetPageSize, which rewrites every page: images of another size
+	// could otherwise resurface as corrupt.
 	if t.base.pageSize == 0 && len(t.staged) == 0 && t.spilledAll.IsEmpty() {
 		if !segment.ValidPageSize(len(data)) {
 			return fmt.Errorf("write page %d of %q: %w: %d is not a power of two in 512..65536", p, t.v.name, ErrPageSize, len(data))
@@ -135,6 +136,67 @@ func (t *Txn) Truncate(n uint32) error {
 	}
 	t.pageCount = n
 	t.minCount = min(t.minCount, n)
+	return nil
+}
+
+// SetPageSize makes the transaction a rewrite of the volume at pages of
+// size bytes: the first length bytes of its view (the pages it wrote, the
+// base's for the rest) cut into pages of the new size, every one of them
+// staged. This is how SQLite's VACUUM changes the page size: it writes the
+// database at the new size through pages of the old, then truncates it to
+// length. The version the commit makes has the new size and rewrites every
+// page (its commit's changeset is 1..length/size), so that no image of the
+// old size is ever read at it or after it, while older snapshots keep
+// reading theirs. length must be a whole number of new pages and no more
+// than the transaction's view holds.
+func (t *Txn) SetPageSize(size int, length int64) error {
+	if t.done {
+		return ErrTxnDone
+	}
+	old := int64(t.pageSize)
+	switch {
+	case !segment.ValidPageSize(size):
+		return fmt.Errorf("change the page size of %q: %w: %d is not a power of two in 512..65536", t.v.name, ErrPageSize, size)
+	case old == 0:
+		return fmt.Errorf("change the page size of %q: %w: the volume has no pages yet", t.v.name, ErrPageSize)
+	case length < 0 || length%int64(size) != 0 || length > int64(t.pageCount)*old || length/int64(size) > int64(^uint32(0)):
+		return fmt.Errorf("change the page size of %q to %d: %w: %d bytes are not whole pages of the %d the transaction holds", t.v.name, size, ErrPageSize, length, int64(t.pageCount)*old)
+	}
+	if int64(size) == old {
+		return t.Truncate(uint32(length / old))
+	}
+	// Every image of the new size is built in memory before the old ones
+	// go: the transaction's spilled images share the keys of the new
+	// pages. VACUUM holds the whole database in its temporary database
+	// anyway.
+	pages := make(map[PageNo][]byte, length/int64(size))
+	chunk := min(old, int64(size)) // a new page's share of an old one, or the reverse
+	var buf []byte
+	for at := int64(0); at < length; at += chunk {
+		if at%old == 0 {
+			var err error
+			if buf, err = t.ReadPage(PageNo(at/old+1), buf[:0]); err != nil {
+				return fmt.Errorf("change the page size of %q: %w", t.v.name, err)
+			}
+		}
+		q := PageNo(at/int64(size) + 1)
+		img, ok := pages[q]
+		if !ok {
+			img = pageBufs.get(size)
+			pages[q] = img
+		}
+		copy(img[at%int64(size):][:chunk], buf[at%old:][:chunk])
+	}
+	t.dropStaged()
+	t.staged, t.stagedBytes = pages, length
+	// The images this transaction spilled are of the old size: the commit
+	// deletes them (they stay in spilledAll) unless new images replace
+	// them.
+	t.spilled.Clear()
+	t.pageSize, t.pageCount, t.minCount = uint32(size), uint32(length/int64(size)), 0
+	if t.stagedBytes > t.v.e.opts.SpillBytes {
+		return t.spill()
+	}
 	return nil
 }
 

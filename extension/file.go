@@ -89,10 +89,16 @@ type OpenFlags struct {
 // every successful commit, in every journal mode, after the journal is
 // finalized and before the lock drops; a rollback, a failed commit or a
 // connection closed mid-transaction never sends it. The rollback journal
-// cannot be trusted to undo what reached the file: SQLite keeps it in memory
-// (the VFS opens the database with SQLITE_OPEN_MEMORY), and it never holds
-// the pages SQLite took from the freelist, whose new bytes a transaction
-// that outgrew SQLite's page cache wrote before it rolled back.
+// cannot be trusted to undo what reached the file: it lives in memory
+// (journal_mode=MEMORY, which both adapters set, or a MemFile), and it
+// never holds the pages SQLite took from the freelist, whose new bytes a
+// transaction that outgrew SQLite's page cache wrote before it rolled
+// back.
+//
+// The page size is the volume's at the version a transaction began on. A
+// VACUUM after PRAGMA page_size=N writes the database at the new size
+// through pages of the old one; the commit finds the new size in page 1's
+// header and makes the version one of pages of N bytes (see commit).
 type File struct {
 	name     string
 	readOnly bool
@@ -115,6 +121,9 @@ type File struct {
 	// committed says SQLite committed the open write transaction
 	// (CommitPhaseTwo); leaving the write lock without it rolls back.
 	committed bool
+	// length is the size in bytes a VACUUM that made pages smaller cut
+	// the database to, 0 if none: not a whole number of the old pages.
+	length int64
 
 	remote   string           // URL of the volume's remote, "" if none
 	gc       engine.GCOptions // retain= and min_age=, for PRAGMA cambium_gc
@@ -346,7 +355,11 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return 0, withCode(fmt.Errorf("write %q: %d bytes at offset %d is outside a database", f.name, len(p), off), CodeIOErrWrite)
 	}
 	if int64(len(p)) != ps || off%ps != 0 {
-		return 0, withCode(fmt.Errorf("write %q: %w: %d bytes at offset %d, but pages are %d bytes (the page size of a volume is fixed once it has pages; changing it with VACUUM is not supported)",
+		// VACUUM writes a database of another page size through pages of
+		// the old one (see commit); only its copy of the pages after the
+		// lock byte of a database over 1 GiB, when it makes pages
+		// smaller, comes as pages of the new size.
+		return 0, withCode(fmt.Errorf("write %q: %w: %d bytes at offset %d, but pages are %d bytes (a VACUUM that makes the pages of a database over 1 GiB smaller is not supported)",
 			f.name, engine.ErrPageSize, len(p), off, ps), CodeIOErrWrite)
 	}
 	page := p
@@ -429,9 +442,18 @@ func (f *File) Truncate(size int64) error {
 		}
 		return withCode(fmt.Errorf("truncate empty %q to %d bytes", f.name, size), CodeIOErrTrunc)
 	}
+	if size%ps != 0 && size > 0 && size < int64(txn.PageCount())*ps {
+		// A VACUUM that makes pages smaller cuts the database to a whole
+		// number of its new pages (see commit), which page 1 now declares.
+		if n, err := f.declaredPageSize(txn); err == nil && n != int(ps) && size%int64(n) == 0 {
+			f.length = size
+			return nil
+		}
+	}
 	if size < 0 || size%ps != 0 || size/ps > int64(^uint32(0)) {
 		return withCode(fmt.Errorf("truncate %q to %d bytes: not a whole number of %d-byte pages", f.name, size, ps), CodeIOErrTrunc)
 	}
+	f.length = 0
 	if err := txn.Truncate(uint32(size / ps)); err != nil {
 		return withCode(fmt.Errorf("truncate %q: %w", f.name, err), CodeIOErrTrunc)
 	}
@@ -471,7 +493,7 @@ func (f *File) Lock(level LockLevel) error {
 			}
 			return withCode(fmt.Errorf("lock %q for writing: %w", f.name, err), ErrorCode(err, CodeIOErrLock))
 		}
-		f.txn, f.page1Written, f.committed = txn, false, false
+		f.txn, f.page1Written, f.committed, f.length = txn, false, false, 0
 	}
 	f.lock = level
 	return nil
@@ -538,7 +560,11 @@ func (f *File) commit() error {
 	}
 	wrote1 := f.page1Written
 	f.page1Written = false
-	next, err := txn.Commit(d)
+	err := f.changePageSize(txn, wrote1)
+	var next *engine.Snapshot
+	if err == nil {
+		next, err = txn.Commit(d)
+	}
 	if err != nil {
 		txn.Rollback()
 		f.counterAhead = true
@@ -552,6 +578,47 @@ func (f *File) commit() error {
 	f.snap.Release()
 	f.snap = next
 	return nil
+}
+
+// The database header's page size: two bytes at offset 16, big-endian,
+// 1 meaning 65536.
+const headerPageSize = 16
+
+// declaredPageSize returns the page size page 1 of txn declares.
+func (f *File) declaredPageSize(txn *engine.Txn) (int, error) {
+	var err error
+	if f.buf, err = txn.ReadPage(1, f.buf[:0]); err != nil {
+		return 0, err
+	}
+	n := int(binary.BigEndian.Uint16(f.buf[headerPageSize:]))
+	if n == 1 {
+		n = 65536
+	}
+	return n, nil
+}
+
+// changePageSize makes txn, if SQLite wrote page 1 (wrote1) with another
+// page size in its header, a rewrite at that size: what VACUUM does after
+// PRAGMA page_size=N. It writes the database at the new size through
+// pages of the old one, which the volume stores as written, then cuts it
+// to a whole number of new pages; once committed, SQLite reads and writes
+// pages of the new size. The engine cuts the bytes into pages of the new
+// size and stores them as a version of that size.
+func (f *File) changePageSize(txn *engine.Txn, wrote1 bool) error {
+	length := f.length
+	f.length = 0
+	if !wrote1 || txn.PageCount() == 0 {
+		return nil
+	}
+	n, err := f.declaredPageSize(txn)
+	if err != nil || n == txn.PageSize() {
+		return err
+	}
+	if length == 0 {
+		length = int64(txn.PageCount()) * int64(txn.PageSize())
+	}
+	slog.Info("cambium: page size changed", "volume", f.name, "from", txn.PageSize(), "to", n)
+	return txn.SetPageSize(n, length)
 }
 
 // CheckReservedLock reports whether any connection holds the volume's write

@@ -10,10 +10,11 @@ import (
 	"github.com/cambiumdb/cambium/engine"
 )
 
-// journalMode is the journal mode of every Cambium database: the VFS
-// opens it with SQLITE_OPEN_MEMORY, so the pager keeps the rollback
-// journal in memory.
-const journalMode = "memory"
+// JournalMode is the journal mode both adapters set on every connection
+// whose main database is a Cambium volume: the pager keeps the rollback
+// journal in memory. In the other modes but WAL, SQLite writes it to an
+// in-memory file the VFS serves; no journal is ever on disk.
+const JournalMode = "memory"
 
 // walOnce logs the answer to journal_mode=WAL once per process.
 var walOnce sync.Once
@@ -77,7 +78,7 @@ func (f *File) Pragma(name, value string) (string, error) {
 			walOnce.Do(func() {
 				slog.Info("cambium: journal_mode=WAL asked for; Cambium keeps its own versions (readers never wait for the writer), so the journal stays in memory", "volume", f.name)
 			})
-			return journalMode, nil
+			return JournalMode, nil
 		}
 		return "", errNotFound
 	case "locking_mode":

@@ -31,7 +31,8 @@ in rollback-journal mode, since Cambium versions pages itself. A file with a
 hot rollback journal is refused: open it with sqlite3 once to roll it back.
 
 A volume that already has pages is refused unless --force, which replaces
-its contents with FILE's as a new version (older versions stay readable).`,
+its contents with FILE's as a new version (older versions stay readable, at
+their page size if FILE's is another).`,
 		minArgs: 2, maxArgs: 2,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&force, "force", false, "replace the contents of a volume that has pages")
@@ -146,9 +147,6 @@ func runImport(ctx context.Context, g *globals, file, name string, force bool) e
 	if have > 0 && !force {
 		return fmt.Errorf("volume %q already has %s (version %d); pass --force to replace its contents with %s as a new version", name, plural(have, "page", "pages"), head, file)
 	}
-	if ps != 0 && ps != sf.pageSize {
-		return fmt.Errorf("volume %q has %d-byte pages and %s has %d-byte pages; a volume's page size is fixed: import into a new volume", name, ps, file, sf.pageSize)
-	}
 
 	f, err := os.Open(path)
 	if err != nil {
@@ -162,16 +160,25 @@ func runImport(ctx context.Context, g *globals, file, name string, force bool) e
 		return err
 	}
 	defer txn.Rollback()
-	bar := g.bar(sf.pages, "import", false)
+	// A file of another page size than the volume's is written through
+	// pages of the volume's size, then cut into its own (as VACUUM does
+	// after PRAGMA page_size): the version has the file's page size.
+	if ps == 0 {
+		ps = sf.pageSize
+	}
+	length := sf.pages * int64(sf.pageSize)
+	n := (length + int64(ps) - 1) / int64(ps)
+	bar := g.bar(n, "import", false)
 	r := bufio.NewReaderSize(f, 1<<20)
-	page := make([]byte, sf.pageSize)
-	for p := int64(1); p <= sf.pages; p++ {
+	page := make([]byte, ps)
+	for p := int64(1); p <= n; p++ {
 		if p%256 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		if _, err := io.ReadFull(r, page); err != nil {
+		clear(page)
+		if _, err := io.ReadFull(r, page[:min(int64(ps), length-(p-1)*int64(ps))]); err != nil {
 			return fmt.Errorf("read page %d of %s: %w (was it changed during the import?)", p, file, err)
 		}
 		if p == 1 && sf.wal {
@@ -182,8 +189,13 @@ func runImport(ctx context.Context, g *globals, file, name string, force bool) e
 		}
 		bar.Add(1)
 	}
-	if uint32(sf.pages) < txn.PageCount() {
-		if err := txn.Truncate(uint32(sf.pages)); err != nil {
+	if uint32(n) < txn.PageCount() {
+		if err := txn.Truncate(uint32(n)); err != nil {
+			return err
+		}
+	}
+	if ps != sf.pageSize {
+		if err := txn.SetPageSize(sf.pageSize, length); err != nil {
 			return err
 		}
 	}

@@ -141,7 +141,8 @@ func TestCompat_Optimize(t *testing.T) {
 
 // TestCompat_Attach: one connection attaches a second volume and a plain
 // file; a transaction across the three commits in each, a rolled back one
-// in none. The volume is named with its dir (an attached volume is opened
+// in none; the attached volume's journal mode is MEMORY, as the main
+// one's. The volume is named with its dir (an attached volume is opened
 // by the same rules as any other: dir=, else CAMBIUM_DIR).
 func TestCompat_Attach(t *testing.T) {
 	dir := t.TempDir()
@@ -150,6 +151,22 @@ func TestCompat_Attach(t *testing.T) {
 	db.SetMaxOpenConns(1)
 	mustExec(t, db, "ATTACH ? AS other", fmt.Sprintf("file:other.db?vfs=cambium&dir=%s", url.QueryEscape(dir)))
 	mustExec(t, db, "ATTACH ? AS plain", "file:"+path+"?vfs=os")
+	mustExec(t, db, "CREATE TABLE other.pre(a)")
+	mustExec(t, db, "CREATE TABLE plain.pre(a)")
+	// With the default journal mode, the attached volume and the plain
+	// file need a super-journal, which is refused; with MEMORY, as the
+	// main volume has, they do not.
+	mustExec(t, db, "BEGIN")
+	mustExec(t, db, "INSERT INTO other.pre VALUES (1)")
+	mustExec(t, db, "INSERT INTO plain.pre VALUES (1)")
+	if _, err := db.Exec("COMMIT"); !errors.Is(err, sqlite3.CANTOPEN) {
+		t.Fatalf("COMMIT across an attached volume in journal_mode=DELETE and a plain file: %v, want SQLITE_CANTOPEN", err)
+	}
+	db.Exec("ROLLBACK") // if the failed COMMIT left the transaction open
+	if n := queryInt(t, db, "SELECT (SELECT count(*) FROM other.pre) + (SELECT count(*) FROM plain.pre)"); n != 0 {
+		t.Fatalf("the refused transaction left %d rows", n)
+	}
+	mustExec(t, db, "PRAGMA other.journal_mode=MEMORY")
 	for _, schema := range []string{"main", "other", "plain"} {
 		mustExec(t, db, fmt.Sprintf("CREATE TABLE %s.kv(k INTEGER PRIMARY KEY, v TEXT)", schema))
 	}

@@ -32,8 +32,8 @@ func TestMptest(t *testing.T) {
 			t.Logf("%s: %s errors out of %s tests", script, errs, tests)
 			if code != 0 || errs != "0" {
 				if changes := ignoredPageSizes(out); changes != "" {
-					t.Fatalf("%s: %s errors out of %s tests, each a page size change by VACUUM that the volume ignored (%s): "+
-						"a Cambium volume keeps the page size it was created with", script, errs, tests, changes)
+					t.Fatalf("%s: %s errors out of %s tests, each a page size change by VACUUM that the volume ignored (%s)",
+						script, errs, tests, changes)
 				}
 				t.Fatalf("%s: exit %d, %s errors out of %s tests (the log above has them)", script, code, errs, tests)
 			}

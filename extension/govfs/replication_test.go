@@ -391,3 +391,71 @@ func TestReplication_Sync(t *testing.T) {
 		}
 	}
 }
+
+// TestReplication_PageSize: a replica over a file remote that had the old
+// page size pulls a VACUUM that changed it and reads every row (fetching
+// the pages of the new size lazily), while a transaction it opened before
+// the pull keeps reading the old version; remote time travel reads the
+// versions on both sides of the change.
+func TestReplication_PageSize(t *testing.T) {
+	rem := "file://" + filepath.Join(t.TempDir(), "remote")
+	w := openRemote(t, t.TempDir(), "ps.db", rem, "")
+	w.SetMaxOpenConns(1)
+	mustExec(t, w, `CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)`)
+	mustExec(t, w, `INSERT INTO items SELECT value, value % 7, randomblob(300) FROM generate_series(1, 2000)`)
+	oldDigest := tableDigest(t, w)
+	oldVersion := pragmaJSON(t, w, "cambium_push")["to"].(float64)
+
+	r := openRemote(t, t.TempDir(), "ps.db", rem, "")
+	r.SetMaxOpenConns(2)
+	if got := tableDigest(t, r); got != oldDigest {
+		t.Fatalf("replica before: %s, want %s", got, oldDigest)
+	}
+	pinned, err := r.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Rollback()
+	var n, oldSum int
+	if err := pinned.QueryRow(`SELECT count(*), sum(qty) FROM items`).Scan(&n, &oldSum); err != nil || n != 2000 {
+		t.Fatalf("pinned read: %d, %v", n, err)
+	}
+
+	mustExec(t, w, `PRAGMA page_size=32768`)
+	mustExec(t, w, `VACUUM`)
+	mustExec(t, w, `UPDATE items SET qty = qty + 1 WHERE id % 5 = 0`)
+	newDigest := tableDigest(t, w)
+	newVersion := pragmaJSON(t, w, "cambium_push")["to"].(float64)
+
+	pull := pragmaJSON(t, r, "cambium_pull")
+	if pull["to"].(float64) != newVersion {
+		t.Fatalf("pull: %v, want to %v", pull, newVersion)
+	}
+	if got := tableDigest(t, r); got != newDigest {
+		t.Fatalf("replica after the pull: %s, want %s", got, newDigest)
+	}
+	if got := queryInt(t, r, "PRAGMA page_size"); got != 32768 {
+		t.Fatalf("replica page_size %d, want 32768", got)
+	}
+	integrityOK(t, r)
+	var sum int
+	if err := pinned.QueryRow(`SELECT count(*), sum(qty) FROM items`).Scan(&n, &sum); err != nil || n != 2000 || sum != oldSum {
+		t.Fatalf("pinned read after the pull: %d rows, sum %d, %v; want 2000, %d", n, sum, err, oldSum)
+	}
+	pinned.Rollback()
+
+	for _, p := range []struct {
+		version float64
+		digest  string
+		size    int64
+	}{{oldVersion, oldDigest, 4096}, {newVersion, newDigest, 32768}} {
+		db := openRemote(t, t.TempDir(), "ps.db", rem, fmt.Sprintf("&version=%d", int(p.version)))
+		if got := tableDigest(t, db); got != p.digest {
+			t.Fatalf("version %v: %s, want %s", p.version, got, p.digest)
+		}
+		if got := queryInt(t, db, "PRAGMA page_size"); got != p.size {
+			t.Fatalf("version %v: page_size %d, want %d", p.version, got, p.size)
+		}
+		db.Close()
+	}
+}

@@ -2,6 +2,7 @@ package govfs_test
 
 import (
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -371,5 +372,83 @@ func TestSQL_JournalModeWAL(t *testing.T) {
 	var mode string
 	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "memory" {
 		t.Fatalf("PRAGMA journal_mode: %q, %v; want memory", mode, err)
+	}
+}
+
+// TestSQL_VacuumPageSize: PRAGMA page_size=N followed by VACUUM changes the
+// page size of a volume that has pages, larger and smaller, as it does a
+// plain file: the rows stay, a second connection and a reopen see the new
+// size, the volume's next version has it, and the version before the
+// change still reads at the old size (version=N).
+func TestSQL_VacuumPageSize(t *testing.T) {
+	for _, sizes := range [][2]int{{4096, 16384}, {16384, 1024}, {1024, 65536}, {65536, 512}} {
+		t.Run(fmt.Sprintf("%d-%d", sizes[0], sizes[1]), func(t *testing.T) {
+			dir := t.TempDir()
+			db := openDB(t, dir, "vac.db", "")
+			db.SetMaxOpenConns(1)
+			mustExec(t, db, fmt.Sprintf("PRAGMA page_size=%d", sizes[0]))
+			mustExec(t, db, "CREATE TABLE items(id INTEGER PRIMARY KEY, qty INTEGER, body BLOB)")
+			mustExec(t, db, "CREATE INDEX items_qty ON items(qty)")
+			mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 400)
+				INSERT INTO items SELECT i, i % 13, randomblob(10 + (i * 7919) % 3000) FROM n`)
+			want := queryString(t, db, digestQuery)
+			before := queryInt(t, db, "PRAGMA cambium_version")
+
+			other := openDB(t, dir, "vac.db", "")
+			if got := queryString(t, other, digestQuery); got != want {
+				t.Fatalf("second connection before: %s, want %s", got, want)
+			}
+
+			mustExec(t, db, fmt.Sprintf("PRAGMA page_size=%d", sizes[1]))
+			mustExec(t, db, "VACUUM")
+			if got := queryInt(t, db, "PRAGMA page_size"); got != int64(sizes[1]) {
+				t.Fatalf("page_size after VACUUM: %d, want %d", got, sizes[1])
+			}
+			integrityOK(t, db)
+			if got := queryString(t, db, digestQuery); got != want {
+				t.Fatalf("after VACUUM: %s, want %s", got, want)
+			}
+			var status struct {
+				PageSize int `json:"page_size"`
+			}
+			if err := json.Unmarshal([]byte(queryString(t, db, "PRAGMA cambium_status")), &status); err != nil || status.PageSize != sizes[1] {
+				t.Fatalf("cambium_status page_size %d, %v; want %d", status.PageSize, err, sizes[1])
+			}
+			// Writes at the new size.
+			mustExec(t, db, "UPDATE items SET qty = qty + 1 WHERE id % 7 = 0")
+			mustExec(t, db, "INSERT INTO items(qty, body) VALUES (99, randomblob(5000))")
+			after := queryString(t, db, digestQuery)
+
+			// PRAGMA page_size reads no page: it says the size the
+			// connection last read, as with a plain file.
+			other.SetMaxOpenConns(1)
+			if got := queryString(t, other, digestQuery); got != after {
+				t.Fatalf("second connection after: %s, want %s", got, after)
+			}
+			if got := queryInt(t, other, "PRAGMA page_size"); got != int64(sizes[1]) {
+				t.Fatalf("second connection: page_size %d, want %d", got, sizes[1])
+			}
+			integrityOK(t, other)
+
+			old := openDB(t, dir, "vac.db", fmt.Sprintf("&version=%d", before))
+			if got := queryInt(t, old, "PRAGMA page_size"); got != int64(sizes[0]) {
+				t.Fatalf("version %d: page_size %d, want %d", before, got, sizes[0])
+			}
+			integrityOK(t, old)
+			if got := queryString(t, old, digestQuery); got != want {
+				t.Fatalf("version %d: %s, want %s", before, got, want)
+			}
+			db.Close()
+			other.Close()
+
+			db = openDB(t, dir, "vac.db", "")
+			if got := queryInt(t, db, "PRAGMA page_size"); got != int64(sizes[1]) {
+				t.Fatalf("after reopen: page_size %d, want %d", got, sizes[1])
+			}
+			integrityOK(t, db)
+			if got := queryString(t, db, digestQuery); got != after {
+				t.Fatalf("after reopen: %s, want %s", got, after)
+			}
+		})
 	}
 }

@@ -21,9 +21,12 @@
 // files are volumes, configured by the URI parameters and CAMBIUM_*
 // environment variables that extension.ParseConfig reads; everything else
 // SQLite opens (journals, temporary files) is an extension.MemFile, except a
-// super-journal, which is refused (extension.ErrSuperJournal), and the
-// main database is opened with SQLITE_OPEN_MEMORY so that SQLite keeps its
-// rollback journal in memory (PRAGMA journal_mode reports "memory"). Calls
+// super-journal, which is refused (extension.ErrSuperJournal); every
+// connection opened on a volume after the extension loaded gets
+// journal_mode=MEMORY (an auto-extension), so that SQLite keeps its
+// rollback journal in its own memory (PRAGMA journal_mode reports
+// "memory"). The main database is not opened with SQLITE_OPEN_MEMORY,
+// which would keep VACUUM from changing its page size. Calls
 // that are not about files (randomness, sleep, time, dlopen) go to the
 // default VFS that was registered when the extension first loaded.
 //

@@ -105,8 +105,8 @@ PRAGMA cambium_version;
 	if got := one(t, s, "integrity"); got != "ok" {
 		t.Errorf("integrity_check = %q", got)
 	}
-	// The VFS opened the database with SQLITE_OPEN_MEMORY: the rollback
-	// journal lives in memory.
+	// The extension set the connection's journal mode: the rollback
+	// journal lives in the pager's memory.
 	if got := one(t, s, "journal_mode"); got != "memory" {
 		t.Errorf("journal_mode = %q, want memory", got)
 	}
@@ -198,6 +198,129 @@ PRAGMA journal_mode;
 	}
 	if got := sections(r.stdout)["end"]; !slices.Equal(got, []string{"0", "memory"}) {
 		t.Errorf("after the errors: %q, want the table still empty and journal_mode memory\nstderr:\n%s", got, r.stderr)
+	}
+}
+
+// TestShell_VacuumPageSize: PRAGMA page_size=N then VACUUM changes the
+// page size of a volume that has pages, up and down, in the shell as with a
+// plain file; the rows stay, a new process reads the new size, and
+// version=N still reads the version before the change at the old size.
+func TestShell_VacuumPageSize(t *testing.T) {
+	so := libPath(t)
+	dir := t.TempDir()
+	uri := volumeURI("vac.db", dir)
+	r := runShell(t, "", hostEnv(), `.bail on
+.load `+so+`
+.open `+uri+`
+`+insertRows+`
+.print @before
+SELECT count(*), sum(n) FROM t;
+PRAGMA page_size;
+PRAGMA cambium_version;
+PRAGMA page_size=16384;
+VACUUM;
+.print @big
+PRAGMA page_size;
+PRAGMA integrity_check;
+SELECT count(*), sum(n) FROM t;
+PRAGMA page_size=1024;
+VACUUM;
+UPDATE t SET n = n + 1 WHERE id = 1;
+.print @small
+PRAGMA page_size;
+PRAGMA integrity_check;
+SELECT count(*), sum(n) FROM t;
+`)
+	if r.err != nil {
+		t.Fatalf("sqlite3: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+	}
+	s := sections(r.stdout)
+	sum := strconv.Itoa(rows) + "|" + rowsSumN
+	if got := s["before"]; len(got) != 3 || got[0] != sum || got[1] != "4096" {
+		t.Fatalf("before: %q, want %s, 4096 and a version", got, sum)
+	}
+	before := s["before"][2]
+	if got, want := s["big"], []string{"16384", "ok", sum}; !slices.Equal(got, want) {
+		t.Errorf("after page_size=16384 and VACUUM: %q, want %q", got, want)
+	}
+	sumAfter := strconv.Itoa(rows) + "|35000350001"
+	if got, want := s["small"], []string{"1024", "ok", sumAfter}; !slices.Equal(got, want) {
+		t.Errorf("after page_size=1024 and VACUUM: %q, want %q", got, want)
+	}
+
+	r = runShell(t, "", hostEnv(), `.bail on
+.load `+so+`
+.open `+uri+`
+.print @reopen
+SELECT count(*), sum(n) FROM t;
+PRAGMA page_size;
+PRAGMA integrity_check;
+.open `+volumeURI("vac.db", dir, "version="+before)+`
+.print @old
+SELECT count(*), sum(n) FROM t;
+PRAGMA page_size;
+`)
+	if r.err != nil {
+		t.Fatalf("sqlite3 (reopen): %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+	}
+	s = sections(r.stdout)
+	if got, want := s["reopen"], []string{sumAfter, "1024", "ok"}; !slices.Equal(got, want) {
+		t.Errorf("a new process: %q, want %q", got, want)
+	}
+	if got, want := s["old"], []string{sum, "4096"}; !slices.Equal(got, want) {
+		t.Errorf("version=%s: %q, want %q", before, got, want)
+	}
+}
+
+// TestShell_RestorePageSize: the shell's .restore of a plain file of
+// 2 KiB pages into a volume of 4 KiB pages that has pages gives the volume
+// the file's page size and rows, as it would a plain file.
+func TestShell_RestorePageSize(t *testing.T) {
+	so := libPath(t)
+	dir := t.TempDir()
+	plain := filepath.Join(t.TempDir(), "plain.db")
+	uri := volumeURI("restore.db", dir)
+	r := runShell(t, "", hostEnv(), `.bail on
+.load `+so+`
+.open `+plain+`
+PRAGMA page_size=2048;
+CREATE TABLE r(a INTEGER, b BLOB);
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 3000)
+INSERT INTO r SELECT i, randomblob(300) FROM c;
+.open `+uri+`
+CREATE TABLE x(a);
+INSERT INTO x VALUES (1);
+.print @before
+PRAGMA page_size;
+.restore `+plain+`
+.print @restored
+SELECT count(*), sum(a), sum(length(b)) FROM r;
+PRAGMA page_size;
+PRAGMA integrity_check;
+`)
+	if r.err != nil {
+		t.Fatalf("sqlite3: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+	}
+	s := sections(r.stdout)
+	rows := "3000|4501500|900000"
+	if got := one(t, s, "before"); got != "4096" {
+		t.Fatalf("the volume's page size before: %s, want 4096", got)
+	}
+	if got, want := s["restored"], []string{rows, "2048", "ok"}; !slices.Equal(got, want) {
+		t.Errorf("after .restore: %q, want %q\nstderr:\n%s", got, want, r.stderr)
+	}
+	r = runShell(t, "", hostEnv(), `.bail on
+.load `+so+`
+.open `+uri+`
+.print @reopen
+SELECT count(*), sum(a), sum(length(b)) FROM r;
+PRAGMA page_size;
+`)
+	if r.err != nil {
+		t.Fatalf("sqlite3 (reopen): %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+	}
+	if got, want := sections(r.stdout)["reopen"], []string{rows, "2048"}; !slices.Equal(got, want) {
+		t.Errorf("a new process: %q, want %q", got, want)
 	}
 }
 

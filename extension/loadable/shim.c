@@ -240,10 +240,11 @@ static int vfsOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
 	HANDLE(f) = h;
 	((cambium_file *)f)->committed = 0;
 	f->pMethods = isMain ? &main_methods : &mem_methods;
-	// SQLITE_OPEN_MEMORY tells the pager to keep the main database's
-	// rollback journal in memory (journal_mode=MEMORY): the engine, not the
-	// journal, makes commits atomic. Every other file is in memory anyway.
-	flags |= SQLITE_OPEN_MEMORY;
+	// Every file but the main database is in memory. The main database is
+	// not opened with SQLITE_OPEN_MEMORY: the pager would take it for a
+	// database held in memory, whose page size VACUUM never changes; its
+	// journal stays in memory by conn_init's journal mode instead.
+	if (!isMain) flags |= SQLITE_OPEN_MEMORY;
 	// A volume opened at a past version (version=N) is read-only whatever
 	// SQLite asked for; saying so makes writes fail as SQLITE_READONLY
 	// before they reach the file.
@@ -334,6 +335,20 @@ static int vfsGetLastError(sqlite3_vfs *vfs, int n, char *msg) {
 	return 0;
 }
 
+// conn_init runs for every connection opened after the extension loaded
+// (sqlite3_auto_extension). One whose main database is a Cambium volume
+// gets journal_mode=MEMORY (extension.JournalMode): the pager keeps its
+// rollback journal itself, without a call into Go per journal write (the
+// engine, not the journal, makes commits atomic).
+static int conn_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi) {
+	(void)pApi;
+	sqlite3_file *f = 0;
+	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f || f->pMethods != &main_methods) {
+		return SQLITE_OK;
+	}
+	return sqlite3_exec(db, "PRAGMA main.journal_mode=memory", 0, 0, pzErrMsg);
+}
+
 static int cambium_register(char **errmsg) {
 	sqlite3_vfs *existing = sqlite3_vfs_find(CAMBIUM_VFS_NAME);
 	if (existing == &cambium_vfs) return SQLITE_OK; // loaded again
@@ -380,6 +395,11 @@ static int cambium_register(char **errmsg) {
 	int rc = sqlite3_vfs_register(&cambium_vfs, makeDefault);
 	if (rc != SQLITE_OK) {
 		*errmsg = sqlite3_mprintf("cambium: register VFS: %s", sqlite3_errstr(rc));
+		return rc;
+	}
+	rc = sqlite3_auto_extension((void (*)(void))conn_init);
+	if (rc != SQLITE_OK) {
+		*errmsg = sqlite3_mprintf("cambium: register the connection hook: %s", sqlite3_errstr(rc));
 	}
 	return rc;
 }

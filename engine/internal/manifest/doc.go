@@ -129,8 +129,10 @@
 //	22      8     parent version
 //	30      8     version
 //	38      4     page count at version
-//	42      4     page size (0, or a page size SQLite can use)
-//	46      4     minimum page count over parent..version
+//	42      4     page size at version (0, or a page size SQLite can use)
+//	46      4     minimum page count over parent..version; 0 also for a
+//	              map that rewrote every page, the only kind that may
+//	              change the page size
 //	50      8     time of the newest commit, unix nanoseconds
 //	58      ...   changeset: uvarint length, roaring bitmap (portable)
 //	        ...   segment count (uvarint), then per segment:
@@ -154,6 +156,11 @@
 // Every page from minimum page count + 1 to the page count is in the
 // changeset (a truncation followed by growth changes pages even where
 // nothing was written), so applying a map needs nothing but the map.
+// A map whose page size differs from the version before it (a VACUUM
+// after PRAGMA page_size) has a minimum page count of 0, and so rewrites
+// every page at the new size: segments hold pages of one size (their
+// header says which), and no page of the old size is read at or after
+// it. Merge refuses a size change any other way (ErrCorrupt).
 // Changeset pages that no segment holds are zeros. Frames listed are those
 // holding at least one of the segment's pages in this map; a frame's CRC is
 // seeded with the segment's salt, so a frame read at the wrong offset or

@@ -378,9 +378,16 @@ func DecodeMap(b []byte) (*Map, error) {
 	return m, nil
 }
 
+// Rewrites reports whether m rewrote every page of its version: a minimum
+// page count of 0 (DecodeMap checks that pages above the minimum count are
+// all in the changeset). Only such a map may change the page size: it
+// leaves no image of the old size at its version.
+func (m *Map) Rewrites() bool { return m.MinCount == 0 }
+
 // Merge returns the map of older followed by newer, which must be adjacent
 // (older.Version == newer.Parent, older.ToSeq == newer.FromSeq); maps that
-// are not are ErrCorrupt. Its level is that of a rollup when it covers a
+// are not are ErrCorrupt, and so is a newer map of another page size that
+// does not rewrite every page (Rewrites). Its level is that of a rollup when it covers a
 // power of two of commits, and CheckpointLevel when older is a checkpoint.
 // It may share segment references with newer.
 func Merge(older, newer *Map) (*Map, error) {
@@ -388,8 +395,9 @@ func Merge(older, newer *Map) (*Map, error) {
 		return nil, fmt.Errorf("%w: merge maps of versions %d..%d and %d..%d (commits %d..%d and %d..%d): not adjacent",
 			ErrCorrupt, older.Parent, older.Version, newer.Parent, newer.Version, older.FromSeq+1, older.ToSeq, newer.FromSeq+1, newer.ToSeq)
 	}
-	if older.PageSize != 0 && newer.PageSize != 0 && older.PageSize != newer.PageSize {
-		return nil, fmt.Errorf("%w: page size changes from %d to %d at version %d", ErrCorrupt, older.PageSize, newer.PageSize, newer.Parent)
+	resized := older.PageSize != 0 && newer.PageSize != 0 && older.PageSize != newer.PageSize
+	if resized && !newer.Rewrites() {
+		return nil, fmt.Errorf("%w: page size changes from %d to %d at version %d without a rewrite of every page", ErrCorrupt, older.PageSize, newer.PageSize, newer.Parent)
 	}
 	m := &Map{
 		FromSeq:   older.FromSeq,
@@ -397,7 +405,7 @@ func Merge(older, newer *Map) (*Map, error) {
 		Parent:    older.Parent,
 		Version:   newer.Version,
 		PageCount: newer.PageCount,
-		PageSize:  max(older.PageSize, newer.PageSize),
+		PageSize:  newer.PageSize,
 		MinCount:  min(older.MinCount, newer.MinCount),
 		Time:      newer.Time,
 		Changeset: roaring.Or(older.Changeset, newer.Changeset),
@@ -411,7 +419,13 @@ func Merge(older, newer *Map) (*Map, error) {
 		m.Changeset.RemoveRange(n+1, 1<<32)
 	}
 	m.Changeset.RunOptimize()
+	if m.PageSize == 0 {
+		m.PageSize = older.PageSize
+	}
 	for _, r := range older.Segments {
+		if resized {
+			break // of the old size, and newer replaced every page anyway
+		}
 		pages := roaring.AndNot(r.Pages, newer.Changeset)
 		if n := uint64(m.PageCount); n < 1<<32-1 {
 			pages.RemoveRange(n+1, 1<<32)

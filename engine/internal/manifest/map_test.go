@@ -335,6 +335,37 @@ func TestMerge_NotAdjacent(t *testing.T) {
 	}
 }
 
+// TestMerge_PageSize: a map of another page size merges only when it
+// rewrote every page (minimum count 0); the result has the new size and
+// none of the older map's segments, whose pages are of the old size.
+func TestMerge_PageSize(t *testing.T) {
+	t.Parallel()
+	maps, _ := genMaps(rand.New(rand.NewPCG(6, 6)), 2)
+	older, newer := maps[0], *maps[1]
+	newer.PageSize = 4096
+	if _, err := Merge(older, &newer); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("merge of a size change that keeps pages: %v, want ErrCorrupt", err)
+	}
+	newer.PageCount, newer.MinCount = 7, 0
+	newer.Changeset = roaring.New()
+	newer.Changeset.AddRange(1, 8)
+	newer.Segments = []SegmentRef{{ID: SegmentID{1}, Salt: 3, Size: 900, Pages: roaring.BitmapOf(1, 2, 3, 4, 5, 6, 7),
+		Frames: []segment.Frame{{Offset: segment.HeaderSize, Length: 100, First: 1, Last: 7}}}}
+	if !newer.Rewrites() {
+		t.Fatalf("Rewrites: %v", newer.Rewrites())
+	}
+	m, err := Merge(older, &newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.PageSize != 4096 || m.MinCount != 0 || m.PageCount != 7 || len(m.Segments) != 1 || m.Segments[0].ID != newer.Segments[0].ID {
+		t.Fatalf("merged: page size %d, minimum count %d, %d pages, segments %v", m.PageSize, m.MinCount, m.PageCount, m.Segments)
+	}
+	if _, err := DecodeMap(mustEncode(t, m)); err != nil {
+		t.Fatalf("merged map does not decode: %v", err)
+	}
+}
+
 // pieces covers exactly from+1..to, in order, with blocks aligned to
 // their size, and needs at most about 2*log2(to-from) of them.
 func TestPieces(t *testing.T) {
