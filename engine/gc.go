@@ -90,17 +90,17 @@ type GCResult struct {
 	DeletedObjects     int   `json:"deleted_objects"`
 	DeletedBytes       int64 `json:"deleted_bytes"`
 	KeptYoung          int   `json:"kept_young"` // garbage kept because it is younger than the minimum age
-	// PendingSegments (PendingBytes) are segments that no retained version
-	// needs, listed for deletion by a collection at least the minimum age
-	// from now (see sweep).
-	PendingSegments int       `json:"pending_segments"`
-	PendingBytes    int64     `json:"pending_bytes"`
-	RemoteObjects   int       `json:"remote_objects"`
-	RemoteBytes     int64     `json:"remote_bytes"`
-	OldestVersion   Version   `json:"oldest_version"` // the oldest restorable version
-	OldestTime      time.Time `json:"oldest_time"`
-	Requests        int64     `json:"remote_requests"`
-	Note            string    `json:"note,omitempty"` // why the collection did less than it could
+	// PendingObjects (PendingBytes) are segments and checkpoints that no
+	// retained version needs, listed for deletion by a collection at least
+	// the minimum age from now (see sweep).
+	PendingObjects int       `json:"pending_objects"`
+	PendingBytes   int64     `json:"pending_bytes"`
+	RemoteObjects  int       `json:"remote_objects"`
+	RemoteBytes    int64     `json:"remote_bytes"`
+	OldestVersion  Version   `json:"oldest_version"` // the oldest restorable version
+	OldestTime     time.Time `json:"oldest_time"`
+	Requests       int64     `json:"remote_requests"`
+	Note           string    `json:"note,omitempty"` // why the collection did less than it could
 }
 
 // GC collects the volume's remote: it writes a checkpoint of the oldest
@@ -776,15 +776,24 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		}
 	}
 	var doomed []remote.ObjectInfo
+	var deferred []remote.ObjectInfo
 	for ver, o := range c.checkpoints {
 		if ver != base.version && ver != newest {
-			doomed = append(doomed, o)
-			if !c.young(o) {
+			switch {
+			case ver > base.version && c.opts.MinAge >= 0:
+				// Another collector with a shorter window, running
+				// now, may have made it its base: it goes a collection
+				// later (see sweep), and its segments stay till then.
+				deferred = append(deferred, o)
+			case !c.young(o):
+				doomed = append(doomed, o)
 				continue
+			default:
+				// Kept for its age: so are the segments it names, else
+				// it would name missing ones (a later collection may
+				// start its chain from it).
+				doomed = append(doomed, o)
 			}
-			// Kept for its age: so are the segments it names, else it
-			// would name missing ones (a later collection may start
-			// its chain from it).
 		}
 		m, ok := wrote[ver]
 		if !ok {
@@ -869,63 +878,71 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 	if err := c.delete(ctx, doomed, false); err != nil {
 		return err
 	}
-	return c.sweep(ctx, segs)
+	return c.sweep(ctx, deferred, segs)
 }
 
-// sweep deletes those of the unnamed segments that a collection at least
-// the minimum age ago found unnamed too (a garbage list older than the
-// minimum age names them), and lists the others for a later collection.
+// sweep deletes those of the checkpoints cks and the unnamed segments
+// segs that a collection at least the minimum age ago found unneeded too
+// (a garbage list older than the minimum age names them), and lists the
+// others for a later collection.
 //
 // Deleting a segment as soon as no listed object names it would race
 // with another collector: one that listed earlier may be about to write
 // a checkpoint naming it (a base checkpoint points into old segments),
-// and that young checkpoint is not in this listing. Every object naming
-// a segment is written by a push or collection that saw the segment named
-// when it listed, and such a run ends within the minimum age (pushes by
-// far; a collection checks itself before it writes a checkpoint, see
-// checkFresh). So a segment unnamed in a listing begun at t, and still
-// unnamed in one begun at least the minimum age after t, is named by
-// nothing written since, nor ever will be.
-func (c *collector) sweep(ctx context.Context, unnamed []remote.ObjectInfo) error {
+// and that young checkpoint is not in this listing. Likewise a checkpoint
+// newer than this collection's base may be the base of another collector
+// with a shorter window, running now, which deletes the commits before
+// it. Every object naming a segment is written by a push or collection
+// that saw the segment named when it listed, and such a run ends within
+// the minimum age (pushes by far; a collection checks itself before it
+// writes a checkpoint, see checkFresh). So a segment unnamed in a listing
+// begun at t, and still unnamed in one begun at least the minimum age
+// after t, is named by nothing written since, nor ever will be; and a
+// checkpoint that a collection then still finds unneeded is no other's
+// base any more.
+func (c *collector) sweep(ctx context.Context, cks, segs []remote.ObjectInfo) error {
 	if c.opts.MinAge < 0 {
 		// No age protects anything: at once, and the lists go too.
-		if err := c.delete(ctx, unnamed, false); err != nil {
+		if err := c.delete(ctx, slices.Concat(cks, segs), false); err != nil {
 			return err
 		}
 		return c.delete(ctx, c.garbage, false)
 	}
-	due := map[SegmentID]bool{}    // found unnamed long enough ago
-	listed := map[SegmentID]bool{} // found unnamed before
-	var done []remote.ObjectInfo   // the lists this run settles
+	prefix := manifest.VolumePrefix(c.v.name)
+	due := map[string]bool{}     // found unneeded long enough ago
+	listed := map[string]bool{}  // found unneeded before
+	var done []remote.ObjectInfo // the lists this run settles
 	for _, o := range c.garbage {
 		old := !c.young(o)
-		ids, err := c.readGarbage(ctx, o)
+		rests, err := c.readGarbage(ctx, o)
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			listed[id] = true
+		for _, r := range rests {
+			listed[prefix+r] = true
 			if old {
-				due[id] = true
+				due[prefix+r] = true
 			}
 		}
 		if old {
 			done = append(done, o)
 		}
 	}
-	var now []remote.ObjectInfo
-	var later []SegmentID
-	for _, o := range unnamed {
-		_, id, _ := manifest.ParseSegmentKey(o.Key)
-		switch {
-		case due[id]:
-			now = append(now, o)
-			continue
-		case !listed[id]:
-			later = append(later, id)
+	var now, nowSegs []remote.ObjectInfo
+	var later []string
+	for _, objs := range [][]remote.ObjectInfo{cks, segs} {
+		for _, o := range objs {
+			switch {
+			case due[o.Key]:
+				now = append(now, o)
+				continue
+			case !listed[o.Key]:
+				later = append(later, strings.TrimPrefix(o.Key, prefix))
+			}
+			c.res.PendingObjects++
+			c.res.PendingBytes += o.Size
 		}
-		c.res.PendingSegments++
-		c.res.PendingBytes += o.Size
+		now, nowSegs = nowSegs, now
 	}
 	if len(later) > 0 && !c.opts.DryRun {
 		id, err := manifest.NewSegmentID()
@@ -939,18 +956,24 @@ func (c *collector) sweep(ctx context.Context, unnamed []remote.ObjectInfo) erro
 		}
 		c.written[key] = int64(len(raw))
 	}
+	// Checkpoints first: the segments they name are unnamed from then on
+	// (the next collection lists them).
+	if err := c.delete(ctx, nowSegs, false); err != nil {
+		return err
+	}
 	if err := c.delete(ctx, now, false); err != nil {
 		return err
 	}
-	// The segments a settled list names are gone, or named again (a
-	// later list has them if they are dropped again).
+	// What a settled list names is gone, or needed again (a later list
+	// has it if it is dropped again).
 	return c.delete(ctx, done, false)
 }
 
-// readGarbage returns the segments garbage list o names: none if another
-// collection deleted it meanwhile, or if it is damaged (it is deleted
-// with the settled ones, and its segments are listed again).
-func (c *collector) readGarbage(ctx context.Context, o remote.ObjectInfo) ([]SegmentID, error) {
+// readGarbage returns the keys, after the volume's prefix, that garbage
+// list o names: none if another collection deleted it meanwhile, or if
+// it is damaged (it is deleted with the settled ones, and what it named
+// is listed again).
+func (c *collector) readGarbage(ctx context.Context, o remote.ObjectInfo) ([]string, error) {
 	raw, err := c.r.store.Get(ctx, o.Key)
 	if errors.Is(err, remote.ErrNotFound) {
 		return nil, nil
@@ -958,12 +981,12 @@ func (c *collector) readGarbage(ctx context.Context, o remote.ObjectInfo) ([]Seg
 	if err != nil {
 		return nil, fmt.Errorf("read garbage list %s: %w", o.Key, err)
 	}
-	ids, err := manifest.DecodeGarbage(raw)
+	rests, err := manifest.DecodeGarbage(raw)
 	if err != nil {
-		c.v.e.opts.Logger.Warn("cambium: damaged garbage list; its segments are listed again", "volume", c.v.name, "key", o.Key, "err", err)
+		c.v.e.opts.Logger.Warn("cambium: damaged garbage list; what it named is listed again", "volume", c.v.name, "key", o.Key, "err", err)
 		return nil, nil
 	}
-	return ids, nil
+	return rests, nil
 }
 
 // young reports whether o is younger than the minimum age: never to be

@@ -475,7 +475,7 @@ func TestGC_ConcurrentCollectors(t *testing.T) {
 		t.Fatalf("the slow collector wrote no checkpoint: %+v, %v", slowRes, slowErr)
 	}
 	res, err := w.GC(ctx, GCOptions{Retain: time.Since(baseOfWriter.Time), MinAge: minAge})
-	if err != nil || !res.Compacted || res.PendingSegments == 0 {
+	if err != nil || !res.Compacted || res.PendingObjects == 0 {
 		t.Fatalf("writer's collection: %+v, %v; want a compaction leaving the old checkpoint's segments pending", res, err)
 	}
 	close(proceed)

@@ -60,7 +60,7 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
 //	                 JSON: engine.GCResult (checkpoint_version,
 //	                 pages_rewritten, pre_images_rewritten,
 //	                 deleted_objects, deleted_bytes,
-//	                 kept_young, pending_segments, pending_bytes,
+//	                 kept_young, pending_objects, pending_bytes,
 //	                 remote_objects, remote_bytes,
 //	                 oldest_version, oldest_time, ...). It takes no value:
 //	                 a dry run is cambium gc --dry-run.

@@ -104,9 +104,9 @@ func runGC(ctx context.Context, g *globals, name string, opts engine.GCOptions) 
 			fmt.Fprintf(w, "; kept %s younger than %s (--min-age)", plural(r.KeptYoung, "unneeded object", "unneeded objects"), res.MinAge)
 		}
 		fmt.Fprintln(w)
-		if r.PendingSegments > 0 {
+		if r.PendingObjects > 0 {
 			fmt.Fprintf(w, "  %s no kept version reads (%s), to be deleted by a collection at least %s from now\n",
-				plural(r.PendingSegments, "segment", "segments"), size(r.PendingBytes), res.MinAge)
+				plural(r.PendingObjects, "object", "objects"), size(r.PendingBytes), res.MinAge)
 		}
 		if r.Compacted {
 			fmt.Fprintf(w, "  %scompacted version %d: %s rewritten\n", would, r.NewestVersion, plural(r.PagesRewritten, "page", "pages"))

@@ -71,29 +71,32 @@
 // the commits after a young one, nor the segments that a commit or
 // checkpoint kept for its age names.
 //
-// A segment is deleted only by a collection that finds it unnamed when an
-// earlier one, which listed the remote at least the minimum age before,
-// found it unnamed too. A collector that finds segments unnamed writes
-// their IDs in a garbage list (create-if-absent, under the time its
-// listing began and a random ID); a later collection deletes those of a
-// list older than the minimum age that it too finds unnamed, then the
-// list. Another collector, which listed earlier, may be writing a
-// checkpoint that names such a segment (a base checkpoint points into
-// older segments): that checkpoint is written within the minimum age of
-// its listing (a collector whose listing is older than half the minimum
-// age lists again before writing a checkpoint naming segments it did not
-// write), so it is in the later collection's listing, and the segment
-// stays. Garbage list encoding, big-endian:
+// A segment, or a checkpoint newer than B, is deleted only by a
+// collection that finds it unneeded when an earlier one, which listed the
+// remote at least the minimum age before, found it unneeded too. A
+// collector writes what it finds unneeded in a garbage list
+// (create-if-absent, under the time its listing began and a random ID); a
+// later collection deletes what a list older than the minimum age names
+// and it too finds unneeded, then the list. Another collector, which
+// listed earlier, may be writing a checkpoint that names such a segment
+// (a base checkpoint points into older segments), or may have made such
+// a checkpoint the base of its shorter window: it writes within the
+// minimum age of its listing (a collector whose listing is older than
+// half the minimum age lists again before writing a checkpoint naming
+// segments it did not write), so the later collection sees what it did.
+// Garbage list encoding, big-endian:
 //
 //	offset  size  field
 //	0       4     magic "CMBG"
 //	4       1     format: 1
-//	5       ...   count (uvarint, minimal), then count segment IDs of
-//	              16 bytes each, in ascending byte order, no repeats
+//	5       ...   count (uvarint, minimal), then per object, in ascending
+//	              byte order, no repeats: uvarint length (1..1024), its
+//	              key after the volume's prefix ("s/<segment ID>",
+//	              "k/<version>")
 //	end-4   4     CRC-32C of every byte before it
 //
-// A damaged list is deleted with the settled ones; the segments it named
-// are listed again.
+// A damaged list is deleted with the settled ones; what it named is
+// listed again.
 //
 // A reader whose version is older than the oldest remaining commit's
 // parent reads the newest checkpoint and the commits after it instead,

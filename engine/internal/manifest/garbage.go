@@ -14,26 +14,29 @@ var garbageMagic = []byte("CMBG")
 // garbageFormat is the one format of garbage lists.
 const garbageFormat = 1
 
-// EncodeGarbage returns the encoding of a garbage list naming segments
-// ids (in ascending order, without repeats, whatever their order here).
-func EncodeGarbage(ids []SegmentID) []byte {
-	ids = slices.Clone(ids)
-	slices.SortFunc(ids, func(a, b SegmentID) int { return bytes.Compare(a[:], b[:]) })
-	ids = slices.Compact(ids)
-	b := make([]byte, 0, len(garbageMagic)+1+binary.MaxVarintLen64+len(ids)*segmentIDLen+4)
-	b = append(b, garbageMagic...)
+// EncodeGarbage returns the encoding of a garbage list naming objects
+// by their keys after the volume's prefix (such as "s/<segment ID>" or
+// "k/<version>"), in ascending order without repeats whatever their
+// order here. Keys must not be empty.
+func EncodeGarbage(rests []string) []byte {
+	rests = slices.Clone(rests)
+	slices.Sort(rests)
+	rests = slices.Compact(rests)
+	b := append([]byte{}, garbageMagic...)
 	b = append(b, garbageFormat)
-	b = binary.AppendUvarint(b, uint64(len(ids)))
-	for _, id := range ids {
-		b = append(b, id[:]...)
+	b = binary.AppendUvarint(b, uint64(len(rests)))
+	for _, r := range rests {
+		b = binary.AppendUvarint(b, uint64(len(r)))
+		b = append(b, r...)
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// DecodeGarbage decodes a garbage list: the segment IDs it names, in
-// ascending order. Bytes that are not a valid list are ErrCorrupt.
-func DecodeGarbage(b []byte) ([]SegmentID, error) {
-	bad := func(format string, args ...any) ([]SegmentID, error) {
+// DecodeGarbage decodes a garbage list: the keys it names after the
+// volume's prefix, in ascending order. Bytes that are not a valid list
+// are ErrCorrupt.
+func DecodeGarbage(b []byte) ([]string, error) {
+	bad := func(format string, args ...any) ([]string, error) {
 		return nil, fmt.Errorf("%w: garbage list: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
 	head := len(garbageMagic) + 1
@@ -50,20 +53,38 @@ func DecodeGarbage(b []byte) ([]SegmentID, error) {
 	if got, want := binary.BigEndian.Uint32(b[n:]), crc32.Checksum(b[:n], castagnoli); got != want {
 		return bad("checksum %08x, want %08x", got, want)
 	}
-	count, k := binary.Uvarint(b[head:n])
-	if k <= 0 || k != len(binary.AppendUvarint(nil, count)) {
+	body := b[head:n]
+	uvarint := func() (uint64, bool) {
+		v, k := binary.Uvarint(body)
+		if k <= 0 || k != len(binary.AppendUvarint(nil, v)) {
+			return 0, false
+		}
+		body = body[k:]
+		return v, true
+	}
+	count, ok := uvarint()
+	if !ok || count > uint64(len(body)/2) {
 		return bad("bad count")
 	}
-	body := b[head+k : n]
-	if count != uint64(len(body)/segmentIDLen) || len(body)%segmentIDLen != 0 {
-		return bad("%d IDs in %d bytes", count, len(body))
-	}
-	ids := make([]SegmentID, count)
-	for i := range ids {
-		copy(ids[i][:], body[i*segmentIDLen:])
-		if i > 0 && bytes.Compare(ids[i-1][:], ids[i][:]) >= 0 {
-			return bad("IDs out of order at %d", i)
+	rests := make([]string, 0, count)
+	for i := range count {
+		l, ok := uvarint()
+		if !ok || l == 0 || l > maxGarbageKeyLen || l > uint64(len(body)) {
+			return bad("bad length of key %d", i)
 		}
+		r := string(body[:l])
+		body = body[l:]
+		if len(rests) > 0 && rests[len(rests)-1] >= r {
+			return bad("keys out of order at %d", i)
+		}
+		rests = append(rests, r)
 	}
-	return ids, nil
+	if len(body) != 0 {
+		return bad("%d bytes after the keys", len(body))
+	}
+	return rests, nil
 }
+
+// maxGarbageKeyLen bounds a key in a garbage list (S3's limit on a whole
+// key).
+const maxGarbageKeyLen = 1024

@@ -6,17 +6,17 @@ import (
 	"testing"
 )
 
-// TestGarbage: a garbage list decodes to the IDs encoded, sorted and
+// TestGarbage: a garbage list decodes to the keys encoded, sorted and
 // without repeats; any damage is ErrCorrupt.
 func TestGarbage(t *testing.T) {
-	a, b := SegmentID{1}, SegmentID{2}
-	raw := EncodeGarbage([]SegmentID{b, a, b})
-	ids, err := DecodeGarbage(raw)
-	if err != nil || !slices.Equal(ids, []SegmentID{a, b}) {
-		t.Fatalf("decoded %x, %v; want %x", ids, err, []SegmentID{a, b})
+	a, b := "k/0000000000000007", "s/"+testID.String()
+	raw := EncodeGarbage([]string{b, a, b})
+	keys, err := DecodeGarbage(raw)
+	if err != nil || !slices.Equal(keys, []string{a, b}) {
+		t.Fatalf("decoded %q, %v; want %q", keys, err, []string{a, b})
 	}
-	if ids, err := DecodeGarbage(EncodeGarbage(nil)); err != nil || len(ids) != 0 {
-		t.Fatalf("empty list: %x, %v", ids, err)
+	if keys, err := DecodeGarbage(EncodeGarbage(nil)); err != nil || len(keys) != 0 {
+		t.Fatalf("empty list: %q, %v", keys, err)
 	}
 	for i := range raw {
 		bad := slices.Clone(raw)
@@ -34,18 +34,18 @@ func TestGarbage(t *testing.T) {
 // encodes back to the same bytes.
 func FuzzDecodeGarbage(f *testing.F) {
 	f.Add(EncodeGarbage(nil))
-	f.Add(EncodeGarbage([]SegmentID{{1}, {2}, {0xff}}))
+	f.Add(EncodeGarbage([]string{"k/0000000000000001", "s/" + testID.String()}))
 	f.Add([]byte("CMBG\x01"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		ids, err := DecodeGarbage(raw)
+		keys, err := DecodeGarbage(raw)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
 			return
 		}
-		if again := EncodeGarbage(ids); string(again) != string(raw) {
-			t.Fatalf("%x decodes to %x, which encodes as %x", raw, ids, again)
+		if again := EncodeGarbage(keys); string(again) != string(raw) {
+			t.Fatalf("%x decodes to %q, which encodes as %x", raw, keys, again)
 		}
 	})
 }
