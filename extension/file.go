@@ -584,15 +584,27 @@ func (f *File) commit() error {
 // 1 meaning 65536.
 const headerPageSize = 16
 
-// declaredPageSize returns the page size page 1 of txn declares.
+// sqliteMagic begins the header of every SQLite database.
+const sqliteMagic = "SQLite format 3\x00"
+
+// declaredPageSize returns the page size page 1 of txn declares: the
+// volume's own when page 1 is not a SQLite header or declares no page
+// size SQLite can use (a file written by something other than SQLite's
+// pager is left as it is).
 func (f *File) declaredPageSize(txn *engine.Txn) (int, error) {
 	var err error
 	if f.buf, err = txn.ReadPage(1, f.buf[:0]); err != nil {
 		return 0, err
 	}
+	if len(f.buf) < 100 || string(f.buf[:len(sqliteMagic)]) != sqliteMagic {
+		return txn.PageSize(), nil
+	}
 	n := int(binary.BigEndian.Uint16(f.buf[headerPageSize:]))
 	if n == 1 {
 		n = 65536
+	}
+	if n < 512 || n > 65536 || n&(n-1) != 0 {
+		return txn.PageSize(), nil
 	}
 	return n, nil
 }
