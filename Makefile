@@ -59,7 +59,7 @@ fuzz:
 ## micro-benchmarks. BENCHFLAGS adds flags, e.g.
 ## BENCHFLAGS='--only coldopen --coldopen-size 256MiB'.
 BENCHFLAGS ?=
-bench: build deps
+bench: build deps extension
 	$(BUILD)/cambium bench --json $(BUILD)/bench.json --svg $(BUILD)/bench $(BENCHFLAGS)
 	$(GO) test ./engine ./segment -run '^$$' -bench . -benchtime 2s
 
