@@ -260,13 +260,19 @@ func (h shellHost) prelude(s loadableSide) string {
 func (h shellHost) run(ctx context.Context, script *bytes.Buffer) (time.Duration, error) {
 	cmd := exec.CommandContext(ctx, h.cfg.SQLite, "-batch")
 	cmd.Stdin = script
+	return timeProcess(cmd, "sqlite3")
+}
+
+// timeProcess runs cmd and returns how long it took, failing if it failed
+// or wrote anything to standard error.
+func timeProcess(cmd *exec.Cmd, name string) (time.Duration, error) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
 	err := cmd.Run()
 	d := time.Since(start)
 	if err != nil || stderr.Len() > 0 {
-		return d, fmt.Errorf("sqlite3: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return d, fmt.Errorf("%s: %v: %s", name, err, strings.TrimSpace(stderr.String()))
 	}
 	return d, nil
 }
@@ -356,15 +362,7 @@ func (h pythonHost) run(ctx context.Context, s loadableSide, stdin string, args 
 	lib, uri := h.uri(s)
 	cmd := exec.CommandContext(ctx, h.cfg.Python, append([]string{"-c", pythonProgram, lib, uri}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil || stderr.Len() > 0 {
-		return d, fmt.Errorf("python3: %v: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	return d, nil
+	return timeProcess(cmd, "python3")
 }
 
 func (h pythonHost) exec(ctx context.Context, s loadableSide, script string) error {
