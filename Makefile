@@ -59,7 +59,7 @@ fuzz:
 ## micro-benchmarks. BENCHFLAGS adds flags, e.g.
 ## BENCHFLAGS='--only coldopen --coldopen-size 256MiB'.
 BENCHFLAGS ?=
-bench: build deps
+bench: build deps extension
 	$(BUILD)/cambium bench --json $(BUILD)/bench.json --svg $(BUILD)/bench $(BENCHFLAGS)
 	$(GO) test ./engine ./segment -run '^$$' -bench . -benchtime 2s
 
@@ -70,9 +70,13 @@ demo: build
 
 ## extension: build/libcambium.so, the loadable SQLite extension (c-shared Go + C shim),
 ## exporting only its entry points.
+# Relative relocations packed (DT_RELR, -z pack-relative-relocs) where the linker and the C
+# library have them (binutils 2.38, glibc 2.36): loading the library then relocates it in a
+# fraction of the time, and takes about 12% fewer page faults (issue 16).
+RELR := $(shell t=$$(mktemp) && printf 'int main(void){return 0;}' | $${CC:-cc} -x c - -o $$t -Wl,-z,pack-relative-relocs 2>/dev/null && $$t && echo '-extldflags=-Wl,-z,pack-relative-relocs'; rm -f $$t)
 extension:
 	@mkdir -p $(BUILD)
-	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -o $(BUILD)/libcambium.so ./extension/loadable
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -ldflags='$(RELR)' -o $(BUILD)/libcambium.so ./extension/loadable
 	@rm -f $(BUILD)/libcambium.h
 	@if command -v nm >/dev/null; then \
 		syms=$$(nm -D --defined-only $(BUILD)/libcambium.so | awk '{print $$3}' | sort | xargs); \

@@ -54,6 +54,11 @@ type Comparison struct {
 	Metric   string  `json:"metric"` // "per_sec", "bytes" or "requests"
 	Figures  Figures `json:"figures"`
 	Ratio    float64 `json:"ratio"`
+	// RatioMin and RatioMax are the spread of the ratio over a workload's
+	// rounds, for workloads that pair Cambium's rounds with the
+	// baseline's (both 0 otherwise).
+	RatioMin float64 `json:"ratio_min,omitempty"`
+	RatioMax float64 `json:"ratio_max,omitempty"`
 	Target   float64 `json:"target"` // the ratio DESIGN.md asks for; 0: none
 }
 
@@ -94,7 +99,7 @@ func Table(results ...Result) string {
 					r.Cambium.transfer(), c.Baseline, c.Figures.transfer(), fewerRatio(c.Ratio), c.Metric, targetText(c.Target))
 				continue
 			}
-			fmt.Fprintf(w, "%s\t%.0f/s\t%s\t%.0f/s\t%.2fx\t%s\n", r.Workload, r.Cambium.PerSec, c.Baseline, c.Figures.PerSec, c.Ratio, targetText(c.Target))
+			fmt.Fprintf(w, "%s\t%.0f/s\t%s\t%.0f/s\t%.2fx%s\t%s\n", r.Workload, r.Cambium.PerSec, c.Baseline, c.Figures.PerSec, c.Ratio, c.spread(), targetText(c.Target))
 		}
 	}
 	w.Flush()
@@ -104,6 +109,14 @@ func Table(results ...Result) string {
 		}
 	}
 	return b.String()
+}
+
+// spread is " (min..max)" of a ratio measured in rounds, or "".
+func (c Comparison) spread() string {
+	if c.RatioMin == 0 && c.RatioMax == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%.2f..%.2f)", c.RatioMin, c.RatioMax)
 }
 
 // summary is the figure that matters of a result without a baseline.

@@ -24,6 +24,7 @@ type benchOptions struct {
 	coldOpenSize int64                 // bytes of coldopen's large database
 	tenants      int
 	noLitestream bool
+	extension    string // libcambium.so for the loadable workload
 }
 
 // replication is where the replication workloads replicate.
@@ -98,6 +99,15 @@ var workloads = []workload{
 		}
 		return bench.RunLifecycle(ctx, cfg)
 	}},
+	{"loadable", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
+		// Issue 16: libcambium.so in the stock sqlite3 shell and Debian's
+		// python3.
+		cfg := bench.LoadableConfig{Dir: dir, Lib: o.extension}
+		if o.quick {
+			cfg.Transactions, cfg.Rows, cfg.Reads, cfg.Opens, cfg.Rounds = 300, 5000, 5000, 2, 3
+		}
+		return bench.RunLoadable(ctx, cfg)
+	}},
 	{"tenants", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
 		return bench.RunTenants(ctx, bench.TenantsConfig{Dir: dir, Volumes: o.tenants, Remote: o.replication()})
 	}},
@@ -140,6 +150,13 @@ Workloads:
                after; baselines: a fresh copy of the newest version pushed
                once, and Litestream v0.5.18 replicating the same writes
                (default settings, then snapshots and retention every second)
+  loadable     libcambium.so (--extension) in the stock sqlite3 shell and in
+               Debian's /usr/bin/python3, each process timed whole: 3,000
+               one-row autocommit INSERTs at synchronous=NORMAL and FULL,
+               200,000 indexed point SELECTs, and 10 processes each running
+               one statement on an existing volume; baselines: the same
+               program on a plain file (WAL+NORMAL, rollback journal+FULL);
+               median of 5 rounds with the spread of the per-round ratio
   tenants      many databases in one process and one remote (W7): create and
                write, push, open and query each; time per database and the
                memory each keeps; baseline: plain files
@@ -157,6 +174,7 @@ The replication workloads use an object store in a scratch directory, or
 			fs.IntVar(&tenants, "tenants", 0, "`N` databases for tenants (default 10000, 200 with --quick)")
 			fs.StringVar(&latency, "latency", "", "emulated object-store first-byte `DURATION` (default 20ms, 1ms with --quick; 0 turns emulation off)")
 			fs.StringVar(&bandwidth, "bandwidth", "", "emulated per-request `BYTES/s`, e.g. 100MB (default 100MB, 1GB with --quick)")
+			fs.StringVar(&o.extension, "extension", "build/libcambium.so", "the loadable extension `FILE` for the loadable workload (make extension)")
 			fs.BoolVar(&o.noLitestream, "no-litestream", false, "leave out the Litestream baseline")
 		},
 		run: func(ctx context.Context, _ []string) error {

@@ -49,8 +49,8 @@ func TestBench(t *testing.T) {
 	for _, res := range report.Results {
 		family, _, _ := strings.Cut(res.Workload, "/")
 		families[family] = true
-		if res.Cambium.Ops == 0 {
-			t.Errorf("%s: no Cambium figures", res.Workload)
+		if res.Cambium.Ops == 0 && len(res.Notes) == 0 {
+			t.Errorf("%s: no Cambium figures, and no note saying why", res.Workload)
 		}
 		if len(res.Comparisons) == 0 && len(res.Notes) == 0 {
 			t.Errorf("%s: neither a baseline nor a note saying why not", res.Workload)

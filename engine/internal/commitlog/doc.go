@@ -43,10 +43,14 @@
 // or belong to a transaction that never committed. A batch too large for
 // the log is applied and then flushed.
 //
-// The file is written with zeros in full (its first chunk before Open
-// returns, the rest by a goroutine soon after) so that no store through
-// the mapping needs a block the file system might not have. A write that
-// would end past what is written waits for that goroutine; if the file
+// The file is written with zeros (its first chunk before Open returns,
+// the rest by a goroutine, a few chunks ahead of the log's end) so that no
+// store through the mapping needs a block the file system might not have;
+// a process that commits little writes little of it, and the next Open
+// goes on from the file's end. The same goroutine maps those chunks for
+// writing (MADV_POPULATE_WRITE) before the log's end reaches them, so that
+// a commit's copy does not take the mapping's first-write faults itself. A write that would end past what is written
+// waits for that goroutine; if the file
 // cannot grow (a full disk), the log is as long as the file and starts
 // over more often.
 //

@@ -38,7 +38,8 @@ type Options struct {
 	Size int
 	// FillChunk is how much of a new log file is written with zeros before
 	// Open returns, and how much the filler writes at a time after
-	// (default 1 MiB).
+	// (default 1 MiB). The filler keeps fillLead chunks ahead of the
+	// log's end, no further: a process that writes little writes little.
 	FillChunk int
 	// FillHook, if set, runs before the filler writes each chunk, and an
 	// error it returns stops the filler as a failed write would. (For
@@ -115,11 +116,17 @@ type Log struct {
 		// short, if it did.
 		filled  int
 		fillErr error
+		// need is the end of the entry a write waits for the filler to
+		// reach, 0 if none waits: the filler goes at least that far.
+		need int
 	}
 	// extended is signalled (with mu) when the filler has written more of
 	// the file, or stopped.
 	extended sync.Cond
 	fillStop chan struct{} // closed to stop the filler
+	// fillKick wakes a filler that is far enough ahead of the log's end
+	// (see fill) when writes catch up with it.
+	fillKick chan struct{}
 	fillDone chan struct{} // closed when the filler has returned; nil if none ran
 }
 
@@ -136,7 +143,7 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open commit log: %w", err)
 	}
-	l := &Log{opts: opts, path: path, f: f, fillStop: make(chan struct{})}
+	l := &Log{opts: opts, path: path, f: f, fillStop: make(chan struct{}), fillKick: make(chan struct{}, 1)}
 	l.extended.L = &l.mu
 	fail := func(err error) (*Log, error) {
 		if l.mapped {
@@ -195,7 +202,7 @@ func Open(opts Options) (*Log, error) {
 			return fail(err)
 		}
 	}
-	if l.mu.filled < len(l.m) {
+	if l.mapped {
 		l.fillDone = make(chan struct{})
 		go l.fill()
 	}
@@ -225,31 +232,81 @@ func fillFile(f *os.File, size int64) (int64, error) {
 	return size, nil
 }
 
-// fill writes the rest of a new log file with zeros, a chunk at a time,
-// past its end: writing 64 MiB takes long enough (some 70 to 150 ms here)
-// that Open should not wait for it, and commits rarely catch up with it.
-// Only the filler writes past the end of the file, and entries are only
-// written below it, so the two never touch the same bytes.
+// fillLead is how many chunks the filler keeps written, and mapped for
+// writing, ahead of the log's end.
+const fillLead = 8
+
+// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14): fault pages of a
+// mapping in, writable, without writing them.
+const madvPopulateWrite = 23
+
+// fill keeps fillLead chunks past the log's end ready for its entries,
+// a chunk at a time, so that appending is a memory copy that does not
+// wait and does not fault:
+//
+//   - written: a new log file is written with zeros past its end. Writing
+//     64 MiB takes long enough (some 70 to 150 ms here) that Open should
+//     not wait for it, and a process that commits a few megabytes should
+//     not pay for the rest (the next Open goes on where this one stopped).
+//     Only the filler writes past the end of the file, and entries are
+//     only written below it, so the two never touch the same bytes.
+//   - mapped for writing (madvPopulateWrite): the first store to each page
+//     of a fresh mapping of the file faults, one 4 KiB page at a time,
+//     and the commit that makes it pays; the filler takes those faults in
+//     advance, on its own thread.
+//
+// It runs while the log is open and mapped, waiting for writes to come
+// closer (fillKick) when it is far enough ahead.
 func (l *Log) fill() {
 	defer close(l.fillDone)
-	zeros := make([]byte, l.opts.FillChunk)
+	chunk := l.opts.FillChunk
+	zeros := make([]byte, chunk)
+	stopped := func() {
+		// A write waiting for the rest of the file would wait for
+		// ever: the log is closing.
+		l.mu.Lock()
+		l.mu.fillErr = ErrClosed
+		l.extended.Broadcast()
+		l.mu.Unlock()
+	}
+	page := os.Getpagesize()
+	populate, populated := l.mapped, -1 // the next byte to map for writing
 	for {
 		l.mu.Lock()
-		from := l.mu.filled
+		from, off := l.mu.filled, l.mu.off
+		want := min(max(off+fillLead*chunk, l.mu.need), len(l.m))
 		l.mu.Unlock()
-		if from >= len(l.m) {
-			return
+		if populated < off || populated > want {
+			// Started, or the log started over, or its end overtook
+			// the filler: map from the end.
+			populated = off / page * page
+		}
+		toPopulate := populate && populated < min(from, want)
+		if from >= want && !toPopulate {
+			// Far enough ahead: wait for writes to catch up.
+			select {
+			case <-l.fillStop:
+				stopped()
+				return
+			case <-l.fillKick:
+			}
+			continue
 		}
 		select {
 		case <-l.fillStop:
-			// A write waiting for the rest of the file would wait
-			// for ever: the log is closing.
-			l.mu.Lock()
-			l.mu.fillErr = ErrClosed
-			l.extended.Broadcast()
-			l.mu.Unlock()
+			stopped()
 			return
 		default:
+		}
+		if toPopulate {
+			end := min(populated+chunk, from, want)
+			if err := l.populate(populated, end); errors.Is(err, syscall.EINVAL) {
+				populate = false // a kernel before 5.14
+			}
+			populated = end
+		}
+		if from >= want {
+			continue
 		}
 		n := min(len(zeros), len(l.m)-from)
 		var err error
@@ -272,6 +329,12 @@ func (l *Log) fill() {
 			return
 		}
 	}
+}
+
+// populate maps l.m[from:to] for writing. It is only an optimisation: an
+// error leaves the pages to fault when written, as without it.
+func (l *Log) populate(from, to int) error {
+	return syscall.Madvise(l.m[from:to], madvPopulateWrite)
 }
 
 // replay applies the entries Pebble lacks and returns the newest epoch
@@ -438,8 +501,11 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 		if l.waiting != nil {
 			l.waiting()
 		}
+		l.mu.need = max(l.mu.need, l.mu.off+size)
+		l.kickFillerLocked()
 		l.extended.Wait()
 	}
+	l.mu.need = 0
 	seq := l.mu.seq + 1
 	if err := b.Set(l.opts.PositionKey, encodePosition(position{epoch: l.mu.epoch, seq: seq}), nil); err != nil {
 		return err
@@ -454,6 +520,10 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 	}
 	l.mu.seq = seq
 	l.mu.off += n
+	if (l.mu.off-n)/l.opts.FillChunk != l.mu.off/l.opts.FillChunk {
+		// Into the next chunk: the filler keeps fillLead ahead.
+		l.kickFillerLocked()
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		// Logged but not applied: Pebble and the log disagree until the
 		// next Open replays the entry, so nothing more may be written.
@@ -469,6 +539,15 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 		}
 	}
 	return nil
+}
+
+// kickFillerLocked wakes the filler if it waits for the log's end to
+// come closer.
+func (l *Log) kickFillerLocked() {
+	select {
+	case l.fillKick <- struct{}{}:
+	default:
+	}
 }
 
 // WriteFlushed applies b and flushes Pebble's memtables, which puts b and

@@ -263,6 +263,37 @@ func TestLog_WriterAheadOfFiller(t *testing.T) {
 	reopenFilled(t, dir, opts, 1, commits, byte(commits%256))
 }
 
+// The filler writes a new log file only fillLead chunks ahead of the log's
+// end: a process that commits a little does not write the whole file; the
+// next one goes on from there as its commits need.
+func TestLog_FillsAheadOnly(t *testing.T) {
+	opts := Options{Size: 16 << 20, FillChunk: 64 << 10}
+	dir := t.TempDir()
+	ahead := int64(entriesStart + (fillLead+1)*opts.FillChunk)
+	for round, commits := range []int{10, 400} { // about 40 KB, then 1.6 MB more
+		s := openTestStore(t, dir, opts)
+		for i := 1; i <= commits; i++ {
+			if err := s.tryCommit(1, byte(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.log.mu.Lock()
+		end := int64(s.log.mu.off)
+		s.log.mu.Unlock()
+		if err := s.close(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() < end || fi.Size() > end+ahead {
+			t.Fatalf("round %d: the log file is %d bytes with entries up to %d; want at most %d chunks ahead", round, fi.Size(), end, fillLead+1)
+		}
+	}
+	reopenFilled(t, dir, opts, 1, 410, byte(400%256))
+}
+
 // Writers of several volumes at once, all ahead of a slow filler: each
 // write waits until the file reaches the end of its own entry, wherever the
 // others left the log's end while it waited.
@@ -389,7 +420,8 @@ func TestLog_FillerFails(t *testing.T) {
 
 // reopenFilled reopens dir with opts but a filler that works and checks
 // that volume vol is at version ver with page 1 written by commit page1,
-// and that the log file then grows to its full size.
+// and that the log file then grows to fillLead chunks past the log's end
+// (the end of the file, if nearer).
 func reopenFilled(t *testing.T, dir string, opts Options, vol, ver uint64, page1 byte) {
 	t.Helper()
 	opts.FillHook = nil
@@ -398,9 +430,20 @@ func reopenFilled(t *testing.T, dir string, opts Options, vol, ver uint64, page1
 	if head, _ := s.head(vol); head != ver || s.page(vol, 1) != page1 {
 		t.Fatalf("version %d, page 1 of commit %d after reopening; want %d and %d", head, s.page(vol, 1), ver, page1)
 	}
-	waitClosed(t, s.log.fillDone)
-	if fi, err := os.Stat(filepath.Join(dir, FileName)); err != nil || fi.Size() != int64(opts.Size) {
-		t.Fatalf("log file after reopening: %v, %v; want %d bytes", fi, err, opts.Size)
+	waitFilled(t, s.log, min(opts.Size, entriesStart+fillLead*opts.FillChunk))
+}
+
+// waitFilled waits for the log's file to be at least size bytes long.
+func waitFilled(t *testing.T, l *Log, size int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		fi, err := os.Stat(l.path)
+		if err == nil && fi.Size() >= int64(size) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log file: %v, %v; want at least %d bytes", fi, err, size)
+		}
 	}
 }
 
