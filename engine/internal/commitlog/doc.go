@@ -44,15 +44,16 @@
 // the log is applied and then flushed.
 //
 // The file is written with zeros (its first chunk before Open returns,
-// the rest by a goroutine, a few chunks ahead of the log's end) so that no
-// store through the mapping needs a block the file system might not have;
-// a process that commits little writes little of it, and the next Open
-// goes on from the file's end. The same goroutine maps those chunks for
-// writing (MADV_POPULATE_WRITE) before the log's end reaches them, so that
-// a commit's copy does not take the mapping's first-write faults itself. A write that would end past what is written
-// waits for that goroutine; if the file
-// cannot grow (a full disk), the log is as long as the file and starts
-// over more often.
+// the rest by a goroutine, from the first write on, a few chunks ahead of
+// the log's end) so that no store through the mapping needs a block the
+// file system might not have; a process that commits little writes little
+// of it, one that only reads writes none, and the next Open goes on from
+// the file's end. The same goroutine maps those chunks for writing
+// (MADV_POPULATE_WRITE) before the log's end reaches them, so that a
+// commit's copy does not take the mapping's first-write faults itself. A
+// write that would end past what is written waits for that goroutine; if
+// the file cannot grow (a full disk), the log is as long as the file and
+// starts over more often.
 //
 // Where the file cannot be mapped, the log is kept in memory and each
 // entry is also written to the file with pwrite(2): slower, as safe.

@@ -119,6 +119,9 @@ type Log struct {
 		// need is the end of the entry a write waits for the filler to
 		// reach, 0 if none waits: the filler goes at least that far.
 		need int
+		// wrote is set by the first Write, which wakes the filler: a
+		// process that only reads leaves the file as it found it.
+		wrote bool
 	}
 	// extended is signalled (with mu) when the filler has written more of
 	// the file, or stopped.
@@ -255,8 +258,9 @@ const madvPopulateWrite = 23
 //     and the commit that makes it pays; the filler takes those faults in
 //     advance, on its own thread.
 //
-// It runs while the log is open and mapped, waiting for writes to come
-// closer (fillKick) when it is far enough ahead.
+// It runs while the log is open and mapped, from its first write (a
+// process that only reads writes nothing and maps nothing ahead), waiting
+// for writes to come closer (fillKick) when it is far enough ahead.
 func (l *Log) fill() {
 	defer close(l.fillDone)
 	chunk := l.opts.FillChunk
@@ -268,6 +272,15 @@ func (l *Log) fill() {
 		l.mu.fillErr = ErrClosed
 		l.extended.Broadcast()
 		l.mu.Unlock()
+	}
+	// Nothing until the first write: opening a data directory to read
+	// should cost no writing and no faults ahead of a log end that does
+	// not move.
+	select {
+	case <-l.fillStop:
+		stopped()
+		return
+	case <-l.fillKick:
 	}
 	page := os.Getpagesize()
 	populate, populated := l.mapped, -1 // the next byte to map for writing
@@ -464,6 +477,10 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.mu.wrote {
+		l.mu.wrote = true
+		l.kickFillerLocked()
+	}
 	for {
 		if l.mu.err != nil {
 			return l.mu.err

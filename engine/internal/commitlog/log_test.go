@@ -420,8 +420,9 @@ func TestLog_FillerFails(t *testing.T) {
 
 // reopenFilled reopens dir with opts but a filler that works and checks
 // that volume vol is at version ver with page 1 written by commit page1,
-// and that the log file then grows to fillLead chunks past the log's end
-// (the end of the file, if nearer).
+// and that the log file, written again (another volume's commit), then
+// grows to fillLead chunks past the log's end (the end of the file, if
+// nearer).
 func reopenFilled(t *testing.T, dir string, opts Options, vol, ver uint64, page1 byte) {
 	t.Helper()
 	opts.FillHook = nil
@@ -429,6 +430,9 @@ func reopenFilled(t *testing.T, dir string, opts Options, vol, ver uint64, page1
 	defer s.close()
 	if head, _ := s.head(vol); head != ver || s.page(vol, 1) != page1 {
 		t.Fatalf("version %d, page 1 of commit %d after reopening; want %d and %d", head, s.page(vol, 1), ver, page1)
+	}
+	if err := s.tryCommit(vol+1, 1); err != nil {
+		t.Fatal(err)
 	}
 	waitFilled(t, s.log, min(opts.Size, entriesStart+fillLead*opts.FillChunk))
 }
@@ -470,5 +474,34 @@ func TestOpen_ErrOptions(t *testing.T) {
 		if _, err := Open(opts); !errors.Is(err, ErrOptions) {
 			t.Fatalf("open with %+v: %v", opts, err)
 		}
+	}
+}
+
+// A process that opens the log and never writes it (a reader) writes
+// nothing ahead and maps nothing for writing: the filler waits for the
+// first write.
+func TestLog_ReaderFillsNothing(t *testing.T) {
+	var fills atomic.Int32
+	opts := Options{Size: 16 << 20, FillChunk: 64 << 10, FillHook: func() error { fills.Add(1); return nil }}
+	dir := t.TempDir()
+	s := openTestStore(t, dir, opts)
+	// Give a filler that would not wait time to show itself.
+	for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline) && fills.Load() == 0; {
+		time.Sleep(time.Millisecond)
+	}
+	if n := fills.Load(); n != 0 {
+		t.Fatalf("the filler wrote %d chunks ahead before any write", n)
+	}
+	if err := s.tryCommit(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); fills.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the filler wrote nothing ahead after the first write")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
 	}
 }
