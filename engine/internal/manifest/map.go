@@ -67,7 +67,7 @@ const (
 	// read the format, rather than that the map has stray bytes.
 	mapFormatIndexed     = 3
 	mapFormatIndexedZstd = 4
-	mapFixed      = 58
+	mapFixed             = 58
 	// compressMapsFrom is the body size from which maps are compressed;
 	// maxMapBody bounds a decompressed body (a map of 2^32 one-page
 	// frames would be about 24 GiB; no volume has that many changed
