@@ -86,6 +86,7 @@ type GCResult struct {
 	// PreImagesRewritten counts the base's images of later-changed pages
 	// written densely (see densePreImages); BytesRewritten counts both.
 	PreImagesRewritten int   `json:"pre_images_rewritten"`
+	PreImageBytes      int64 `json:"pre_image_bytes"`
 	BytesRewritten     int64 `json:"bytes_rewritten"`
 	DeletedObjects     int   `json:"deleted_objects"`
 	DeletedBytes       int64 `json:"deleted_bytes"`
@@ -656,6 +657,7 @@ func (c *collector) densePreImages(ctx context.Context, m *manifest.Map, baseIdx
 	}
 	for _, ref := range refs {
 		c.res.BytesRewritten += ref.Size
+		c.res.PreImageBytes += ref.Size
 		c.written[manifest.SegmentKey(c.v.name, ref.ID)] = ref.Size
 	}
 	c.opts.Progress(GCProgress{Phase: "pre-images", Done: c.res.PreImagesRewritten, Total: c.res.PreImagesRewritten})
