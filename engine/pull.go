@@ -108,9 +108,11 @@ type PullResult struct {
 // Pull fast-forwards the volume to the remote's newest version. It reads
 // metadata only: one LIST of the commits after the volume's version, then
 // the rollups (or commits) that cover them, about 2*log2(k) small objects
-// for k commits, read concurrently. It records, for every changed page,
-// where its new image lives; page data moves only when a page is read (or
-// hydrated). Snapshots taken before keep their version.
+// for k commits, read concurrently; or, where the garbage collector has
+// replaced those rollups with a compacted checkpoint's catch-up index,
+// that checkpoint and the commits after it. It records, for every changed
+// page, where its new image lives; page data moves only when a page is
+// read (or hydrated). Snapshots taken before keep their version.
 //
 // A volume with local commits not yet pushed cannot pull (ErrAhead), nor
 // can a diverged one (ErrDiverged); a volume that does not exist locally
