@@ -86,6 +86,7 @@ type GCResult struct {
 	// PreImagesRewritten counts the base's images of later-changed pages
 	// written densely (see densePreImages); BytesRewritten counts both.
 	PreImagesRewritten int   `json:"pre_images_rewritten"`
+	PreImageBytes      int64 `json:"pre_image_bytes"`
 	BytesRewritten     int64 `json:"bytes_rewritten"`
 	DeletedObjects     int   `json:"deleted_objects"`
 	DeletedBytes       int64 `json:"deleted_bytes"`
@@ -203,6 +204,8 @@ type commitSummary struct {
 	seq      uint64
 	time     time.Time
 	segments []SegmentID
+	changed  *roaring.Bitmap // the commit's changeset
+	minCount uint32          // the smallest page count over its versions
 }
 
 func (c *collector) run(ctx context.Context) error {
@@ -243,7 +246,7 @@ func (c *collector) run(ctx context.Context) error {
 	// The newest version's checkpoint, compacted when that pays; then the
 	// base's, unless nothing before it is to be deleted.
 	wrote := map[Version]*manifest.Map{}
-	compacted, err := c.checkpointNewest(ctx, full, newest)
+	compacted, err := c.checkpointNewest(ctx, full, newest, baseIdx)
 	if err != nil {
 		return err
 	}
@@ -370,7 +373,7 @@ func (c *collector) readCommits(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s := commitSummary{version: Version(m.Version), seq: m.ToSeq, time: m.Time}
+		s := commitSummary{version: Version(m.Version), seq: m.ToSeq, time: m.Time, changed: m.Changeset, minCount: m.MinCount}
 		for _, ref := range m.Segments {
 			s.segments = append(s.segments, ref.ID)
 		}
@@ -468,7 +471,7 @@ func (c *collector) fullMapAt(ctx context.Context, start *manifest.Map, startIdx
 	if start != nil {
 		seq = start.ToSeq
 	}
-	m, err := c.v.readRange(ctx, c.r, seq, parents[0], parents)
+	m, err := c.v.readRange(ctx, c.r, seq, parents[0], parents, true)
 	if err != nil {
 		return nil, err
 	}
@@ -494,8 +497,9 @@ func (c *collector) baseIndex(startIdx int) int {
 
 // checkpointNewest compacts the newest version when the rule above says
 // it pays and this volume has that version, and returns the checkpoint
-// it wrote (nil if none).
-func (c *collector) checkpointNewest(ctx context.Context, full *manifest.Map, newest commitSummary) (*manifest.Map, error) {
+// it wrote (nil if none), with its catch-up index from the base (commit
+// baseIdx) on.
+func (c *collector) checkpointNewest(ctx context.Context, full *manifest.Map, newest commitSummary, baseIdx int) (*manifest.Map, error) {
 	var live, referenced int64
 	for _, ref := range full.Segments {
 		for _, f := range ref.Frames {
@@ -543,6 +547,7 @@ func (c *collector) checkpointNewest(ctx context.Context, full *manifest.Map, ne
 		Time:      newest.time,
 		Changeset: pages,
 		Segments:  refs,
+		CatchUp:   c.catchUpIndex(baseIdx, snap.PageCount()),
 	}
 	for _, ref := range refs {
 		c.res.BytesRewritten += ref.Size
@@ -566,13 +571,10 @@ func (c *collector) checkpointBase(ctx context.Context, start *manifest.Map, sta
 		// The pages the commits after the base left alone have the same
 		// image in the base and in the newest version (none when one of
 		// them changed the page size: it rewrote every page).
-		later, err := c.rangeAfter(ctx, baseIdx)
-		if err != nil {
-			return nil, err
-		}
+		changed, minCount := c.changedAfter(baseIdx)
 		unchanged := roaring.New()
-		unchanged.AddRange(1, uint64(min(m.PageCount, later.MinCount))+1)
-		unchanged.AndNot(later.Changeset)
+		unchanged.AddRange(1, uint64(min(m.PageCount, minCount))+1)
+		unchanged.AndNot(changed)
 		if m, err = manifest.Repoint(m, compacted, unchanged); err != nil {
 			return nil, err
 		}
@@ -655,6 +657,7 @@ func (c *collector) densePreImages(ctx context.Context, m *manifest.Map, baseIdx
 	}
 	for _, ref := range refs {
 		c.res.BytesRewritten += ref.Size
+		c.res.PreImageBytes += ref.Size
 		c.written[manifest.SegmentKey(c.v.name, ref.ID)] = ref.Size
 	}
 	c.opts.Progress(GCProgress{Phase: "pre-images", Done: c.res.PreImagesRewritten, Total: c.res.PreImagesRewritten})
@@ -662,15 +665,42 @@ func (c *collector) densePreImages(ctx context.Context, m *manifest.Map, baseIdx
 	return manifest.Repoint(m, dense, pages)
 }
 
-// rangeAfter returns the map of the commits after commit baseIdx, which
-// must not be the newest.
-func (c *collector) rangeAfter(ctx context.Context, baseIdx int) (*manifest.Map, error) {
-	base := c.commits[baseIdx].sum
-	parents := make([]Version, 0, len(c.commits)-baseIdx-1)
+// changedAfter returns what the commits after commit baseIdx changed,
+// and the smallest page count over their versions.
+func (c *collector) changedAfter(baseIdx int) (changed *roaring.Bitmap, minCount uint32) {
+	changed, minCount = roaring.New(), ^uint32(0)
 	for _, lc := range c.commits[baseIdx+1:] {
-		parents = append(parents, lc.parent)
+		changed.Or(lc.sum.changed)
+		minCount = min(minCount, lc.sum.minCount)
 	}
-	return c.v.readRange(ctx, c.r, base.seq, base.version, parents)
+	return changed, minCount
+}
+
+// catchUpIndex returns the catch-up index of a checkpoint of the newest
+// version, of count pages: the version at which each page the commits
+// after the base (commit baseIdx) changed last changed, for the pages the
+// newest version has. nil when the base is the newest version.
+func (c *collector) catchUpIndex(baseIdx int, count uint32) *manifest.CatchUpIndex {
+	if baseIdx >= len(c.commits)-1 {
+		return nil
+	}
+	last := map[uint32]Version{}
+	for _, lc := range c.commits[baseIdx+1:] {
+		for p := range roaring.Values(lc.sum.changed) {
+			last[p] = lc.sum.version
+		}
+	}
+	x := &manifest.CatchUpIndex{Since: uint64(c.commits[baseIdx].sum.version)}
+	for p := range last {
+		if p <= count {
+			x.Pages = append(x.Pages, p)
+		}
+	}
+	slices.Sort(x.Pages)
+	for _, p := range x.Pages {
+		x.Versions = append(x.Versions, uint64(last[p]))
+	}
+	return x
 }
 
 // putCheckpoint writes checkpoint m. A checkpoint may replace another of
@@ -777,6 +807,7 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 	}
 	var doomed []remote.ObjectInfo
 	var deferred []remote.ObjectInfo
+	var newestMap *manifest.Map
 	for ver, o := range c.checkpoints {
 		if ver != base.version && ver != newest {
 			switch {
@@ -806,14 +837,27 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 				return err // its segments are unknown: delete none
 			}
 		}
+		if ver == newest {
+			newestMap = m
+		}
 		for _, ref := range m.Segments {
 			live[ref.ID] = true
 		}
 	}
-	for _, m := range wrote {
+	for ver, m := range wrote {
+		if ver == newest {
+			newestMap = m
+		}
 		for _, ref := range m.Segments {
 			live[ref.ID] = true
 		}
+	}
+	// A reader at a version from the base on catches up to the newest
+	// checkpoint through its catch-up index, when it has one reaching back
+	// to the base: the rollups ending at or before it serve nobody then.
+	var caughtUpSeq uint64
+	if newestMap != nil && newestMap.CatchUp != nil && Version(newestMap.CatchUp.Since) <= base.version {
+		caughtUpSeq = newestMap.ToSeq
 	}
 	// The commits before the first young one (those after it stay too,
 	// never to leave a hole in the chain), and the segments of those that
@@ -829,12 +873,16 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		}
 		commits = append(commits, lc.info)
 	}
-	// A rollup that starts at the base or after it is kept, and so is its
-	// level segment: a replica catching up from a retained version reads
-	// it. One that starts before serves only readers of versions before
-	// the base, which catch up through the checkpoint instead: it goes,
-	// and a replica that read pages in its level segment finds them again
-	// through the kept maps (see collectedPage).
+	// A rollup that starts at the base or after it, and ends after the
+	// newest checkpoint (or any, when that has no catch-up index from the
+	// base), is kept, and so is its level segment: a replica catching up
+	// from a retained version reads it. Others go: one that starts before
+	// the base serves only readers of versions before it, which catch up
+	// through the checkpoint instead, and one that ends at or before an
+	// indexed checkpoint serves readers that catch up through the index. A
+	// replica that read pages in a level segment that goes finds them
+	// again through the kept maps (see collectedPage).
+	newestSeq := c.commits[len(c.commits)-1].sum.seq
 	listed := map[remote.ObjectInfo]bool{}
 	for _, o := range c.rollups {
 		listed[o] = true
@@ -846,9 +894,17 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 	}
 	for _, o := range c.rollups {
 		_, level, start, _ := manifest.ParseRollupKey(o.Key)
-		if level > manifest.MaxRollupLevel || start+1 < base.seq {
+		// The left half of a block the newest commit has not completed:
+		// a pusher keeps it in memory and merges it into the block's
+		// rollup when the block completes, naming its segments again.
+		pending := level < manifest.MaxRollupLevel && start%(1<<(level+1)) == 0 && start+1<<(level+1) > newestSeq
+		if level > manifest.MaxRollupLevel || start+1 < base.seq || (!pending && start+1<<level <= caughtUpSeq) {
 			doomed = append(doomed, o)
-			continue
+			if !c.young(o) {
+				continue
+			}
+			// Kept for its age: so are the segments it names, which a
+			// reader may read through it meanwhile.
 		}
 		ids, err := c.rollupSegments(ctx, o)
 		if errors.Is(err, remote.ErrNotFound) {

@@ -560,3 +560,89 @@ func TestGC_DensePreImages(t *testing.T) {
 		}
 	}
 }
+
+// TestGC_CatchUpIndex: a compacting collection with a window writes the
+// newest checkpoint's catch-up index and deletes the rollups (and their
+// level segments) that end at or before it; a replica at a retained
+// version then catches up through the index in a few requests, reading
+// exactly the writer's pages, also with commits pushed after the
+// checkpoint; a cold reader of a retained version reads the commits the
+// rollups merged.
+func TestGC_CatchUpIndex(t *testing.T) {
+	ctx := context.Background()
+	rem := newFileRemote(t)
+	early, mid := newReplica(t, rem), newReplica(t, rem)
+	w, wr, log := gcWriter(t, rem, 64, func(i int) {
+		switch i {
+		case 20:
+			mustPull(t, early)
+		case 40:
+			mustPull(t, mid)
+			if _, err := mid.Hydrate(context.Background()); err != nil { // images, rewarmed after the catch-up
+				t.Fatal(err)
+			}
+		}
+	})
+	baseAt := 10
+	res, err := w.GC(ctx, GCOptions{Retain: time.Hour, MinAge: -1, Now: log[baseAt].Time.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("gc: %+v", res)
+	if !res.Compacted || res.CheckpointVersion != log[len(log)-1].Version || res.OldestVersion != log[baseAt].Version {
+		t.Fatalf("gc: %+v; want the newest version compacted, the oldest %d", res, log[baseAt].Version)
+	}
+	r, err := w.replica()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := w.readCheckpoint(ctx, r.op(), res.CheckpointVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.CatchUp == nil || Version(k.CatchUp.Since) != log[baseAt].Version {
+		t.Fatalf("the compacted checkpoint's catch-up index: %+v; want one since version %d", k.CatchUp, log[baseAt].Version)
+	}
+	// 64 commits: every block ends at or before the checkpoint.
+	rollups, err := remote.ListAll(ctx, rem.store, manifest.VolumePrefix("doc")+"r/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rollups) != 0 {
+		t.Fatalf("%d rollups left, the first %s; want none", len(rollups), rollups[0].Key)
+	}
+
+	pr := mustPull(t, early)
+	t.Logf("pull from version %d: %+v", log[20].Version, pr)
+	if pr.To != log[len(log)-1].Version || pr.Commits != 43 || pr.Requests > 8 {
+		t.Fatalf("pull through the index: %+v; want to version %d, 43 commits, in at most 8 requests", pr, log[len(log)-1].Version)
+	}
+	checkHead(t, early, wr.cur)
+
+	// Commits after the checkpoint merge on top of the index.
+	for range 3 {
+		wr.step()
+		mustPush(t, w)
+	}
+	pr = mustPull(t, mid)
+	t.Logf("pull from version %d: %+v", log[40].Version, pr)
+	if pr.Commits != 26 {
+		t.Fatalf("pull: %+v; want 26 commits", pr)
+	}
+	if err := mid.Warmed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkHead(t, mid, wr.cur)
+
+	// A cold reader of a retained version reads the commits instead of
+	// the rollups that went.
+	cold := newReplica(t, rem)
+	for _, i := range []int{baseAt, 15, 33, 63} {
+		s, err := cold.SnapshotAt(ctx, log[i].Version)
+		if err != nil {
+			t.Fatalf("version %d: %v", log[i].Version, err)
+		}
+		checkModel(t, s, wr.hist[log[i].Version])
+		s.Release()
+	}
+}

@@ -108,9 +108,11 @@ type PullResult struct {
 // Pull fast-forwards the volume to the remote's newest version. It reads
 // metadata only: one LIST of the commits after the volume's version, then
 // the rollups (or commits) that cover them, about 2*log2(k) small objects
-// for k commits, read concurrently. It records, for every changed page,
-// where its new image lives; page data moves only when a page is read (or
-// hydrated). Snapshots taken before keep their version.
+// for k commits, read concurrently; or, where the garbage collector has
+// replaced those rollups with a compacted checkpoint's catch-up index,
+// that checkpoint and the commits after it. It records, for every changed
+// page, where its new image lives; page data moves only when a page is
+// read (or hydrated). Snapshots taken before keep their version.
 //
 // A volume with local commits not yet pushed cannot pull (ErrAhead), nor
 // can a diverged one (ErrDiverged); a volume that does not exist locally
@@ -166,7 +168,18 @@ func (v *Volume) pull(ctx context.Context, r remoteOp) (PullResult, error) {
 	if len(parents) == 0 {
 		return res, nil
 	}
-	m, err := v.readRange(ctx, r, rec.seq, rec.pushed, parents)
+	m, err := v.readRange(ctx, r, rec.seq, rec.pushed, parents, false)
+	lastParent := parents[len(parents)-1]
+	if errors.Is(err, errRollupMissing) {
+		// The collector deletes the rollups that end at a checkpoint with
+		// a catch-up index: catch up through the index, or else read the
+		// missing rollups' parts.
+		var ok bool
+		m, lastParent, ok, err = v.pullIndexed(ctx, r, rec, head, parents)
+		if err == nil && !ok {
+			m, err = v.readRange(ctx, r, rec.seq, rec.pushed, parents, true)
+		}
+	}
 	if errors.Is(err, remote.ErrNotFound) {
 		// A collector deleted the commits since they were listed: list
 		// again, and find the checkpoint that replaces them.
@@ -177,12 +190,57 @@ func (v *Volume) pull(ctx context.Context, r remoteOp) (PullResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := v.applyPulled(m, rec, parents[len(parents)-1]); err != nil {
+	if err := v.applyPulled(m, rec, lastParent); err != nil {
 		return res, err
 	}
 	res.To, res.Commits, res.PagesChanged = Version(m.Version), len(parents), int(m.Changeset.GetCardinality())
 	res.changed = m.Changeset
 	return res, nil
+}
+
+// errRollupMissing is readRange's error, without halves, for a rollup
+// that is not in the remote.
+var errRollupMissing = errors.New("a rollup of the range is missing")
+
+// pullIndexed reads the map of the commits after the head (rec.pushed,
+// the parents of the commits listed from there) through the newest
+// checkpoint's catch-up index, the commits after the checkpoint merged
+// on top, and returns it with the parent of the newest commit (for a
+// pusher's rollups). ok is false when the newest checkpoint is not in the
+// range or its index cannot serve a catch-up from the head.
+func (v *Volume) pullIndexed(ctx context.Context, r remoteOp, rec replRecord, head *state, parents []Version) (m *manifest.Map, lastParent Version, ok bool, err error) {
+	ks, err := v.listCheckpoints(ctx, r)
+	if err != nil || len(ks) == 0 || ks[len(ks)-1] <= rec.pushed {
+		return nil, 0, false, err
+	}
+	k, err := v.readCheckpoint(ctx, r, ks[len(ks)-1])
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, 0, false, nil // collected since the listing
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	// The commits up to the checkpoint, and those after it.
+	i := k.ToSeq - rec.seq
+	if k.ToSeq <= rec.seq || i > uint64(len(parents)) || (i < uint64(len(parents)) && parents[i] != Version(k.Version)) {
+		return nil, 0, false, nil // pushed after the listing, or not on this chain
+	}
+	m, ok = manifest.CatchUp(k, uint64(rec.pushed), rec.seq, head.pageCount, head.pageSize)
+	if !ok {
+		return nil, 0, false, nil
+	}
+	lastParent = parents[i-1]
+	if after := parents[i:]; len(after) > 0 {
+		rest, err := v.readRange(ctx, r, k.ToSeq, Version(k.Version), after, true)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if m, err = mergeMaps(m, rest); err != nil {
+			return nil, 0, false, err
+		}
+		lastParent = after[len(after)-1]
+	}
+	return m, lastParent, true, nil
 }
 
 // pullCheckpoint catches up a volume whose version the remote's garbage
@@ -220,7 +278,7 @@ func (v *Volume) pullCheckpoint(ctx context.Context, r remoteOp, rec replRecord,
 		}
 	}
 	if len(parents) > 0 {
-		rng, err := v.readRange(ctx, r, m.ToSeq, k, parents)
+		rng, err := v.readRange(ctx, r, m.ToSeq, k, parents, true)
 		if err != nil {
 			return res, err
 		}
@@ -314,8 +372,9 @@ func (g *historyGap) Unwrap() error { return ErrRemoteCorrupt }
 
 // readRange reads the maps of commits seq+1..seq+len(parents), where
 // parents[i] is the parent of commit seq+1+i and parents[0] is from, and
-// merges them into one.
-func (v *Volume) readRange(ctx context.Context, r remoteOp, seq uint64, from Version, parents []Version) (*manifest.Map, error) {
+// merges them into one. A rollup missing or unreadable is read as its two
+// halves, or, without halves, a missing one is errRollupMissing.
+func (v *Volume) readRange(ctx context.Context, r remoteOp, seq uint64, from Version, parents []Version, halves bool) (*manifest.Map, error) {
 	end := seq + uint64(len(parents))
 	parentOf := func(s uint64) Version { return parents[s-seq] } // of commit s+1
 	ps := manifest.Pieces(seq, end)
@@ -329,7 +388,7 @@ func (v *Volume) readRange(ctx context.Context, r remoteOp, seq uint64, from Ver
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			maps[i], errs[i] = v.readPiece(ctx, r, p, parentOf)
+			maps[i], errs[i] = v.readPiece(ctx, r, p, parentOf, halves)
 		}()
 	}
 	wg.Wait()
@@ -369,8 +428,9 @@ func (v *Volume) readCommit(ctx context.Context, r remoteOp, parent Version) (*m
 }
 
 // readPiece reads one rollup, or its two halves (recursively) when it is
-// missing or unreadable, or one commit.
-func (v *Volume) readPiece(ctx context.Context, r remoteOp, p manifest.Piece, parentOf func(uint64) Version) (*manifest.Map, error) {
+// missing or unreadable (unless halves is false and it is missing:
+// errRollupMissing), or one commit.
+func (v *Volume) readPiece(ctx context.Context, r remoteOp, p manifest.Piece, parentOf func(uint64) Version, halves bool) (*manifest.Map, error) {
 	if p.Level == 0 {
 		m, err := v.readCommit(ctx, r, parentOf(p.Start))
 		if err == nil && m.FromSeq != p.Start {
@@ -390,6 +450,9 @@ func (v *Volume) readPiece(ctx context.Context, r remoteOp, p manifest.Piece, pa
 	if err == nil {
 		return m, nil
 	}
+	if !halves && errors.Is(err, remote.ErrNotFound) {
+		return nil, errRollupMissing
+	}
 	if !errors.Is(err, remote.ErrNotFound) {
 		if ctx.Err() != nil {
 			return nil, err
@@ -397,12 +460,12 @@ func (v *Volume) readPiece(ctx context.Context, r remoteOp, p manifest.Piece, pa
 		v.e.opts.Logger.Warn("cambium: unusable rollup; reading its parts instead", "volume", v.name, "key", key, "err", err)
 	}
 	half := manifest.Piece{Level: p.Level - 1, Start: p.Start}
-	left, err := v.readPiece(ctx, r, half, parentOf)
+	left, err := v.readPiece(ctx, r, half, parentOf, halves)
 	if err != nil {
 		return nil, err
 	}
 	half.Start += 1 << half.Level
-	right, err := v.readPiece(ctx, r, half, parentOf)
+	right, err := v.readPiece(ctx, r, half, parentOf, halves)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func (v *Volume) remoteMapAt(ctx context.Context, r remoteOp, n Version) (*manif
 	if count == 0 {
 		return nil, fmt.Errorf("%w in the remote%s", ErrVersion, nearVersions(parents, n))
 	}
-	m, err := v.readRange(ctx, r, seq, from, parents[:count])
+	m, err := v.readRange(ctx, r, seq, from, parents[:count], true)
 	if err != nil {
 		return nil, err
 	}

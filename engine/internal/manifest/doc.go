@@ -98,6 +98,18 @@
 // A damaged list is deleted with the settled ones; what it named is
 // listed again.
 //
+// A checkpoint that the collector compacts records, in a catch-up index,
+// the version at which each page that changed after the base last
+// changed. A reader at a version v from the base on catches up to the
+// checkpoint through it: the pages whose last change is after v, read
+// from the checkpoint's dense segments (CatchUp), the commits after the
+// checkpoint merged on top. So the rollups that end at or before such a
+// checkpoint, and their level segments, serve no reader the checkpoint
+// does not serve better, and the collector deletes them with the other
+// garbage; a reader of a version before the checkpoint that reads a range
+// of commits then reads their commits (a rollup found missing is read as
+// its halves).
+//
 // A reader whose version is older than the oldest remaining commit's
 // parent reads the newest checkpoint and the commits after it instead,
 // and replaces its whole page map. A reader that finds the segment of a
@@ -124,7 +136,8 @@
 //	0       4     magic "CMBM"
 //	4       1     format: 1, the body (from offset 58 to the CRC) as is;
 //	              2, the body zstd-compressed: uvarint length of the
-//	              body, then one zstd frame holding it
+//	              body, then one zstd frame holding it; 3 and 4, the
+//	              same for a checkpoint with a catch-up index
 //	5       1     level: 0 for a commit, L for a rollup of 2^L commits
 //	              (at most MaxRollupLevel), 0xff for a checkpoint
 //	6       8     fromSeq
@@ -149,6 +162,12 @@
 //	                       uvarint page count - 1
 //	                       uvarint offset - previous frame's end (0 first)
 //	                       uvarint length including the frame's CRC
+//	        ...   formats 3 and 4 only, a checkpoint's catch-up index:
+//	              uvarint since (a version before the checkpoint's),
+//	              uvarint page count n, then n entries, pages ascending:
+//	                uvarint page - (previous entry's page + 1) (0 first)
+//	                uvarint version - the version the page last changed
+//	                       at, which is after since
 //	end-4   4     CRC-32C of every byte before it
 //
 // Encoders compress bodies of 1 KiB or more (format 2): a large map is

@@ -31,6 +31,22 @@ type Map struct {
 	Time            time.Time
 	Changeset       *roaring.Bitmap // pages whose image changed
 	Segments        []SegmentRef
+	// CatchUp, only on a checkpoint, and optional: when each page last
+	// changed over a range of versions before it (see CatchUp).
+	CatchUp *CatchUpIndex
+}
+
+// CatchUpIndex is a checkpoint's record of the pages that changed after
+// version Since, up to the checkpoint's version: Pages ascending, each
+// last changed at the version of the same index in Versions (Since <
+// Versions[i] <= the checkpoint's version). A replica at a version v from
+// Since on catches up to the checkpoint by reading the pages that changed
+// after v where the checkpoint holds them, without the commits or rollups
+// in between (CatchUp).
+type CatchUpIndex struct {
+	Since    uint64
+	Pages    []uint32
+	Versions []uint64
 }
 
 // SegmentRef is the part of one segment a map uses.
@@ -46,7 +62,12 @@ const (
 	mapMagic      = "CMBM"
 	mapFormat     = 1
 	mapFormatZstd = 2
-	mapFixed      = 58
+	// A checkpoint with a catch-up index has format 3 (body as is) or 4
+	// (compressed), so that a build that predates the index says it cannot
+	// read the format, rather than that the map has stray bytes.
+	mapFormatIndexed     = 3
+	mapFormatIndexedZstd = 4
+	mapFixed             = 58
 	// compressMapsFrom is the body size from which maps are compressed;
 	// maxMapBody bounds a decompressed body (a map of 2^32 one-page
 	// frames would be about 24 GiB; no volume has that many changed
@@ -158,12 +179,26 @@ func (m *Map) encode() ([]byte, error) {
 			next, end = uint64(f.Last)+1, f.End()
 		}
 	}
+	if x := m.CatchUp; x != nil {
+		if !m.IsCheckpoint() || len(x.Pages) != len(x.Versions) {
+			return nil, fmt.Errorf("manifest: encode a catch-up index of %d pages and %d versions on a level-%d map", len(x.Pages), len(x.Versions), m.Level)
+		}
+		b[4] = mapFormatIndexed
+		b = binary.AppendUvarint(b, x.Since)
+		b = binary.AppendUvarint(b, uint64(len(x.Pages)))
+		next := uint64(0)
+		for i, p := range x.Pages {
+			b = binary.AppendUvarint(b, uint64(p)-next)
+			b = binary.AppendUvarint(b, m.Version-x.Versions[i])
+			next = uint64(p) + 1
+		}
+	}
 	if n := len(b) - body; n >= compressMapsFrom {
 		z := binary.AppendUvarint(nil, uint64(n))
 		z = mapEncoder().EncodeAll(b[body:], z)
 		if len(z) < n {
 			b = append(b[:body], z...)
-			b[4] = mapFormatZstd
+			b[4]++ // mapFormatZstd or mapFormatIndexedZstd
 		}
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
@@ -190,9 +225,9 @@ var (
 // bytes between the fixed header and the CRC, decompressed.
 func mapBody(format byte, b []byte) ([]byte, error) {
 	switch format {
-	case mapFormat:
+	case mapFormat, mapFormatIndexed:
 		return b, nil
-	case mapFormatZstd:
+	case mapFormatZstd, mapFormatIndexedZstd:
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > maxMapBody {
 			return nil, fmt.Errorf("compressed body of unreadable length")
@@ -206,7 +241,7 @@ func mapBody(format byte, b []byte) ([]byte, error) {
 		}
 		return body, nil
 	}
-	return nil, fmt.Errorf("format %d, this build knows %d and %d", format, mapFormat, mapFormatZstd)
+	return nil, fmt.Errorf("format %d, this build knows %d to %d", format, mapFormat, mapFormatIndexedZstd)
 }
 
 // mapReader reads the variable part of an encoded map, remembering the
@@ -363,6 +398,31 @@ func DecodeMap(b []byte) (*Map, error) {
 		located.Or(ref.Pages)
 		m.Segments = append(m.Segments, ref)
 	}
+	if r.err == nil && (b[4] == mapFormatIndexed || b[4] == mapFormatIndexedZstd) {
+		if !m.IsCheckpoint() {
+			return bad("a catch-up index on a level-%d map", m.Level)
+		}
+		x := &CatchUpIndex{Since: r.uvarint()}
+		n := r.uvarint()
+		if r.err == nil && (x.Since >= m.Version || n > uint64(m.PageCount) || n > uint64(len(r.b))) {
+			return bad("catch-up index of %d pages since version %d, at version %d of %d pages", n, x.Since, m.Version, m.PageCount)
+		}
+		next := uint64(0)
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			dp, dv := r.uvarint(), r.uvarint()
+			p := next + dp
+			if r.err != nil {
+				break
+			}
+			if dp > uint64(m.PageCount) || p == 0 || p > uint64(m.PageCount) || dv >= m.Version-x.Since {
+				return bad("catch-up index entry %d: page %d (of %d) changed at version %d - %d, since %d", i, p, m.PageCount, m.Version, dv, x.Since)
+			}
+			x.Pages = append(x.Pages, uint32(p))
+			x.Versions = append(x.Versions, m.Version-dv)
+			next = p + 1
+		}
+		m.CatchUp = x
+	}
 	if r.err != nil {
 		return bad("%v", r.err)
 	}
@@ -502,4 +562,57 @@ func Repoint(m, full *Map, pages *roaring.Bitmap) (*Map, error) {
 		}
 	}
 	return &out, nil
+}
+
+// CatchUp returns the map of the versions from+1..k.Version (the commits
+// fromSeq+1..k.ToSeq) read through checkpoint k's catch-up index: the
+// pages that changed after version from, located where k holds them. It
+// is what the commits and rollups of that range would merge into, for a
+// reader that has version from (fromCount pages of fromSize bytes) and
+// only needs to know what changed since and where it lives now. ok is
+// false when k cannot serve a catch-up from there: it has no index, its
+// index starts after from, the page size differs, or its index does not
+// hold together with the page counts.
+func CatchUp(k *Map, from, fromSeq uint64, fromCount, fromSize uint32) (m *Map, ok bool) {
+	x := k.CatchUp
+	if x == nil || !k.IsCheckpoint() || x.Since > from || from >= k.Version || fromSeq >= k.ToSeq ||
+		(fromSize != 0 && fromSize != k.PageSize) {
+		return nil, false
+	}
+	changed := roaring.New()
+	for i, p := range x.Pages {
+		if x.Versions[i] > from {
+			changed.Add(p)
+		}
+	}
+	m = &Map{
+		FromSeq:   fromSeq,
+		ToSeq:     k.ToSeq,
+		Parent:    from,
+		Version:   k.Version,
+		PageCount: k.PageCount,
+		PageSize:  k.PageSize,
+		MinCount:  min(fromCount, k.PageCount),
+		Time:      k.Time,
+		Changeset: changed,
+	}
+	if fromSize == 0 {
+		m.MinCount = 0
+	}
+	// Every page past the smaller page count was written after from: a
+	// page the volume grew by, or cut off and grew again.
+	if n := m.PageCount - m.MinCount; n > 0 && changed.Rank(m.PageCount)-changed.Rank(m.MinCount) != uint64(n) {
+		return nil, false
+	}
+	if l := m.ToSeq - m.FromSeq; l&(l-1) == 0 {
+		m.Level = uint8(bits.Len64(l) - 1)
+	}
+	changed.RunOptimize()
+	for _, r := range k.Segments {
+		if taken := roaring.And(r.Pages, changed); !taken.IsEmpty() {
+			taken.RunOptimize()
+			m.Segments = append(m.Segments, SegmentRef{ID: r.ID, Salt: r.Salt, Size: r.Size, Pages: taken, Frames: framesHolding(r.Frames, taken)})
+		}
+	}
+	return m, true
 }

@@ -8,7 +8,9 @@ import (
 	"hash/crc32"
 	"math/bits"
 	"math/rand/v2"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -418,6 +420,16 @@ func FuzzDecodeMap(f *testing.F) {
 		f.Fatal(err)
 	}
 	seeds = append(seeds, mustEncode(f, merged))
+	// A checkpoint with a catch-up index.
+	k := maps[0]
+	for _, m := range maps[1:] {
+		if k, err = Merge(k, m); err != nil {
+			f.Fatal(err)
+		}
+	}
+	k.Level = CheckpointLevel
+	k.CatchUp = catchUpIndex(k, maps[3].Version, maps[4:])
+	seeds = append(seeds, mustEncode(f, k))
 	for _, s := range seeds {
 		f.Add(s, false)
 		f.Add(s[:len(s)-4], true)
@@ -480,5 +492,103 @@ func TestEncode_Refuses(t *testing.T) {
 				t.Fatalf("encoded %d bytes", len(b))
 			}
 		})
+	}
+}
+
+// catchUpIndex is the index a collector writes: for the pages of checkpoint
+// k, when each last changed over maps (the commits after version since).
+func catchUpIndex(k *Map, since uint64, maps []*Map) *CatchUpIndex {
+	last := map[uint32]uint64{}
+	for _, m := range maps {
+		for p := range roaring.Values(m.Changeset) {
+			last[p] = m.Version
+		}
+	}
+	x := &CatchUpIndex{Since: since}
+	for p := uint32(1); p <= k.PageCount; p++ {
+		if v, ok := last[p]; ok {
+			x.Pages, x.Versions = append(x.Pages, p), append(x.Versions, v)
+		}
+	}
+	return x
+}
+
+// A reader at any version from the index's start catches up to the
+// checkpoint through its index to exactly the state the commits in between
+// would give it; before the start, or at another page size, it cannot.
+// The index survives encoding.
+func TestCatchUp_Model(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 77))
+		n := 10 + rng.IntN(30)
+		maps, models := genMaps(rng, n)
+		k := maps[0]
+		for _, m := range maps[1:] {
+			var err error
+			if k, err = Merge(k, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k.Level = CheckpointLevel
+		j := rng.IntN(n - 1) // the index starts at the version after commit j
+		k.CatchUp = catchUpIndex(k, maps[j].Version, maps[j+1:])
+		got, err := DecodeMap(mustEncode(t, k))
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if err := equalMaps(k, got); err != nil || !reflect.DeepEqual(k.CatchUp, got.CatchUp) {
+			t.Fatalf("seed %d: the checkpoint read back differs: %v; index %+v, want %+v", seed, err, got.CatchUp, k.CatchUp)
+		}
+		for i := range n {
+			from := maps[i].Version // models[i+1] is the state there
+			m, ok := CatchUp(got, from, maps[i].ToSeq, models[i+1].count, 512)
+			switch {
+			case i < j:
+				if ok {
+					t.Fatalf("seed %d: caught up from version %d, before the index's start %d", seed, from, maps[j].Version)
+				}
+				continue
+			case i == n-1:
+				if ok {
+					t.Fatalf("seed %d: caught up from the checkpoint's own version", seed)
+				}
+				continue
+			case !ok:
+				t.Fatalf("seed %d: cannot catch up from version %d (index from %d)", seed, from, maps[j].Version)
+			}
+			if m.Parent != from || m.Version != k.Version || m.FromSeq != maps[i].ToSeq || m.ToSeq != k.ToSeq {
+				t.Fatalf("seed %d: catch-up map of versions %d..%d, commits %d..%d", seed, m.Parent, m.Version, m.FromSeq+1, m.ToSeq)
+			}
+			if err := models[i+1].applyMap(t, m).equal(models[n]); err != nil {
+				t.Fatalf("seed %d: caught up from version %d: %v", seed, from, err)
+			}
+			if _, ok := CatchUp(got, from, maps[i].ToSeq, models[i+1].count, 4096); ok && models[i+1].count > 0 {
+				t.Fatalf("seed %d: caught up across a page size change", seed)
+			}
+		}
+	}
+}
+
+// An index that does not hold together is refused by the decoder.
+func TestDecodeMap_BadCatchUp(t *testing.T) {
+	t.Parallel()
+	k := &Map{Level: CheckpointLevel, ToSeq: 5, Version: 9, PageCount: 4, PageSize: 512, Time: time.Unix(0, 0), Changeset: roaring.New()}
+	k.Changeset.AddRange(1, 5)
+	for name, x := range map[string]CatchUpIndex{
+		"page 0":              {Since: 3, Pages: []uint32{0}, Versions: []uint64{5}},
+		"page past count":     {Since: 3, Pages: []uint32{5}, Versions: []uint64{5}},
+		"pages not ascending": {Since: 3, Pages: []uint32{2, 2}, Versions: []uint64{5, 6}},
+		"version at since":    {Since: 3, Pages: []uint32{1}, Versions: []uint64{3}},
+		"since at version":    {Since: 9, Pages: nil, Versions: nil},
+	} {
+		k.CatchUp = &x
+		if _, err := k.Encode(); err == nil || !strings.Contains(err.Error(), "does not hold together") {
+			t.Errorf("%s: encoded (%v)", name, err)
+		}
+	}
+	commit := &Map{ToSeq: 1, Version: 1, PageSize: 512, Time: time.Unix(0, 0), Changeset: roaring.New(), CatchUp: &CatchUpIndex{}}
+	if _, err := commit.Encode(); err == nil {
+		t.Error("encoded a catch-up index on a commit")
 	}
 }
