@@ -35,6 +35,9 @@ func TestLocal(t *testing.T) {
 			if c.Figures.Ops != r.Cambium.Ops || c.Ratio <= 0 {
 				t.Fatalf("%s vs %s: %+v", r.Workload, c.Baseline, c)
 			}
+			if r.Workload != "pointread" && !(c.RatioMin > 0 && c.RatioMin <= c.Ratio && c.Ratio <= c.RatioMax) {
+				t.Fatalf("%s: ratio %v outside its spread %v..%v", r.Workload, c.Ratio, c.RatioMin, c.RatioMax)
+			}
 		}
 	}
 	t.Logf("\n%s", Table(results...))

@@ -120,7 +120,7 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	}()
 	b := v.e.db.NewBatch()
 	defer b.Close()
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
 		return false, err
 	}
@@ -227,7 +227,7 @@ func (v *Volume) pruneHistory(id VolumeID, now time.Time) error {
 		limit = min(limit, rec.pushed)
 	}
 	cutoff := now.Add(-retain)
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, 0), UpperBound: commitKey(id, limit+1)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: commitKey(id, 0), UpperBound: commitKey(id, limit+1)})
 	if err != nil {
 		return err
 	}
@@ -328,7 +328,7 @@ func (v *Volume) dropSupersededLocked(to Version) {
 // commitEndingAtOrAfter returns the version of the first commit record of
 // volume id at or after version v, or limit if there is none up to it.
 func (e *Engine) commitEndingAtOrAfter(id VolumeID, v, limit Version) (Version, error) {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, v), UpperBound: commitKey(id, limit+1)})
+	it, err := e.newIter(&pebble.IterOptions{LowerBound: commitKey(id, v), UpperBound: commitKey(id, limit+1)})
 	if err != nil {
 		return 0, err
 	}
