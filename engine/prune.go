@@ -270,10 +270,14 @@ type supersession struct {
 
 const supersededNone = ^Version(0)
 
-// maxSuperseded bounds a volume's list of supersessions (24 bytes each). A
-// commit that would pass it empties the list instead, and the pruner
-// seeks the images it would have named.
-const maxSuperseded = 4096
+// maxSuperseded bounds a volume's list of supersessions (24 bytes each,
+// at most 1.5 MiB). A commit that would pass it empties the list instead,
+// and the pruner seeks the images it would have named, which may read a
+// table block from disk for each: a pruner that falls behind a busy
+// writer (it runs beside it, and applies the commits it prunes first)
+// then falls further behind. 4,096, some 1,400 commits of three pages,
+// was passed in a few seconds of small commits on two busy cores.
+const maxSuperseded = 1 << 16
 
 // noteSupersededLocked adds the supersessions of the commit of version
 // ver, one for each page it changed. The caller holds v.mu.
