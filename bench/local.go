@@ -205,7 +205,17 @@ func RunCommit(ctx context.Context, cfg CommitConfig) ([]Result, error) {
 		res := Result{Workload: class.name, Cambium: medianRound(ours)}
 		res.compare(class.baseName, medianRound(theirs), 1.0)
 		if cfg.Rounds > 1 {
-			res.Notes = append(res.Notes, fmt.Sprintf("%d transactions per round; each side's median of %d rounds, the two taking turns to go first", cfg.Transactions, cfg.Rounds))
+			// The ratio is the median of the rounds' ratios (each round
+			// pairs the two sides, run one right after the other), with
+			// their spread, as the loadable workload reports it.
+			ratios := make([]float64, len(ours))
+			for i := range ours {
+				ratios[i] = ours[i].PerSec / theirs[i].PerSec
+			}
+			slices.Sort(ratios)
+			c := &res.Comparisons[0]
+			c.Ratio, c.RatioMin, c.RatioMax = ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1]
+			res.Notes = append(res.Notes, fmt.Sprintf("%d transactions per round; each side's median of %d rounds, the two taking turns to go first; the ratio is the median of the rounds' ratios, their spread in brackets", cfg.Transactions, cfg.Rounds))
 		}
 		results = append(results, res)
 	}

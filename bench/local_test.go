@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"testing"
 )
@@ -35,6 +36,9 @@ func TestLocal(t *testing.T) {
 			if c.Figures.Ops != r.Cambium.Ops || c.Ratio <= 0 {
 				t.Fatalf("%s vs %s: %+v", r.Workload, c.Baseline, c)
 			}
+			if r.Workload != "pointread" && !(c.RatioMin > 0 && c.RatioMin <= c.Ratio && c.Ratio <= c.RatioMax) {
+				t.Fatalf("%s: ratio %v outside its spread %v..%v", r.Workload, c.Ratio, c.RatioMin, c.RatioMax)
+			}
 		}
 	}
 	t.Logf("\n%s", Table(results...))
@@ -43,5 +47,65 @@ func TestLocal(t *testing.T) {
 		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCommit runs the commit workload's transactions (one UPDATE of
+// a random row and one INSERT) one after another for as long as the
+// benchmark asks, on Cambium and on the plain file of the same
+// durability class: for profiles of a longer run than the workload's
+// rounds (-cpuprofile, -benchmem).
+func BenchmarkCommit(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		cambium bool
+		pragmas []string
+	}{
+		{"side=cambium/sync=normal", true, []string{"PRAGMA synchronous=NORMAL"}},
+		{"side=plain/sync=normal", false, []string{"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"}},
+		{"side=cambium/sync=full", true, []string{"PRAGMA synchronous=FULL"}},
+		{"side=plain/sync=full", false, []string{"PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			open := openFile
+			if tc.cambium {
+				open = openCambium
+			}
+			db, err := open(b.TempDir(), "commit.db", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			db.SetMaxOpenConns(1)
+			for _, p := range tc.pragmas {
+				if _, err := db.Exec(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			const rows = 10000
+			if err := reference(db, rows); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.Exec("CREATE TABLE log(id INTEGER PRIMARY KEY, item INTEGER, at INTEGER)"); err != nil {
+				b.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(3, 4))
+			for i := 0; b.Loop(); i++ {
+				tx, err := db.Begin()
+				if err != nil {
+					b.Fatal(err)
+				}
+				id := 1 + rng.IntN(rows)
+				if _, err := tx.Exec("UPDATE items SET qty = qty + 1 WHERE id = ?", id); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := tx.Exec("INSERT INTO log(item, at) VALUES (?, ?)", id, i); err != nil {
+					b.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -123,6 +124,9 @@ func rewind(t *testing.T, e *Engine, v *Volume, ver Version, pos []byte) {
 	t.Helper()
 	id := VolumeID(v.id.Load())
 	head, _, _ := v.Head()
+	if err := e.settle(); err != nil {
+		t.Fatal(err)
+	}
 	b := e.db.NewBatch()
 	for u := ver + 1; u <= head; u++ {
 		b.Delete(commitKey(id, u), nil)
@@ -294,4 +298,72 @@ func tryCommit(v *Volume, b byte) error {
 	}
 	s.Release()
 	return nil
+}
+
+// A commit leaves its batch to the commit log to apply; every reader of
+// Pebble sees it all the same: snapshots without a page cache, old and
+// new, the commit history, and the next Open.
+func TestTxn_CommitDeferred(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{CacheBytes: -1}
+	opts.testingKnobs.applyBytes, opts.testingKnobs.applyDelay = 1<<30, time.Hour // never in the background
+	e := openTestEngine(t, dir, opts)
+	v, _ := e.Volume("deferred")
+	var old *Snapshot
+	for ver := Version(1); ver <= 5; ver++ {
+		if ver == 4 {
+			old = v.Snapshot()
+		}
+		base := v.Snapshot()
+		txn, err := v.Begin(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range clogPages(ver) {
+			txn.WritePage(p, clogPage(p, ver))
+		}
+		s, err := txn.Commit(Buffered)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+		base.Release()
+	}
+	if !e.clog.Pending() {
+		t.Fatal("every commit was applied before it returned")
+	}
+	check := func(s *Snapshot) {
+		t.Helper()
+		want := map[PageNo]Version{}
+		for ver := Version(1); ver <= s.Version(); ver++ {
+			for _, p := range clogPages(ver) {
+				want[p] = ver
+			}
+		}
+		for p, ver := range want {
+			if got, err := s.ReadPage(p, nil); err != nil || !bytes.Equal(got, clogPage(p, ver)) {
+				t.Fatalf("version %d, page %d: %v, not the image of version %d", s.Version(), p, err, ver)
+			}
+		}
+	}
+	check(old)
+	old.Release()
+	head := v.Snapshot()
+	check(head)
+	head.Release()
+	if log, err := v.Log(); err != nil || len(log) != 5 {
+		t.Fatalf("history: %d commits, %v; want 5", len(log), err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = openTestEngine(t, dir, opts)
+	defer e.Close()
+	v, _ = e.Volume("deferred")
+	head = v.Snapshot()
+	defer head.Release()
+	if head.Version() != 5 {
+		t.Fatalf("version %d after a reopen, want 5", head.Version())
+	}
+	check(head)
 }

@@ -77,6 +77,15 @@
 // or the commit of a transaction that spilled, is applied and then flushed
 // to Pebble's tables.
 //
+// A commit does not wait for Pebble to apply its batch: once logged, the
+// batch waits for the commit log's applier (commitlog's WriteDeferred),
+// and the new version is published with its pages in the page cache.
+// Every other read of Pebble goes through Engine.settle (get, getRaw,
+// newIter), which applies what waits first, so that readers, the pruner,
+// pushes, pulls, collections and verification see every commit as if it
+// had been applied at once. A volume's first commit, which assigns its
+// ID, is applied before it returns, as are pulls and resets.
+//
 // # Local garbage
 //
 // When no snapshot can see a page image any more (a newer image of the page,
@@ -158,6 +167,7 @@
 // Locks are taken in this order, never the other way:
 //
 //	Volume.pushMu → Volume.writer → Engine.idMu → the commit log's mutex
+//	  → the commit log's applier mutex
 //
 // A pull or a reset takes the writer with TryLock: it fails with ErrBusy
 // rather than wait for a write transaction. Volume.mu, replica.mu, the

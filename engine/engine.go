@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
@@ -37,6 +38,10 @@ type Options struct {
 	// the default.
 	testingKnobs struct {
 		commitLogSize int // the commit log file's size (commitlog.Options.Size)
+		// when the commit log applies deferred commits (commitlog.Options
+		// ApplyBytes, ApplyDelay)
+		applyBytes int
+		applyDelay time.Duration
 	}
 }
 
@@ -171,6 +176,8 @@ func Open(opts Options) (*Engine, error) {
 		HeadVersion: e.headVersion,
 		Logger:      opts.Logger,
 		Size:        opts.testingKnobs.commitLogSize,
+		ApplyBytes:  opts.testingKnobs.applyBytes,
+		ApplyDelay:  opts.testingKnobs.applyDelay,
 	})
 	if err != nil {
 		db.Close()
@@ -234,7 +241,10 @@ func (e *Engine) Close() error {
 	<-e.pruneDone
 	// Pebble keeps no log of its own: what its memtables hold is written
 	// to tables now, or replayed from the commit log by the next Open.
-	err := e.db.Flush()
+	err := e.clog.Drain()
+	if err == nil {
+		err = e.db.Flush()
+	}
 	if cerr := e.db.Close(); err == nil {
 		err = cerr
 	}
@@ -294,7 +304,7 @@ func (e *Engine) Memory() MemoryStats {
 
 // Volumes returns the names of every stored volume, in order.
 func (e *Engine) Volumes() ([]string, error) {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagVolume}, UpperBound: []byte{tagVolume + 1}})
+	it, err := e.newIter(&pebble.IterOptions{LowerBound: []byte{tagVolume}, UpperBound: []byte{tagVolume + 1}})
 	if err != nil {
 		return nil, err
 	}
@@ -306,9 +316,39 @@ func (e *Engine) Volumes() ([]string, error) {
 	return names, it.Error()
 }
 
+// settle makes Pebble hold every commit logged so far: commits apply their
+// batches to Pebble after they return (commitlog's WriteDeferred), and a
+// read of Pebble must see them all. Every read of Pebble but the page
+// cache's goes through it (get, newIter): cheap when nothing waits.
+func (e *Engine) settle() error {
+	if e.clog == nil || !e.clog.Pending() {
+		return nil // opening (replay reads heads), or nothing waits
+	}
+	if err := e.clog.Drain(); err != nil {
+		return e.fail(fmt.Errorf("apply logged commits: %w", err))
+	}
+	return nil
+}
+
+// newIter opens a Pebble iterator that sees every commit made so far.
+func (e *Engine) newIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
+	if err := e.settle(); err != nil {
+		return nil, err
+	}
+	return e.db.NewIter(o)
+}
+
+// getRaw reads a key's value as e.db.Get does, after settle.
+func (e *Engine) getRaw(key []byte) ([]byte, io.Closer, error) {
+	if err := e.settle(); err != nil {
+		return nil, nil, err
+	}
+	return e.db.Get(key)
+}
+
 // get reads a key's value; found is false when the key is absent.
 func (e *Engine) get(key []byte) (value []byte, found bool, err error) {
-	v, closer, err := e.db.Get(key)
+	v, closer, err := e.getRaw(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -342,7 +382,7 @@ func (e *Engine) assignVolumeIDLocked(b *pebble.Batch) (VolumeID, error) {
 // undoSpills deletes the pages of write transactions that spilled to disk
 // and never committed: a crash left their spill records behind.
 func (e *Engine) undoSpills() error {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagSpill}, UpperBound: []byte{tagSpill + 1}})
+	it, err := e.newIter(&pebble.IterOptions{LowerBound: []byte{tagSpill}, UpperBound: []byte{tagSpill + 1}})
 	if err != nil {
 		return err
 	}

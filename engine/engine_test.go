@@ -124,7 +124,7 @@ func TestTxn_SpillCrash(t *testing.T) {
 		t.Fatal("page 1 changed")
 	}
 	n := 0
-	it, _ := e.db.NewIter(nil)
+	it, _ := e.newIter(nil)
 	for it.First(); it.Valid(); it.Next() {
 		if _, _, ver, ok := decodePageKey(it.Key()); ok && ver == 2 {
 			n++
@@ -157,7 +157,7 @@ func TestPrune_DeletesGarbage(t *testing.T) {
 		base.Release()
 	}
 	images := func() int {
-		it, _ := e.db.NewIter(nil)
+		it, _ := e.newIter(nil)
 		defer it.Close()
 		n := 0
 		for it.First(); it.Valid(); it.Next() {

@@ -380,7 +380,7 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, err
 	id := VolumeID(v.id.Load())
 	v.fetchMu.RLock() // the pruner must not delete a stub we replace
 	defer v.fetchMu.RUnlock()
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
 		return 0, err
 	}
@@ -550,7 +550,7 @@ func (v *Volume) stubsAt(snap *Snapshot) ([]stub, error) {
 	if id == 0 {
 		return nil, nil
 	}
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
 		return nil, err
 	}
@@ -679,7 +679,7 @@ func (v *Volume) replaceStub(p PageNo, u Version, s stub, img []byte) error {
 	v.fetchMu.RLock() // the pruner must not delete the stub we replace
 	defer v.fetchMu.RUnlock()
 	key := pageKey(id, p, u)
-	val, closer, err := v.e.db.Get(key)
+	val, closer, err := v.e.getRaw(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil
 	}
@@ -810,7 +810,7 @@ func (v *Volume) valuesAt(snap *Snapshot, pages *roaring.Bitmap, fn func(PageNo,
 	if id == 0 {
 		return nil
 	}
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,9 @@ func (e *Engine) Flush() error {
 	if closed {
 		return ErrClosed
 	}
+	if err := e.settle(); err != nil {
+		return err
+	}
 	if err := e.db.Flush(); err != nil {
 		return fmt.Errorf("flush %s: %w", e.dir, err)
 	}

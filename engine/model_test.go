@@ -243,7 +243,7 @@ func checkPruned(t *testing.T, v *Volume, where string) {
 	through := v.mu.prunedThrough
 	v.mu.Unlock()
 	id := VolumeID(v.id.Load())
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
 		t.Fatal(err)
 	}

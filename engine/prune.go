@@ -120,7 +120,7 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	}()
 	b := v.e.db.NewBatch()
 	defer b.Close()
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
 		return false, err
 	}
@@ -227,7 +227,7 @@ func (v *Volume) pruneHistory(id VolumeID, now time.Time) error {
 		limit = min(limit, rec.pushed)
 	}
 	cutoff := now.Add(-retain)
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, 0), UpperBound: commitKey(id, limit+1)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: commitKey(id, 0), UpperBound: commitKey(id, limit+1)})
 	if err != nil {
 		return err
 	}
@@ -270,10 +270,14 @@ type supersession struct {
 
 const supersededNone = ^Version(0)
 
-// maxSuperseded bounds a volume's list of supersessions (24 bytes each). A
-// commit that would pass it empties the list instead, and the pruner
-// seeks the images it would have named.
-const maxSuperseded = 4096
+// maxSuperseded bounds a volume's list of supersessions (24 bytes each,
+// at most 1.5 MiB). A commit that would pass it empties the list instead,
+// and the pruner seeks the images it would have named, which may read a
+// table block from disk for each: a pruner that falls behind a busy
+// writer (it runs beside it, and applies the commits it prunes first)
+// then falls further behind. 4,096, some 1,400 commits of three pages,
+// was passed in a few seconds of small commits on two busy cores.
+const maxSuperseded = 1 << 16
 
 // noteSupersededLocked adds the supersessions of the commit of version
 // ver, one for each page it changed. The caller holds v.mu.
@@ -328,7 +332,7 @@ func (v *Volume) dropSupersededLocked(to Version) {
 // commitEndingAtOrAfter returns the version of the first commit record of
 // volume id at or after version v, or limit if there is none up to it.
 func (e *Engine) commitEndingAtOrAfter(id VolumeID, v, limit Version) (Version, error) {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, v), UpperBound: commitKey(id, limit+1)})
+	it, err := e.newIter(&pebble.IterOptions{LowerBound: commitKey(id, v), UpperBound: commitKey(id, limit+1)})
 	if err != nil {
 		return 0, err
 	}

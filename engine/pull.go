@@ -538,7 +538,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
 		return err
 	}
-	if err := v.logHeadMove(b, id, base.version, version, true, false); err != nil {
+	if err := v.logHeadMove(b, id, base.version, version, true, logApplied); err != nil {
 		return v.e.fail(fmt.Errorf("apply versions %d..%d of %q: %w", m.Parent, version, v.name, err))
 	}
 	v.replState.Store(&rec)

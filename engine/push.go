@@ -347,7 +347,7 @@ func (v *Volume) divergedError(pushed Version) error {
 // frame alone. The caller keeps st pinned.
 func (v *Volume) imagesAt(r *replica, st *state, pages *roaring.Bitmap, fn func(p PageNo, img []byte) error) error {
 	id := VolumeID(v.id.Load())
-	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
 		return err
 	}

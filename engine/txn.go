@@ -309,7 +309,8 @@ func (v *Volume) assignID(b *pebble.Batch) (VolumeID, func(), error) {
 //
 // The steps, which a pull takes too (applyPulled): the writer is held
 // (Begin took it); the batch holds the pages, the commit record and the
-// new head; logHeadMove logs and applies it; the page cache is brought up
+// new head; logHeadMove logs it, and applies it or leaves it to the
+// commit log to apply; the page cache is brought up
 // to date; publish makes the new state, made by successorLocked, the one
 // snapshots pin. A reset (discardUnpushed) takes the same steps but
 // publishes before it applies its batch, and says why.
@@ -330,7 +331,15 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	}
 
 	b := v.e.db.NewBatchWithSize(len(t.staged)*(pageKeyLen+int(t.pageSize)+16) + 256)
-	defer b.Close()
+	owned := true // b is ours to close, until the commit log takes it
+	defer func() {
+		if owned {
+			b.Close()
+		}
+	}()
+	// A volume's first commit assigns its ID, which the next volume's
+	// first commit reads from Pebble: it is applied before it returns.
+	stored := v.id.Load() != 0
 	id, unlock, err := v.assignID(b)
 	if err != nil {
 		return nil, err
@@ -345,8 +354,15 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	}
 	// The log would not hold the pages a transaction spilled earlier: those
 	// commits go to Pebble's tables.
-	flushed := !t.spilledAll.IsEmpty()
-	if err := v.logHeadMove(b, id, t.base.version, t.version, d == Durable, flushed); err != nil {
+	mode := logDeferred
+	switch {
+	case !t.spilledAll.IsEmpty():
+		mode = logFlushed
+	case !stored:
+		mode = logApplied
+	}
+	owned = mode != logDeferred
+	if err := v.logHeadMove(b, id, t.base.version, t.version, d == Durable, mode); err != nil {
 		return nil, v.e.fail(fmt.Errorf("commit version %d of %q: %w", t.version, v.name, err))
 	}
 	superseded := t.updateCache(pages)
@@ -483,19 +499,39 @@ func (t *Txn) publish(superseded []supersession) *Snapshot {
 	return snap
 }
 
+// logMode says how logHeadMove puts a batch in the store.
+type logMode int
+
+const (
+	// logApplied logs the batch and applies it to Pebble before
+	// returning.
+	logApplied logMode = iota
+	// logDeferred logs the batch and leaves it to the commit log to
+	// apply, which takes it (and closes it): Pebble reads settle first
+	// (Engine.settle), and the page cache has the pages meanwhile. A
+	// commit's memtable insert is then off the commit's path.
+	logDeferred
+	// logFlushed applies the batch and flushes it to Pebble's tables,
+	// without logging it.
+	logFlushed
+)
+
 // logHeadMove logs and applies batch b, which moves volume id's head from
 // version parent to version, once the page cache knows a commit has begun.
-// With sync the log is on stable storage first; flushed puts the batch in
-// Pebble's tables instead of the log. After an error the store's state is
-// unknown (Pebble may have applied a batch whose log entry it failed to
-// sync): the caller stops the engine's writes. Commits and pulls take this
-// step.
-func (v *Volume) logHeadMove(b *pebble.Batch, id VolumeID, parent, version Version, sync, flushed bool) error {
+// With sync the log is on stable storage first; mode says whether b is
+// applied now, later, or flushed instead of logged. After an error the
+// store's state is unknown (Pebble may have applied a batch whose log
+// entry it failed to sync): the caller stops the engine's writes. Commits
+// and pulls take this step.
+func (v *Volume) logHeadMove(b *pebble.Batch, id VolumeID, parent, version Version, sync bool, mode logMode) error {
 	v.committing.Store(uint64(version))
 	var err error
-	if flushed {
+	switch mode {
+	case logFlushed:
 		err = v.e.clog.WriteFlushed(b)
-	} else {
+	case logDeferred:
+		err = v.e.clog.WriteDeferred(b, logEntry(id, version, parent), sync)
+	default:
 		err = v.e.clog.Write(b, logEntry(id, version, parent), sync)
 	}
 	if err != nil {

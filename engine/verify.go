@@ -202,7 +202,7 @@ func (v *Volume) seekForVerify(it **pebble.Iterator, id VolumeID, p PageNo, ver 
 		}
 	}()
 	if *it == nil {
-		if *it, err = v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)}); err != nil {
+		if *it, err = v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)}); err != nil {
 			*it = nil
 			return 0, 0, nil, false, err
 		}

@@ -254,7 +254,7 @@ func (e *Engine) forCommits(id VolumeID, from, to Version, fn func(Version, comm
 			parentCount = noParentCount
 		}
 	}
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, from), UpperBound: commitKey(id, to+1)})
+	it, err := e.newIter(&pebble.IterOptions{LowerBound: commitKey(id, from), UpperBound: commitKey(id, to+1)})
 	if err != nil {
 		return err
 	}
@@ -302,7 +302,7 @@ const noParentCount = ^uint32(0)
 // firstCommit returns the oldest version of volume id whose commit record
 // is kept; ok is false if there is none.
 func (e *Engine) firstCommit(id VolumeID) (Version, bool, error) {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: commitKey(id, 0), UpperBound: commitKey(id+1, 0)})
+	it, err := e.newIter(&pebble.IterOptions{LowerBound: commitKey(id, 0), UpperBound: commitKey(id+1, 0)})
 	if err != nil {
 		return 0, false, err
 	}
@@ -510,7 +510,7 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 // lookupPage returns a copy of the newest value of page p written at or
 // before version ver, and the version it was written at.
 func (v *Volume) lookupPage(id VolumeID, p PageNo, ver Version) (Version, []byte, bool, error) {
-	it, err := v.e.db.NewIter(&pebble.IterOptions{
+	it, err := v.e.newIter(&pebble.IterOptions{
 		LowerBound: pageKey(id, p, ver),
 		UpperBound: pagePrefixEnd(id, p),
 	})

@@ -19,6 +19,18 @@
 // claim) also syncs the log file before it is applied: one fdatasync,
 // which covers every entry before it too.
 //
+// A write need not wait for Pebble (WriteDeferred): once its entry is in
+// the log it is as safe as it will be, and the batch waits in a queue,
+// in the log's order, for the log's applier goroutine, which applies
+// what waits once ApplyBytes have gathered or the oldest has waited
+// ApplyDelay. Anyone who reads Pebble and must see every logged batch
+// calls Drain first, which applies what waits on the caller's time; a
+// Write or WriteFlushed applies what waits before its own batch, and the
+// log applies everything before it starts over. The copy into Pebble's
+// memtable (a skiplist insert into memory the process may never have
+// touched) is then off the writer's path, done in bursts on another
+// core. A crash loses only the queue: the log has it all.
+//
 // Every logged batch also sets the position record (the value of
 // Options.PositionKey): the epoch and sequence number of its own entry.
 // Pebble's durable state after a crash is a prefix of the batches it was
@@ -94,9 +106,11 @@
 //
 // # Concurrency
 //
-// Write and WriteFlushed may be called concurrently: they serialise, so
-// that the log's order is Pebble's. Close is called once, after the last
-// write has returned and Pebble is closed.
+// Write, WriteDeferred, WriteFlushed and Drain may be called
+// concurrently: they serialise, so that the log's order is Pebble's (the
+// log's mutex orders entries; the applier's, taken after it, orders
+// applications). Close is called once, after the last write has
+// returned, Drain, and Pebble is closed.
 //
 // # Example
 //

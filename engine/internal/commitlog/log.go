@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -45,6 +47,15 @@ type Options struct {
 	// error it returns stops the filler as a failed write would. (For
 	// tests: a slow or failing disk.)
 	FillHook func() error
+
+	// ApplyBytes is how many bytes of batches logged by WriteDeferred
+	// wait before the applier is woken to apply them (default 256 KiB);
+	// ApplyDelay how long the first of them waits at most (default 10
+	// ms); MaxQueued how many bytes may wait at all before a
+	// WriteDeferred applies them itself (default 16 MiB).
+	ApplyBytes int
+	ApplyDelay time.Duration
+	MaxQueued  int
 }
 
 // maxSize bounds the log file's size.
@@ -73,6 +84,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ApplyBytes <= 0 {
+		o.ApplyBytes = 256 << 10
+	}
+	if o.ApplyDelay <= 0 {
+		o.ApplyDelay = 10 * time.Millisecond
+	}
+	if o.MaxQueued <= 0 {
+		o.MaxQueued = 16 << 20
 	}
 	return o, nil
 }
@@ -131,6 +151,28 @@ type Log struct {
 	// (see fill) when writes catch up with it.
 	fillKick chan struct{}
 	fillDone chan struct{} // closed when the filler has returned; nil if none ran
+
+	// The batches logged and not yet applied to Pebble, oldest first (see
+	// WriteDeferred). applyMu is held by whoever applies them (the
+	// applier, a Drain, a Write), so that they are applied one at a time
+	// and in the log's order; a batch leaves the queue only once applied,
+	// so an empty queue means that Pebble has every logged batch. Lock
+	// order: mu, then applyMu, then queue.
+	applyMu sync.Mutex
+	queue   struct {
+		sync.Mutex
+		batches []*pebble.Batch
+		bytes   int
+		// err is the first failed application: Pebble and the log
+		// disagree until the next Open replays the log, so nothing more
+		// is applied, and every later write and drain fails.
+		err error
+	}
+	queued     atomic.Int64 // len(queue.batches), read without the lock
+	applyKick  chan struct{}
+	applyTimer *time.Timer
+	applyStop  chan struct{} // closed to stop the applier
+	applyDone  chan struct{} // closed when the applier has returned
 }
 
 // Open opens (creating it if needed) the commit log in opts.Dir, replays
@@ -209,6 +251,12 @@ func Open(opts Options) (*Log, error) {
 		l.fillDone = make(chan struct{})
 		go l.fill()
 	}
+	l.applyKick = make(chan struct{}, 1)
+	l.applyStop = make(chan struct{})
+	l.applyDone = make(chan struct{})
+	l.applyTimer = time.AfterFunc(time.Hour, l.kickApplier)
+	l.applyTimer.Stop()
+	go l.applier()
 	return l, nil
 }
 
@@ -471,6 +519,32 @@ func (l *Log) syncLocked() error {
 // leaves the store in an unknown state; after a failed write to the log,
 // every later Write fails too.
 func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
+	return l.write(b, ent, sync, false)
+}
+
+// WriteDeferred logs batch b as Write does, with the same durability,
+// but leaves applying it to Pebble to the log's applier: it returns once
+// the entry is in the log (and, with sync, on stable storage), and b is
+// the log's to apply and close. Batches are applied in the log's order,
+// in the background once ApplyBytes of them wait or the oldest has waited
+// ApplyDelay, or by Drain, or by the next Write or WriteFlushed (which
+// apply everything logged before them first). Until then Pebble does not
+// have b: a reader that must see it calls Drain first. A failure to apply
+// is returned by the next write or Drain, and every one after.
+func (l *Log) WriteDeferred(b *pebble.Batch, ent Entry, sync bool) error {
+	return l.write(b, ent, sync, true)
+}
+
+func (l *Log) write(b *pebble.Batch, ent Entry, sync, deferred bool) (err error) {
+	queued := false
+	if deferred {
+		// The log owns b from here: queued, Drain closes it once applied.
+		defer func() {
+			if !queued {
+				b.Close()
+			}
+		}()
+	}
 	size := entryHeadLen + len(b.Repr()) + positionExtra
 	if size > min(maxEntry, len(l.m)-entriesStart) {
 		return l.WriteFlushed(b)
@@ -485,6 +559,9 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 		if l.mu.err != nil {
 			return l.mu.err
 		}
+		if err := l.applyErr(); err != nil {
+			return err
+		}
 		end := len(l.m)
 		if l.mu.fillErr != nil && l.mu.fillErr != ErrClosed {
 			// The file could not grow (a full disk): the log is as
@@ -495,8 +572,11 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 			}
 		}
 		if l.mu.off+size > end {
-			// Full: once Pebble's tables hold every batch applied so
+			// Full: once Pebble's tables hold every batch logged so
 			// far, start over.
+			if err := l.Drain(); err != nil {
+				return err
+			}
 			if err := l.opts.DB.Flush(); err != nil {
 				l.mu.err = fmt.Errorf("flush before reusing the commit log: %w", err)
 				return l.mu.err
@@ -541,11 +621,18 @@ func (l *Log) Write(b *pebble.Batch, ent Entry, sync bool) error {
 		// Into the next chunk: the filler keeps fillLead ahead.
 		l.kickFillerLocked()
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		// Logged but not applied: Pebble and the log disagree until the
-		// next Open replays the entry, so nothing more may be written.
-		l.mu.err = fmt.Errorf("apply a logged batch: %w", err)
-		return l.mu.err
+	if deferred {
+		queued = true
+		if l.enqueue(b) > l.opts.MaxQueued {
+			// Too much waits: apply it now, on this writer's time.
+			if err := l.Drain(); err != nil {
+				return err
+			}
+		}
+	} else if err := l.applyInOrder(b); err != nil {
+		// Applied before Write returns, after every batch logged before
+		// it.
+		return err
 	}
 	if !l.mu.flushing && l.mu.off > len(l.m)/4*3 {
 		l.mu.flushing = true
@@ -578,6 +665,9 @@ func (l *Log) WriteFlushed(b *pebble.Batch) error {
 }
 
 func (l *Log) writeFlushedLocked(b *pebble.Batch) error {
+	if err := l.Drain(); err != nil {
+		return err
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
@@ -627,6 +717,14 @@ func (l *Log) Epoch() uint64 {
 // closed cleanly, its memtables flushed: then the log starts a new, empty
 // epoch, so that the next Open has nothing to read.
 func (l *Log) Close(pebbleClosed bool) error {
+	close(l.applyStop)
+	<-l.applyDone
+	l.applyTimer.Stop()
+	if l.queued.Load() != 0 {
+		// Pebble was closed with logged batches it never had: the next
+		// Open replays them, so the log must not start a new epoch.
+		pebbleClosed = false
+	}
 	if l.fillDone != nil {
 		close(l.fillStop)
 		<-l.fillDone
@@ -644,4 +742,114 @@ func (l *Log) Close(pebbleClosed bool) error {
 		err = cerr
 	}
 	return err
+}
+
+// enqueue adds b, logged, to the batches waiting to be applied and
+// returns how many bytes wait. It wakes the applier when enough wait, and
+// starts the clock of the oldest.
+func (l *Log) enqueue(b *pebble.Batch) int {
+	l.queue.Lock()
+	defer l.queue.Unlock()
+	if len(l.queue.batches) == 0 {
+		l.applyTimer.Reset(l.opts.ApplyDelay)
+	}
+	l.queue.batches = append(l.queue.batches, b)
+	l.queue.bytes += len(b.Repr())
+	l.queued.Store(int64(len(l.queue.batches)))
+	if l.queue.bytes >= l.opts.ApplyBytes {
+		l.kickApplier()
+	}
+	return l.queue.bytes
+}
+
+// Pending reports whether batches logged by WriteDeferred wait to be
+// applied: a reader that must see them calls Drain.
+func (l *Log) Pending() bool { return l.queued.Load() != 0 }
+
+// Drain applies to Pebble, in order, every batch logged so far and not
+// yet applied, and returns once Pebble has them all, or the error of the
+// first that failed (then, and after, nothing more is applied).
+func (l *Log) Drain() error {
+	l.applyMu.Lock()
+	defer l.applyMu.Unlock()
+	return l.drainLocked()
+}
+
+// applyInOrder applies b, logged, after every batch logged before it.
+// The caller holds mu, so that none is logged meanwhile.
+func (l *Log) applyInOrder(b *pebble.Batch) error {
+	l.applyMu.Lock()
+	defer l.applyMu.Unlock()
+	if err := l.drainLocked(); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		l.queue.Lock()
+		defer l.queue.Unlock()
+		l.queue.err = fmt.Errorf("apply a logged batch: %w", err)
+		return l.queue.err
+	}
+	return nil
+}
+
+func (l *Log) drainLocked() error {
+	for {
+		l.queue.Lock()
+		if l.queue.err != nil || len(l.queue.batches) == 0 {
+			err := l.queue.err
+			l.queue.Unlock()
+			return err
+		}
+		b := l.queue.batches[0]
+		l.queue.Unlock()
+		// Deferred or not, the log's order is Pebble's: only the holder of
+		// applyMu applies, the oldest first.
+		err := b.Commit(pebble.NoSync)
+		l.queue.Lock()
+		l.queue.batches[0] = nil
+		l.queue.batches = l.queue.batches[1:]
+		if len(l.queue.batches) == 0 {
+			l.queue.batches = l.queue.batches[:0:0]
+			l.applyTimer.Stop()
+		}
+		l.queue.bytes -= len(b.Repr())
+		l.queued.Store(int64(len(l.queue.batches)))
+		if err != nil {
+			// Logged but not applied: Pebble and the log disagree until
+			// the next Open replays the entry.
+			l.queue.err = fmt.Errorf("apply a logged batch: %w", err)
+		}
+		l.queue.Unlock()
+		b.Close()
+	}
+}
+
+// applyErr returns the failure of an earlier application, if any.
+func (l *Log) applyErr() error {
+	l.queue.Lock()
+	defer l.queue.Unlock()
+	return l.queue.err
+}
+
+// kickApplier wakes the applier if it sleeps.
+func (l *Log) kickApplier() {
+	select {
+	case l.applyKick <- struct{}{}:
+	default:
+	}
+}
+
+// applier applies deferred batches when kicked, until the log closes.
+func (l *Log) applier() {
+	defer close(l.applyDone)
+	for {
+		select {
+		case <-l.applyStop:
+			return
+		case <-l.applyKick:
+			if err := l.Drain(); err != nil {
+				l.opts.Logger.Error("cambium: applying a logged commit failed; the next open replays the log", "dir", l.opts.Dir, "err", err)
+			}
+		}
+	}
 }
