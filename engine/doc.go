@@ -166,7 +166,7 @@
 //
 // Locks are taken in this order, never the other way:
 //
-//	Volume.pushMu → Volume.writer → Engine.idMu → the commit log's mutex
+//	Volume.gcMu → Volume.pushMu → Volume.writer → Engine.idMu → the commit log's mutex
 //	  → the commit log's applier mutex
 //
 // A pull or a reset takes the writer with TryLock: it fails with ErrBusy

@@ -898,6 +898,9 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		// a pusher keeps it in memory and merges it into the block's
 		// rollup when the block completes, naming its segments again.
 		pending := level < manifest.MaxRollupLevel && start%(1<<(level+1)) == 0 && start+1<<(level+1) > newestSeq
+		if pending && start+1<<level <= caughtUpSeq && !c.young(o) && c.dropCarry(level, start) {
+			pending = false // this process's pusher will not merge it
+		}
 		if level > manifest.MaxRollupLevel || start+1 < base.seq || (!pending && start+1<<level <= caughtUpSeq) {
 			doomed = append(doomed, o)
 			if !c.young(o) {
@@ -935,6 +938,33 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		return err
 	}
 	return c.sweep(ctx, deferred, segs)
+}
+
+// dropCarry makes this process's pusher forget the left half it keeps in
+// memory for the rollup of the block starting at start, one level up,
+// if the rollup of level at start is that left half, and reports whether
+// it did: the collector may then delete the rollup and the segments it
+// names, which the block's rollup would otherwise name again (a pusher
+// that does not keep it reads it from the remote, and finds it or not).
+// A pusher in another process keeps its own, so a collector not in the
+// writer's process keeps such rollups.
+func (c *collector) dropCarry(level uint8, start uint64) bool {
+	if c.opts.DryRun {
+		return false
+	}
+	v, r := c.v, c.r.replica
+	v.pushMu.Lock()
+	defer v.pushMu.Unlock()
+	left := r.levels[level]
+	if left == nil || left.FromSeq != start || left.ToSeq != start+1<<level {
+		return false
+	}
+	delete(r.levels, level)
+	if r.collected == nil {
+		r.collected = map[uint8]uint64{}
+	}
+	r.collected[level] = start
+	return true
 }
 
 // sweep deletes those of the checkpoints cks and the unnamed segments

@@ -21,6 +21,10 @@ type replica struct {
 	// levels holds, per rollup level, the newest completed block that is
 	// the left half of the next rollup (guarded by the volume's pushMu).
 	levels map[uint8]*manifest.Map
+	// collected holds, per rollup level, the start of a left half that
+	// this process's collector deleted (see collector.dropCarries): its
+	// block gets no rollup (guarded by the volume's pushMu).
+	collected map[uint8]uint64
 
 	// resolved is what the last read of a page whose segment was
 	// collected read (see resolveCollected).

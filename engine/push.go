@@ -262,6 +262,9 @@ func (v *Volume) writeRollups(ctx context.Context, r remoteOp, m *manifest.Map, 
 		start := n - 1<<(l+1)
 		left := r.levels[l]
 		if left == nil || left.FromSeq != start || left.ToSeq != start+1<<l {
+			if s, ok := r.collected[l]; ok && s == start {
+				break // the collector deleted the left half: readers read the parts
+			}
 			var key string
 			if l == 0 {
 				key = manifest.CommitKey(v.name, uint64(prevParent))

@@ -310,7 +310,10 @@ func (m *catchUpModel) run(commits int) {
 			prove("no read was served by a segment of kind %s: the test proves nothing about them", segmentKind(k))
 		}
 	}
-	if len(levels) < 2 {
+	// Collections delete the rollups (and level segments) that end at
+	// or before a compacted checkpoint, so a short run between them
+	// reaches only the lowest level.
+	if len(levels) < 2 && commits >= 200 || len(levels) == 0 {
 		prove("level segments at levels %v; want several", levels)
 	}
 	if m.stats.compacted == 0 || m.stats.failedReads+m.stats.failedPulls == 0 {

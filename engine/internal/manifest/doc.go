@@ -106,7 +106,8 @@
 // checkpoint merged on top. So the rollups that end at or before such a
 // checkpoint, and their level segments, serve no reader the checkpoint
 // does not serve better, and the collector deletes them with the other
-// garbage; a reader of a version before the checkpoint that reads a range
+// garbage (but for the left half of a block not complete yet, which a
+// pusher elsewhere may merge into the block's rollup); a reader of a version before the checkpoint that reads a range
 // of commits then reads their commits (a rollup found missing is read as
 // its halves).
 //
