@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -92,8 +93,16 @@ type BudgetStats struct {
 	Evictions    int64 `json:"evictions"`     // images evicted back to stubs by this process
 	EvictedBytes int64 `json:"evicted_bytes"` // their bytes
 	// OverBudget is how far CachedBytes is over the budget when the
-	// evictor found nothing more it may evict: images not pushed yet.
+	// evictor found nothing more it may evict: images not pushed yet (and
+	// older images that pinned snapshots read, until the pruner deletes
+	// them).
 	OverBudget int64 `json:"over_budget_bytes"`
+	// PageReads and RemoteReads sum Stats.PageReads and RemoteReads over
+	// the volumes open in this process; HitRate is the part of the reads
+	// served locally (1 with no reads).
+	PageReads   int64   `json:"page_reads"`
+	RemoteReads int64   `json:"remote_reads"`
+	HitRate     float64 `json:"hit_rate"`
 }
 
 // budget keeps the data directory's page images within Options.CacheBudget.
@@ -199,10 +208,55 @@ func (b *budget) stats() BudgetStats {
 // not be evicted (not pushed yet) take it over. Without a budget it is
 // the zero value but for CachedBytes, -1 (not counted).
 func (e *Engine) Budget() BudgetStats {
-	if e.budget == nil {
-		return BudgetStats{CachedBytes: -1}
+	s := BudgetStats{CachedBytes: -1}
+	if e.budget != nil {
+		s = e.budget.stats()
 	}
-	return e.budget.stats()
+	e.mu.Lock()
+	for _, v := range e.mu.volumes {
+		s.PageReads += v.stats.pageReads.Load()
+		s.RemoteReads += v.stats.remoteReads.Load()
+	}
+	e.mu.Unlock()
+	s.HitRate = hitRate(s.PageReads, s.RemoteReads)
+	return s
+}
+
+// hitRate is the part of reads that did not go to the remote.
+func hitRate(reads, remote int64) float64 {
+	if reads <= 0 {
+		return 1
+	}
+	return float64(reads-remote) / float64(reads)
+}
+
+// HitRate is the part of the volume's page reads in this process that
+// were served locally (from the page cache or the data directory), not
+// from the remote: 1 with no reads.
+func (s Stats) HitRate() float64 { return hitRate(s.PageReads, s.RemoteReads) }
+
+// UnpushedBytes returns the bytes of the page images the volume's
+// versions not pushed yet wrote (each page once): what a budget may not
+// evict. It reads their commit records.
+func (v *Volume) UnpushedBytes() (int64, error) {
+	id := VolumeID(v.id.Load())
+	head := v.head.Load()
+	pushed := v.replState.Load().pushed
+	if id == 0 || head.version <= pushed {
+		return 0, nil
+	}
+	var n int64
+	seen := map[PageNo]bool{}
+	err := v.e.forCommits(id, pushed+1, head.version, func(_ Version, c commitRecord, _ uint32) error {
+		for p := range roaring.Values(c.changeset) {
+			if !seen[PageNo(p)] {
+				seen[PageNo(p)] = true
+				n += int64(c.pageSize)
+			}
+		}
+		return nil
+	})
+	return n, err
 }
 
 // start counts, in the background, the images under snap (taken by Open
