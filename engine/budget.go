@@ -484,3 +484,22 @@ func (e *Engine) notePagesStored(located, bytes int64) {
 		b.add(bytes)
 	}
 }
+
+// CachedBytes returns the bytes of page images the data directory stores:
+// with a budget, its count (waiting for Open's to be in); without one, a
+// count made now, a scan of every page value.
+func (e *Engine) CachedBytes(ctx context.Context) (int64, error) {
+	if b := e.budget; b != nil {
+		for !b.counted.Load() {
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return b.images.Load(), nil
+	}
+	snap := e.db.NewSnapshot()
+	defer snap.Close()
+	return countImages(ctx, snap)
+}

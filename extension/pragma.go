@@ -188,7 +188,7 @@ func (f *File) status() (string, error) {
 func OverBudgetNote(bs engine.BudgetStats, vol *engine.Volume) string {
 	note := fmt.Sprintf("the data directory holds %d bytes of page images over its cache_budget of %d that cannot be evicted: images not pushed yet (and older images that open transactions read)", bs.OverBudget, bs.Budget)
 	if n, err := vol.UnpushedBytes(); err == nil && n > 0 {
-		note += fmt.Sprintf("; this volume's unpushed versions hold %d bytes: push them (PRAGMA cambium_push) to let them be evicted", n)
+		note += fmt.Sprintf("; this volume's unpushed versions hold %d bytes: push them (PRAGMA cambium_push, cambium push) to let them be evicted", n)
 	}
 	return note
 }
