@@ -402,8 +402,12 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 	batch := e.db.NewBatch()
 	defer batch.Close()
 	evicted := 0
+	most := evictBatch
+	if n := e.opts.testingKnobs.evictBatch; n > 0 {
+		most = n
+	}
 	valid := it.SeekGE(b.hand)
-	for ; valid && walked < evictBatch && freed < want; valid = it.Next() {
+	for ; valid && walked < most && freed < want; valid = it.Next() {
 		walked++
 		k := it.Key()
 		if len(k) != pageKeyLen {
@@ -471,6 +475,9 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 	b.images.Add(-freed)
 	b.evictions.Add(int64(evicted))
 	b.evicted.Add(freed)
+	if fn := e.opts.testingKnobs.afterEvict; fn != nil {
+		fn()
+	}
 	return freed, wrapped, nil
 }
 

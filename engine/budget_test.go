@@ -7,6 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,4 +293,103 @@ func TestBudget_Reopen(t *testing.T) {
 	}
 	checkHead(t, v, w.cur)
 	checkCount(t, e)
+}
+
+// budgetKillEnv tells a child process of TestBudget_KillDuringEviction
+// where the data directory and the remote are, after which eviction batch
+// to kill itself, and whether to flush Pebble's memtables first.
+const budgetKillEnv = "CAMBIUM_BUDGETKILL_CHILD"
+
+// TestBudget_KillDuringEviction: a process killed with SIGKILL between
+// eviction batches (with the batches so far flushed to Pebble's tables,
+// or left in its memtable and lost) leaves a data directory whose count,
+// made again at open, matches what it stores, that reads every page
+// right, and that goes on evicting, pulling and reading.
+func TestBudget_KillDuringEviction(t *testing.T) {
+	if os.Getenv(budgetKillEnv) != "" {
+		return
+	}
+	const page = 4096
+	rem := newFileRemote(t)
+	root := strings.TrimPrefix(rem.url, "file://")
+	wv := attach(t, newEngine(t, Options{}), "doc", rem.url, rem.store)
+	w := newVolWriter(t, wv, 11, page)
+	w.commit(-1, allPages(64)...)
+	mustPush(t, wv)
+
+	dir := t.TempDir()
+	budget := Options{CacheBudget: 8 * page, CacheBytes: -1}
+	e := openTestEngine(t, dir, Options{CacheBytes: -1})
+	rv := attach(t, e, "doc", rem.url, rem.open(t))
+	mustPull(t, rv)
+	if _, err := rv.Hydrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	kills := 0
+	for round := range 6 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBudget_KillChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%v", budgetKillEnv, dir, root, 1+round%3, round%2 == 0))
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || !exit.Sys().(syscall.WaitStatus).Signaled() {
+			t.Fatalf("round %d: child: %v\n%s", round, err, out)
+		}
+		kills++
+		e := openTestEngine(t, dir, budget)
+		rv := attach(t, e, "doc", rem.url, rem.open(t))
+		settle(t, e)
+		checkCount(t, e)
+		checkHead(t, rv, w.cur)
+		w.commit(-1, PageNo(1+round), PageNo(40+round))
+		mustPush(t, wv)
+		mustPull(t, rv)
+		checkHead(t, rv, w.cur)
+		if st := settle(t, e); st.CachedBytes > st.Budget {
+			t.Fatalf("round %d: %+v", round, st)
+		}
+		checkCount(t, e)
+		e.Close()
+		// Back to every page stored, for the next child to evict.
+		e = openTestEngine(t, dir, Options{CacheBytes: -1})
+		rv = attach(t, e, "doc", rem.url, rem.open(t))
+		if _, err := rv.Hydrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+	}
+	t.Logf("%d kills", kills)
+}
+
+// TestBudget_KillChild runs in a child process of
+// TestBudget_KillDuringEviction.
+func TestBudget_KillChild(t *testing.T) {
+	spec := os.Getenv(budgetKillEnv)
+	if spec == "" {
+		return
+	}
+	parts := strings.Split(spec, "|")
+	dir, root, flush := parts[0], parts[1], parts[3] == "true"
+	n, _ := strconv.Atoi(parts[2])
+	opts := Options{CacheBudget: 8 * 4096, CacheBytes: -1}
+	opts.testingKnobs.evictBatch = 8
+	var e *Engine
+	batches := 0
+	opts.testingKnobs.afterEvict = func() {
+		if batches++; batches == n {
+			if flush {
+				e.db.Flush()
+			}
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+	e = openTestEngine(t, dir, opts)
+	fs, err := remote.NewFileStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attach(t, e, "doc", "file://"+root, fs)
+	time.Sleep(20 * time.Second)
+	t.Fatal("not killed within 20s")
 }

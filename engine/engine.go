@@ -44,6 +44,9 @@ type Options struct {
 	// the default.
 	testingKnobs struct {
 		commitLogSize int // the commit log file's size (commitlog.Options.Size)
+		evictBatch    int // location records an eviction batch walks (evictBatch)
+		// afterEvict is called after each eviction batch is applied.
+		afterEvict func()
 	}
 }
 
