@@ -52,8 +52,9 @@ import (
 // location records in key order, resuming where it stopped: a record
 // whose page's bit is set loses the bit and is passed over, one whose bit
 // is clear is evicted. So an image is evicted when it has not been read
-// since the hand last passed it. Pages fetched ahead of a scan and never
-// read have no bit and go first. The evictor runs in the background, in
+// since the hand last passed it. A fetch sets the bits of the pages it
+// stores, as a read would: pages fetched ahead of a scan must not be
+// evicted before the scan reaches them. The evictor runs in the background, in
 // batches of evictBatch records, when a commit or a fetch takes the count
 // over the budget and every second meanwhile, until the count is under
 // the budget by a sixteenth (so that it does not wake for every page).

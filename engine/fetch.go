@@ -406,6 +406,11 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, err
 					if err := b.Set(locationKey(id, p, u), it.Value(), nil); err != nil {
 						return 0, err
 					}
+					if bud := v.e.budget; bud != nil {
+						// As if read: pages fetched ahead of a scan
+						// stay until it reaches them.
+						bud.touch(id, p)
+					}
 					n++
 				}
 			}
