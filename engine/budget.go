@@ -62,8 +62,8 @@ import (
 //
 // When what is left over the budget cannot be evicted (images not yet
 // pushed, or read again since the hand's last pass) the evictor stops
-// until the next kick; BudgetStats.OverBudget then says by how much the
-// directory is over.
+// until a push or a fetch writes location records, or for stuckRetry;
+// BudgetStats.OverBudget then says by how much the directory is over.
 
 // tagLocation keys location records (see above).
 const tagLocation byte = 0x0A
@@ -79,8 +79,15 @@ func locationKey(id VolumeID, p PageNo, u Version) []byte {
 // evictBatch is how many location records one eviction batch walks.
 const evictBatch = 1024
 
-// evictInterval is how often the evictor looks at the count unkicked.
-const evictInterval = time.Second
+// evictInterval is how often the evictor looks at the count unkicked;
+// stuckRetry is how long it waits, after going round with nothing it
+// could evict, before it goes round again when no push or fetch made
+// images evictable meanwhile (the images it passed over for being read
+// may have gone cold).
+const (
+	evictInterval = time.Second
+	stuckRetry    = 30 * time.Second
+)
 
 // BudgetStats describes the data directory's disk budget.
 // Its fields are part of the JSON of PRAGMA cambium_stats and
@@ -121,8 +128,9 @@ type budget struct {
 	// locations counts the location records written; stuckAt is its
 	// value when the evictor got stuck (only the evictor uses it): until
 	// it changes, no image became evictable.
-	locations atomic.Int64
-	stuckAt   int64
+	locations  atomic.Int64
+	stuckAt    int64
+	stuckSince time.Time
 	// passes counts the evictor's passes (tests wait for one to end).
 	passes atomic.Int64
 
@@ -353,8 +361,8 @@ func (b *budget) evict(ctx context.Context) error {
 		b.stuck.Store(false)
 		return nil
 	}
-	if b.stuck.Load() && b.locations.Load() == b.stuckAt {
-		return nil // no image became evictable since
+	if b.stuck.Load() && b.locations.Load() == b.stuckAt && time.Since(b.stuckSince) < stuckRetry {
+		return nil // no image became evictable since, unless reads went cold
 	}
 	target := b.limit - b.limit/16
 	idle, evicted := 0, false
@@ -371,7 +379,7 @@ func (b *budget) evict(ctx context.Context) error {
 		if evicted {
 			idle = 0
 		} else if idle++; idle >= 3 {
-			b.stuckAt = locs
+			b.stuckAt, b.stuckSince = locs, time.Now()
 			b.stuck.Store(true)
 			return nil
 		}
