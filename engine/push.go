@@ -142,7 +142,8 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 // notePushed writes the location records of the images that remote commit
 // m, claimed, uploaded from st (at m's version): for each page m changed
 // that has an image written after m's parent and visible at st, the frame
-// that holds it, so that the budget may evict it (budget.go).
+// that holds it, so that the budget may evict it (budget.go). They go
+// through the commit log, so that they survive the process being killed.
 func (v *Volume) notePushed(id VolumeID, m *manifest.Map, st *state) error {
 	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
 	if err != nil {
@@ -174,8 +175,10 @@ func (v *Volume) notePushed(id VolumeID, m *manifest.Map, st *state) error {
 	if err := it.Error(); err != nil || n == 0 {
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return err
+	// Through the commit log, as the push's replication record: a process
+	// killed now must not forget which of its images are safe.
+	if err := v.e.clog.Write(b, commitlog.Entry{}, false); err != nil {
+		return v.e.fail(fmt.Errorf("record where the pages pushed to version %d of %q are: %w", m.Version, v.name, err))
 	}
 	v.e.notePagesStored(n, 0)
 	return nil
