@@ -18,15 +18,16 @@ import (
 
 // benchOptions are the flags of cambium bench that workloads read.
 type benchOptions struct {
-	quick        bool
-	remote       string                // the replication workloads' store URL ("": a scratch directory)
-	latency      remote.LatencyOptions // zero: no emulation
-	coldOpenSize int64                 // bytes of coldopen's large database
-	budgetSize   int64                 // bytes of the budget workload's database
-	budget       int64                 // its bounded replica's cache_budget
-	tenants      int
-	noLitestream bool
-	extension    string // libcambium.so for the loadable workload
+	quick         bool
+	remote        string                // the replication workloads' store URL ("": a scratch directory)
+	latency       remote.LatencyOptions // zero: no emulation
+	coldOpenSize  int64                 // bytes of coldopen's large database
+	budgetSize    int64                 // bytes of the budget workload's database
+	budget        int64                 // its bounded replica's cache_budget
+	tenantsBudget int64                 // the tenants' data directory's cache_budget (0: none)
+	tenants       int
+	noLitestream  bool
+	extension     string // libcambium.so for the loadable workload
 }
 
 // replication is where the replication workloads replicate.
@@ -121,7 +122,7 @@ var workloads = []workload{
 		return rs, err
 	}},
 	{"tenants", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
-		return bench.RunTenants(ctx, bench.TenantsConfig{Dir: dir, Volumes: o.tenants, Remote: o.replication()})
+		return bench.RunTenants(ctx, bench.TenantsConfig{Dir: dir, Volumes: o.tenants, Remote: o.replication(), CacheBudget: o.tenantsBudget})
 	}},
 }
 
@@ -131,6 +132,7 @@ func benchCommand(g *globals) *command {
 		jsonPath, svgDir, only   string
 		size, latency, bandwidth string
 		budgetSize, budget       string
+		tenantsBudget            string
 		tenants                  int
 	)
 	return &command{
@@ -191,6 +193,7 @@ The replication workloads use an object store in a scratch directory, or
 			fs.StringVar(&size, "coldopen-size", "", "`SIZE` of coldopen's large database (default 1GiB, 8MiB with --quick; 0 skips it)")
 			fs.StringVar(&budgetSize, "budget-size", "", "`SIZE` of the budget workload's database (default 1GiB, 32MiB with --quick)")
 			fs.StringVar(&budget, "budget", "", "the budget workload's cache_budget `SIZE` (default 64MiB, 4MiB with --quick)")
+			fs.StringVar(&tenantsBudget, "tenants-budget", "", "run tenants within a cache_budget of `SIZE` (default none)")
 			fs.IntVar(&tenants, "tenants", 0, "`N` databases for tenants (default 10000, 200 with --quick)")
 			fs.StringVar(&latency, "latency", "", "emulated object-store first-byte `DURATION` (default 20ms, 1ms with --quick; 0 turns emulation off)")
 			fs.StringVar(&bandwidth, "bandwidth", "", "emulated per-request `BYTES/s`, e.g. 100MB (default 100MB, 1GB with --quick)")
@@ -207,6 +210,9 @@ The replication workloads use an object store in a scratch directory, or
 				return err
 			}
 			if o.budget, err = parseSize("--budget", budget, pick[int64](o.quick, 4<<20, 64<<20)); err != nil {
+				return err
+			}
+			if o.tenantsBudget, err = parseSize("--tenants-budget", tenantsBudget, 0); err != nil {
 				return err
 			}
 			if o.tenants = tenants; o.tenants == 0 {
