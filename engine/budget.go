@@ -58,7 +58,11 @@ import (
 // batches of evictBatch records, when a commit or a fetch takes the count
 // over the budget and every second meanwhile, until the count is under
 // the budget by a sixteenth (so that it does not wake for every page).
-// Readers and commits never wait for it.
+// Readers and commits never wait for it. A stub written over an image
+// frees no disk until Pebble rewrites the table holding the image, so
+// each time a budget's worth of images was evicted, the evictor has
+// Pebble compact the page keys (a manual compaction, in the background):
+// the data directory stays about the budget plus the stubs.
 //
 // When what is left over the budget cannot be evicted (images not yet
 // pushed, or read again since the hand's last pass) the evictor stops
@@ -133,6 +137,9 @@ type budget struct {
 	stuckSince time.Time
 	// passes counts the evictor's passes (tests wait for one to end).
 	passes atomic.Int64
+	// uncompacted is the bytes evicted since the evictor last compacted
+	// the page keys (only the evictor uses it).
+	uncompacted int64
 
 	// access holds the access bits, one per hash of (volume, page); mask
 	// selects a bit index.
@@ -342,6 +349,15 @@ func (b *budget) run(ctx context.Context) {
 		if err := b.evict(ctx); err != nil && ctx.Err() == nil {
 			b.e.opts.Logger.Error("cambium: eviction failed; will retry", "dir", b.e.dir, "err", err)
 		}
+		if b.uncompacted >= b.limit && ctx.Err() == nil {
+			// The stubs written over evicted images free no disk until
+			// Pebble rewrites the tables that hold the images: when a
+			// budget's worth was evicted, have it rewrite the page keys.
+			b.uncompacted = 0
+			if err := b.e.db.Compact(ctx, []byte{tagPage}, []byte{tagPage + 1}, false); err != nil && ctx.Err() == nil {
+				b.e.opts.Logger.Warn("cambium: cannot compact the evicted pages' tables", "dir", b.e.dir, "err", err)
+			}
+		}
 		b.passes.Add(1)
 		select {
 		case <-ctx.Done():
@@ -484,6 +500,7 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 	b.images.Add(-freed)
 	b.evictions.Add(int64(evicted))
 	b.evicted.Add(freed)
+	b.uncompacted += freed
 	if fn := e.opts.testingKnobs.afterEvict; fn != nil {
 		fn()
 	}
