@@ -143,8 +143,8 @@ func RunBudget(ctx context.Context, cfg BudgetConfig) ([]Result, BudgetFigures, 
 	scan := Result{Workload: name + "/scan", Cambium: bounded.Scan}
 	scan.compareRequests("unbounded replica", unbounded.Scan, 0)
 	scan.compareBytes("unbounded replica", unbounded.Scan, 0)
-	size := Result{Workload: name + "/pebble-size", Cambium: Figures{Bytes: bounded.PebbleBytes}}
-	size.compareBytes("unbounded replica", Figures{Bytes: unbounded.PebbleBytes}, 0)
+	size := Result{Workload: name + "/pebble-size", Cambium: Figures{Ops: 1, Bytes: bounded.PebbleBytes}}
+	size.compareBytes("unbounded replica", Figures{Ops: 1, Bytes: unbounded.PebbleBytes}, 0)
 	size.Notes = []string{fmt.Sprintf("bounded replica: hit rate %.3f over the point reads (unbounded %.3f); %s of page images cached at the end (budget %s), %d evictions; its Pebble store %s (%.2fx the budget; target <= 1.1x), its whole data directory %s (the commit log included); the unbounded replica's Pebble store %s",
 		bounded.HitRate, unbounded.HitRate, humanBytes(bounded.CachedBytes), humanBytes(cfg.Budget), bounded.Evictions,
 		humanBytes(bounded.PebbleBytes), float64(bounded.PebbleBytes)/float64(cfg.Budget), humanBytes(bounded.DirBytes), humanBytes(unbounded.PebbleBytes))}
