@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -61,8 +62,9 @@ import (
 // Readers and commits never wait for it. A stub written over an image
 // frees no disk until Pebble rewrites the table holding the image, so
 // each time a budget's worth of images was evicted, the evictor has
-// Pebble compact the page keys (a manual compaction, in the background):
-// the data directory stays about the budget plus the stubs.
+// Pebble compact the page keys its hand passed meanwhile (a manual
+// compaction, in the background): the data directory stays about the
+// budget, what was evicted since, and the stubs.
 //
 // When what is left over the budget cannot be evicted (images not yet
 // pushed, or read again since the hand's last pass) the evictor stops
@@ -138,8 +140,11 @@ type budget struct {
 	// passes counts the evictor's passes (tests wait for one to end).
 	passes atomic.Int64
 	// uncompacted is the bytes evicted since the evictor last compacted
-	// the page keys (only the evictor uses it).
+	// the page keys, and compactFrom the hand's position then (a location
+	// key), or nil when the hand went round since; only the evictor uses
+	// them.
 	uncompacted int64
+	compactFrom []byte
 
 	// access holds the access bits, one per hash of (volume, page); mask
 	// selects a bit index.
@@ -350,13 +355,7 @@ func (b *budget) run(ctx context.Context) {
 			b.e.opts.Logger.Error("cambium: eviction failed; will retry", "dir", b.e.dir, "err", err)
 		}
 		if b.uncompacted >= b.limit && ctx.Err() == nil {
-			// The stubs written over evicted images free no disk until
-			// Pebble rewrites the tables that hold the images: when a
-			// budget's worth was evicted, have it rewrite the page keys.
-			b.uncompacted = 0
-			if err := b.e.db.Compact(ctx, []byte{tagPage}, []byte{tagPage + 1}, false); err != nil && ctx.Err() == nil {
-				b.e.opts.Logger.Warn("cambium: cannot compact the evicted pages' tables", "dir", b.e.dir, "err", err)
-			}
+			b.compact(ctx)
 		}
 		b.passes.Add(1)
 		select {
@@ -365,6 +364,21 @@ func (b *budget) run(ctx context.Context) {
 		case <-b.kick:
 		case <-t.C:
 		}
+	}
+}
+
+// compact has Pebble rewrite the tables of the page keys the hand passed
+// since the last compaction (all of them when it went round meanwhile):
+// the stubs written over evicted images free no disk until then.
+func (b *budget) compact(ctx context.Context) {
+	start, end := []byte{tagPage}, []byte{tagPage + 1}
+	if b.compactFrom != nil && bytes.Compare(b.compactFrom, b.hand) < 0 {
+		start, end = append([]byte(nil), b.compactFrom...), append([]byte(nil), b.hand...)
+		start[0], end[0] = tagPage, tagPage
+	}
+	b.uncompacted, b.compactFrom = 0, append([]byte(nil), b.hand...)
+	if err := b.e.db.Compact(ctx, start, end, false); err != nil && ctx.Err() == nil {
+		b.e.opts.Logger.Warn("cambium: cannot compact the tables of evicted pages", "dir", b.e.dir, "err", err)
 	}
 }
 
@@ -487,6 +501,7 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 			return 0, false, err
 		}
 		b.hand, wrapped = append(b.hand[:0], tagLocation), true
+		b.compactFrom = nil
 	}
 	if batch.Empty() {
 		return 0, wrapped, nil
