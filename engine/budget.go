@@ -61,10 +61,11 @@ import (
 // the budget by a sixteenth (so that it does not wake for every page).
 // Readers and commits never wait for it. A stub written over an image
 // frees no disk until Pebble rewrites the table holding the image, so
-// each time a budget's worth of images was evicted, the evictor has
-// Pebble compact the page keys its hand passed meanwhile (a manual
-// compaction, in the background): the data directory stays about the
-// budget, what was evicted since, and the stubs.
+// each time a quarter of the budget was evicted, the evictor has Pebble
+// compact the page keys its hand passed meanwhile (a manual compaction,
+// in the background): the data directory stays about the budget, what
+// was evicted since (a quarter of it at most), and the stubs (about 27
+// bytes a page once compressed).
 //
 // When what is left over the budget cannot be evicted (images not yet
 // pushed, or read again since the hand's last pass) the evictor stops
@@ -84,6 +85,13 @@ func locationKey(id VolumeID, p PageNo, u Version) []byte {
 
 // evictBatch is how many location records one eviction batch walks.
 const evictBatch = 1024
+
+// compactEvery: the evictor has Pebble compact the page keys its hand
+// passed each time it evicted a compactEvery-th of the budget, so that
+// evicted images hold at most that much disk. A compaction rewrites the
+// range the hand passed, about what was evicted there and what stays, so
+// compacting more often costs about the same in all.
+const compactEvery = 4
 
 // evictInterval is how often the evictor looks at the count unkicked;
 // stuckRetry is how long it waits, after going round with nothing it
@@ -354,7 +362,7 @@ func (b *budget) run(ctx context.Context) {
 		if err := b.evict(ctx); err != nil && ctx.Err() == nil {
 			b.e.opts.Logger.Error("cambium: eviction failed; will retry", "dir", b.e.dir, "err", err)
 		}
-		if b.uncompacted >= b.limit && ctx.Err() == nil {
+		if b.uncompacted >= b.limit/compactEvery && ctx.Err() == nil {
 			b.compact(ctx)
 		}
 		b.passes.Add(1)
