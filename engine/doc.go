@@ -51,6 +51,10 @@
 //	0x09 | "commit-log"                  commit log position: epoch and sequence number of
 //	                                     the newest commit log entry applied (its format is
 //	                                     the commit log's: see internal/commitlog)
+//	0x0A | volume ID (8) | page (4) | ^version (8)
+//	                                     location record: where in the remote the image under
+//	                                     the same page key also lives, as a stub value (53
+//	                                     bytes); what lets the disk budget evict it (budget.go)
 //
 // ^version is the bitwise complement of the version, so that for a page the
 // newest image sorts first, and "the newest image of P at or before V" is a
@@ -139,6 +143,20 @@
 // records older than the window (SetRetain); page images it already
 // deletes as soon as no snapshot can see them.
 //
+// # Disk budget
+//
+// Options.CacheBudget bounds the bytes of page images the data directory
+// stores, every volume together (budget.go has the details). Past it, a
+// background evictor turns the least recently read images that are safe
+// in the remote (pushed, or fetched from it: those with a location
+// record) back into stubs, which reads fetch again like any stub, through
+// the remote's kept maps when the segment was collected since. Recency is
+// a clock with second chances over in-memory access bits. Images not yet
+// pushed, and older images that only pinned snapshots read, are never
+// evicted; Engine.Budget says by how much they take the directory over.
+// The count of image bytes is kept in memory and counted again, in the
+// background, at each Open.
+//
 // # Concurrency
 //
 // Engine, Volume and Snapshot methods are safe for concurrent use; a Txn
@@ -146,7 +164,8 @@
 // publishes a new head after its batch is applied, and a snapshot keeps
 // reading its own version meanwhile.
 //
-// A Volume's fields serve six concerns, each guarded on its own:
+// A Volume's fields serve six concerns, each guarded on its own, and the
+// engine's evictor a seventh:
 //
 //	concern          guarded by                        what it guards
 //	snapshot pins    Volume.mu                         pins by version; the pruner's progress, its
@@ -163,19 +182,24 @@
 //	                                                   the scan state
 //	collection       Volume.gcMu                       one GC at a time in the process, and what
 //	                                                   it remembers of the remote's commits
+//	eviction         Engine.evictMu                    the evictor's batches against the pruner's,
+//	                                                   engine-wide
 //
 // Locks are taken in this order, never the other way:
 //
 //	Volume.gcMu → Volume.pushMu → Volume.writer → Engine.idMu → the commit log's mutex
 //	  → the commit log's applier mutex
+//	Engine.evictMu → Volume.fetchMu (the pruner)
 //
 // A pull or a reset takes the writer with TryLock: it fails with ErrBusy
 // rather than wait for a write transaction. Volume.mu, replica.mu, the
 // readahead mutex and the cache shard mutexes are leaves: no other lock is
 // taken and no I/O is done while one is held, so Snapshot, which takes
 // Volume.mu, never waits for a disk or a network. Volume.fetchMu is held
-// alone, around one Pebble batch (the pruner's, exclusively; a fetch's,
-// shared). Engine.mu guards the set of open volumes and closing; a
+// around one Pebble batch (the pruner's, exclusively, inside
+// Engine.evictMu; a fetch's, shared, alone). Engine.evictMu is held around
+// one batch of the evictor's, or of the pruner's with the reads of the
+// kinds of the values it deletes (with a budget). Engine.mu guards the set of open volumes and closing; a
 // volume's records are read under it the first time the volume is opened.
 // Background work (the pruner, readahead) holds no lock across steps and
 // stops when the engine closes.

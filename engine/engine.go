@@ -27,6 +27,13 @@ type Options struct {
 	// CacheBytes is the budget of the in-memory cache of hot pages, shared
 	// by all volumes (default 64 MiB; negative disables it).
 	CacheBytes int64
+	// CacheBudget bounds the bytes of page images stored in the data
+	// directory, every volume together: past it, images that are safe in
+	// the remote are evicted back to stubs, least recently read first,
+	// and fetched again when read (see budget.go). Zero means unbounded;
+	// images not yet pushed are never evicted, so a writer ahead of its
+	// remote may exceed it (Engine.Budget says by how much).
+	CacheBudget int64
 	// SpillBytes is how large a write transaction's staged pages may grow
 	// in memory before they are written to disk early (default 32 MiB).
 	SpillBytes int64
@@ -42,6 +49,9 @@ type Options struct {
 		// ApplyBytes, ApplyDelay)
 		applyBytes int
 		applyDelay time.Duration
+		evictBatch int // location records an eviction batch walks (evictBatch)
+		// afterEvict is called after each eviction batch is applied.
+		afterEvict func()
 	}
 }
 
@@ -54,6 +64,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SpillBytes == 0 {
 		o.SpillBytes = 32 << 20
+	}
+	if o.CacheBudget < 0 {
+		return o, fmt.Errorf("%w: CacheBudget %d", ErrOptions, o.CacheBudget)
 	}
 	if o.SpillBytes < 0 {
 		return o, fmt.Errorf("%w: SpillBytes %d", ErrOptions, o.SpillBytes)
@@ -108,6 +121,13 @@ type Engine struct {
 	}
 	// idMu serialises volume ID assignment (first commit of a volume).
 	idMu sync.Mutex
+
+	// budget keeps page images within Options.CacheBudget (nil when
+	// unbounded). evictMu is held by the evictor around each of its
+	// batches and by the pruner around its own, so that an eviction never
+	// writes a stub where the pruner deleted an image.
+	budget  *budget
+	evictMu sync.Mutex
 
 	nextSeed atomic.Uint64
 }
@@ -186,6 +206,12 @@ func Open(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 		return nil, err
+	}
+	if opts.CacheBudget > 0 {
+		// Counted under a snapshot taken before any volume can change:
+		// every later change is counted as it happens.
+		e.budget = newBudget(e, opts.CacheBudget)
+		e.budget.start(db.NewSnapshot())
 	}
 	go e.pruneLoop()
 	return e, nil

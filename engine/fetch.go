@@ -401,6 +401,16 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, err
 					at := int(p-s.frame.First) * pageSize
 					encodeImage(val.Value, pages[i][at:at+pageSize])
 					val.Finish()
+					// The stub says where the image is: it may be
+					// evicted back to it (budget.go).
+					if err := b.Set(locationKey(id, p, u), it.Value(), nil); err != nil {
+						return 0, err
+					}
+					if bud := v.e.budget; bud != nil {
+						// As if read: pages fetched ahead of a scan
+						// stay until it reaches them.
+						bud.touch(id, p)
+					}
 					n++
 				}
 			}
@@ -419,6 +429,7 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, err
 		return 0, err
 	}
 	v.stats.pagesFetched.Add(int64(n))
+	v.e.notePagesStored(int64(n), int64(n)*int64(pageSize))
 	return n, nil
 }
 
@@ -588,15 +599,32 @@ func (v *Volume) stubsAt(snap *Snapshot) ([]stub, error) {
 // stub s names is gone (cause): the garbage collector deleted it once no
 // retained version read it there. The stub (written at version u) is
 // replaced with the image collectedPage finds.
+//
+// The remote keeps the maps of the versions in its retention window only,
+// and a writer's newest versions may not be pushed yet; but the newest
+// pushed (or pulled) version's map is always kept, and when no commit
+// after u up to it wrote p, it names the same image. That version's map
+// is read then: for a page evicted from a writer ahead of its remote, or
+// from under a snapshot pinned at an older version (budget.go).
 func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, cause error) ([]byte, error) {
-	img, err := v.collectedPage(p, n, pageSize, cause)
+	if pushed := v.replState.Load().pushed; pushed != n && pushed >= u && v.sameImage(p, u, pushed) {
+		n = pushed
+	}
+	img, at, err := v.collectedPage(p, n, pageSize, cause)
 	if err != nil {
 		return nil, err
 	}
-	if err := v.replaceStub(p, u, s, img); err != nil {
+	if err := v.replaceStub(p, u, s, img, at); err != nil {
 		v.e.opts.Logger.Warn("cambium: cannot store a page read again from a checkpoint", "volume", v.name, "page", p, "err", err)
 	}
 	return img, nil
+}
+
+// sameImage reports whether version n reads page p's image written at
+// version u: no commit after u up to n wrote p or cut it off.
+func (v *Volume) sameImage(p PageNo, u, n Version) bool {
+	w, _, found, err := v.lookupPage(VolumeID(v.id.Load()), p, n)
+	return err == nil && found && w == u && !v.head.Load().cutOff(p, u, n)
 }
 
 // collectedPage returns page p's image at version n when the segment that
@@ -606,49 +634,53 @@ func (v *Volume) resolveCollected(s stub, p PageNo, u, n Version, pageSize int, 
 // checkpoint at or before n and the commits after it, kept for every page
 // read of n) and fetches the page where that map says; if the remote no
 // longer keeps version n, it is ErrCollected.
-func (v *Volume) collectedPage(p PageNo, n Version, pageSize int, cause error) ([]byte, error) {
+//
+// at is the frame it read the page from (its seg is zero for a page the
+// map says is zeros).
+func (v *Volume) collectedPage(p PageNo, n Version, pageSize int, cause error) (img []byte, at stub, err error) {
 	r, err := v.replica()
 	if err != nil {
-		return nil, cause
+		return nil, stub{}, cause
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
 	defer cancel()
-	img, err := v.pageFromMap(ctx, r, p, n, pageSize, cause)
+	img, at, err = v.pageFromMap(ctx, r, p, n, pageSize, cause)
 	if errors.Is(err, remote.ErrNotFound) {
 		// The map remembered named a segment collected since (another
 		// collection moved on): read the map again, once.
 		r.resolved.Store(nil)
-		img, err = v.pageFromMap(ctx, r, p, n, pageSize, cause)
+		img, at, err = v.pageFromMap(ctx, r, p, n, pageSize, cause)
 	}
 	if errors.Is(err, remote.ErrNotFound) {
-		return nil, fmt.Errorf("read page %d of %q at version %d: %w: the segment the remote's map of the version names is gone too (%v)", p, v.name, n, ErrCollected, err)
+		return nil, stub{}, fmt.Errorf("read page %d of %q at version %d: %w: the segment the remote's map of the version names is gone too (%v)", p, v.name, n, ErrCollected, err)
 	}
-	return img, err
+	return img, at, err
 }
 
-// pageFromMap reads page p through the remote's full map of version n.
-func (v *Volume) pageFromMap(ctx context.Context, r *replica, p PageNo, n Version, pageSize int, cause error) ([]byte, error) {
+// pageFromMap reads page p through the remote's full map of version n,
+// and returns the frame it read it from.
+func (v *Volume) pageFromMap(ctx context.Context, r *replica, p PageNo, n Version, pageSize int, cause error) ([]byte, stub, error) {
 	m, err := v.mapToResolve(ctx, r, n)
 	if err != nil {
 		if errors.Is(err, ErrCollected) {
-			return nil, fmt.Errorf("read page %d of %q: the segment holding its image was deleted by the remote's garbage collection (%v), and %w", p, v.name, cause, err)
+			return nil, stub{}, fmt.Errorf("read page %d of %q: the segment holding its image was deleted by the remote's garbage collection (%v), and %w", p, v.name, cause, err)
 		}
-		return nil, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
+		return nil, stub{}, fmt.Errorf("read page %d of %q: %w (and then: %w)", p, v.name, cause, err)
 	}
 	ref, fr, zero, ok := m.Locate(p)
 	switch {
 	case !ok:
-		return nil, fmt.Errorf("%w: the remote's map of version %d has no page %d", ErrRemoteCorrupt, n, p)
+		return nil, stub{}, fmt.Errorf("%w: the remote's map of version %d has no page %d", ErrRemoteCorrupt, n, p)
 	case zero:
-		return make([]byte, pageSize), nil
+		return make([]byte, pageSize), stub{}, nil
 	}
 	at := stub{seg: ref.ID, salt: ref.Salt, size: ref.Size, frame: fr}
 	pages, err := v.fetchFrame(r, at, pageSize)
 	if err != nil {
-		return nil, fmt.Errorf("read page %d of %q at version %d: %w", p, v.name, n, err)
+		return nil, stub{}, fmt.Errorf("read page %d of %q at version %d: %w", p, v.name, n, err)
 	}
 	off := int(p-fr.First) * pageSize
-	return pages[off : off+pageSize], nil
+	return pages[off : off+pageSize], at, nil
 }
 
 // resolved is the remote's full page map of version n, read for the pages
@@ -673,8 +705,9 @@ func (v *Volume) mapToResolve(ctx context.Context, r *replica, n Version) (*mani
 }
 
 // replaceStub replaces the value of page p written at version u with img,
-// if it still is stub s.
-func (v *Volume) replaceStub(p PageNo, u Version, s stub, img []byte) error {
+// if it still is stub s; at is the frame img was read from, which a
+// location record names (none if its seg is zero).
+func (v *Volume) replaceStub(p PageNo, u Version, s stub, img []byte, at stub) error {
 	id := VolumeID(v.id.Load())
 	v.fetchMu.RLock() // the pruner must not delete the stub we replace
 	defer v.fetchMu.RUnlock()
@@ -693,7 +726,24 @@ func (v *Volume) replaceStub(p PageNo, u Version, s stub, img []byte) error {
 	}
 	out := make([]byte, imageValueLen(len(img)))
 	encodeImage(out, img)
-	return v.e.db.Set(key, out, pebble.NoSync)
+	b := v.e.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, out, nil); err != nil {
+		return err
+	}
+	located := int64(0)
+	if at.seg != (SegmentID{}) {
+		located = 1
+		loc := encodeStub(nil, manifest.SegmentRef{ID: at.seg, Salt: at.salt, Size: at.size}, at.frame)
+		if err := b.Set(locationKey(id, p, u), loc, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	v.e.notePagesStored(located, int64(len(img)))
+	return nil
 }
 
 // warmGapBytes is the largest gap between the frames of a rewarm read

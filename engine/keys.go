@@ -12,6 +12,7 @@ const (
 	tagSpill        byte = 0x06
 	tagPruned       byte = 0x07
 	// 0x08 is tagRepl (push.go).
+	// 0x0A is tagLocation (budget.go).
 	tagCommitLog byte = 0x09
 )
 

@@ -136,10 +136,21 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	// from disk for each page).
 	written := map[PageNo]Version{} // the newest image of a page in from..c
 	olderDone := roaring.New()      // pages whose image older than from is deleted
+	var deleted [][]byte            // the page keys deleted, with a budget (budget.go)
+	del := func(p PageNo, u Version) error {
+		k := pageKey(id, p, u)
+		if v.e.budget != nil {
+			deleted = append(deleted, k)
+		}
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+		return b.Delete(locationKey(id, p, u), nil)
+	}
 	dropOlder := func(p PageNo, prev Version) error {
 		if u, ok := written[p]; ok {
 			delete(written, p)
-			if err := b.Delete(pageKey(id, p, u), nil); err != nil {
+			if err := del(p, u); err != nil {
 				return err
 			}
 		}
@@ -152,14 +163,14 @@ func (v *Volume) pruneStep() (more bool, err error) {
 		case 0:
 			if it.SeekGE(pageKey(id, p, from-1)) {
 				if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && u < from {
-					if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
+					if err := del(q, u); err != nil {
 						return err
 					}
 				}
 			}
 			return it.Error()
 		default:
-			return b.Delete(pageKey(id, p, prev), nil)
+			return del(p, prev)
 		}
 	}
 	err = v.e.forCommits(id, from, to, func(c Version, rec commitRecord, parentCount uint32) error {
@@ -183,11 +194,22 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	if err := b.Set(prunedKey(id), encodePrunedRecord(to), nil); err != nil {
 		return false, err
 	}
-	v.fetchMu.Lock() // no fetched frame replaces a stub this batch deletes
-	err = b.Commit(pebble.NoSync)
+	v.e.evictMu.Lock() // no eviction writes a stub where this batch deletes an image
+	v.fetchMu.Lock()   // no fetched frame replaces a stub this batch deletes
+	var freed int64
+	if len(deleted) > 0 {
+		freed, err = v.e.storedImageBytes(deleted)
+	}
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
 	v.fetchMu.Unlock()
+	v.e.evictMu.Unlock()
 	if err != nil {
 		return false, fmt.Errorf("prune %q through %d: %w", v.name, to, err)
+	}
+	if v.e.budget != nil {
+		v.e.budget.add(-freed)
 	}
 	v.mu.Lock()
 	v.mu.prunedThrough = to

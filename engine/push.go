@@ -131,8 +131,57 @@ func (v *Volume) push(ctx context.Context, r remoteOp) (PushResult, error) {
 	if err := v.claimVersion(ctx, r, id, &rec, m, snap); err != nil {
 		return res, err
 	}
+	if err := v.notePushed(id, m, snap.st); err != nil {
+		// The images stay; only the budget cannot evict them.
+		v.e.opts.Logger.Warn("cambium: cannot record where pushed pages are in the remote; they will not be evicted", "volume", v.name, "err", err)
+	}
 	res.To, res.Pages, res.Segments = to, int(pages.GetCardinality()), len(m.Segments)
 	return res, nil
+}
+
+// notePushed writes the location records of the images that remote commit
+// m, claimed, uploaded from st (at m's version): for each page m changed
+// that has an image written after m's parent and visible at st, the frame
+// that holds it, so that the budget may evict it (budget.go). They go
+// through the commit log, so that they survive the process being killed.
+func (v *Volume) notePushed(id VolumeID, m *manifest.Map, st *state) error {
+	it, err := v.e.db.NewIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	b := v.e.db.NewBatch()
+	defer b.Close()
+	var n int64
+	var loc []byte
+	for p := range roaring.Values(m.Changeset) {
+		if !it.SeekGE(pageKey(id, PageNo(p), st.version)) {
+			break
+		}
+		_, q, u, ok := decodePageKey(it.Key())
+		if !ok || q != PageNo(p) || u <= Version(m.Parent) || st.cutOff(q, u, st.version) || imageBytes(it.Value()) == 0 {
+			continue
+		}
+		ref, fr, zero, ok := m.Locate(q)
+		if !ok || zero {
+			continue
+		}
+		loc = encodeStub(loc[:0], *ref, fr)
+		if err := b.Set(locationKey(id, q, u), loc, nil); err != nil {
+			return err
+		}
+		n++
+	}
+	if err := it.Error(); err != nil || n == 0 {
+		return err
+	}
+	// Through the commit log, as the push's replication record: a process
+	// killed now must not forget which of its images are safe.
+	if err := v.e.clog.Write(b, commitlog.Entry{}, false); err != nil {
+		return v.e.fail(fmt.Errorf("record where the pages pushed to version %d of %q are: %w", m.Version, v.name, err))
+	}
+	v.e.notePagesStored(n, 0)
+	return nil
 }
 
 // uploadSegments writes the images at snap of pages as segments of at most

@@ -81,7 +81,8 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 	}
 	b := v.e.db.NewBatch()
 	defer b.Close()
-	baseCount, baseSize, err := v.batchDiscard(b, id, rec.pushed, head)
+	var freed int64
+	baseCount, baseSize, err := v.batchDiscard(b, id, rec.pushed, head, &freed)
 	if err != nil {
 		return res, err
 	}
@@ -110,20 +111,34 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 	if err := v.e.clog.Write(b, logEntry(id, rec.pushed, head.version), true); err != nil {
 		return res, v.e.fail(fmt.Errorf("reset %q: %w", v.name, err))
 	}
+	if v.e.budget != nil {
+		v.e.budget.add(-freed)
+	}
 	return res, nil
 }
 
 // batchDiscard adds to b the deletion of the versions after pushed, up to
 // head, and the head record of pushed, and returns pushed's page count and
 // page size.
-func (v *Volume) batchDiscard(b *pebble.Batch, id VolumeID, pushed Version, head *state) (pageCount, pageSize uint32, err error) {
+//
+// With a budget, it adds to *freed the bytes of the images it deletes.
+func (v *Volume) batchDiscard(b *pebble.Batch, id VolumeID, pushed Version, head *state, freed *int64) (pageCount, pageSize uint32, err error) {
 	pageCount, pageSize = head.pageCount, head.pageSize
 	err = v.e.forCommits(id, pushed+1, head.version, func(ver Version, c commitRecord, parentCount uint32) error {
 		if ver == pushed+1 {
 			pageCount = parentCount
 		}
 		for p := range roaring.Values(c.changeset) {
-			if err := b.Delete(pageKey(id, PageNo(p), ver), nil); err != nil {
+			k := pageKey(id, PageNo(p), ver)
+			if v.e.budget != nil {
+				// Local versions: no fetch or eviction writes their keys.
+				n, err := v.e.storedImageBytes([][]byte{k})
+				if err != nil {
+					return err
+				}
+				*freed += n
+			}
+			if err := b.Delete(k, nil); err != nil {
 				return err
 			}
 		}

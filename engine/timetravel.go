@@ -216,7 +216,7 @@ func (s *Snapshot) readRemote(p PageNo, dst []byte) ([]byte, error) {
 			return nil, err
 		}
 		if pages, err = s.v.fetchFrame(r, st, ps); errors.Is(err, remote.ErrNotFound) {
-			img, err := s.v.collectedPage(p, s.st.version, ps, err)
+			img, _, err := s.v.collectedPage(p, s.st.version, ps, err)
 			if err != nil {
 				return nil, err
 			}

@@ -365,6 +365,9 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	if err := v.logHeadMove(b, id, t.base.version, t.version, d == Durable, mode); err != nil {
 		return nil, v.e.fail(fmt.Errorf("commit version %d of %q: %w", t.version, v.name, err))
 	}
+	if v.e.budget != nil {
+		v.e.budget.add(int64(changeset.GetCardinality()) * int64(t.pageSize))
+	}
 	superseded := t.updateCache(pages)
 	snap := t.publish(superseded)
 	v.stats.commits.Add(1)

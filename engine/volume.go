@@ -124,6 +124,7 @@ type volumeStats struct {
 	pagesFetched  atomic.Int64
 	framesFetched atomic.Int64
 	rewarms       atomic.Int64
+	remoteReads   atomic.Int64
 }
 
 // Stats are a volume's counters since this process opened it.
@@ -133,6 +134,10 @@ type Stats struct {
 	Commits       int64 // versions committed
 	PagesFetched  int64 // page images downloaded from the remote and stored
 	FramesFetched int64 // segment frames downloaded from the remote
+	// RemoteReads counts the page reads that found the page in the remote
+	// only (a stub: pulled and not fetched yet, or evicted): the misses
+	// of the data directory's cache.
+	RemoteReads int64
 }
 
 // Stats returns the volume's counters.
@@ -143,6 +148,7 @@ func (v *Volume) Stats() Stats {
 		Commits:       v.stats.commits.Load(),
 		PagesFetched:  v.stats.pagesFetched.Load(),
 		FramesFetched: v.stats.framesFetched.Load(),
+		RemoteReads:   v.stats.remoteReads.Load(),
 	}
 }
 
@@ -468,11 +474,14 @@ func (s *Snapshot) ReadPage(p PageNo, dst []byte) ([]byte, error) {
 // readPage reads page p as of st: the cache, else one Pebble seek.
 func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 	v.stats.pageReads.Add(1)
+	id := VolumeID(v.id.Load())
+	if b := v.e.budget; b != nil {
+		b.touch(id, p)
+	}
 	if out, ok := v.e.cache.get(v, p, st.version, dst); ok {
 		v.stats.cacheHits.Add(1)
 		return out, nil
 	}
-	id := VolumeID(v.id.Load())
 	if id == 0 {
 		return appendZeros(dst, int(st.pageSize)), nil
 	}
@@ -495,6 +504,7 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 	case pageZero:
 		img = make([]byte, st.pageSize)
 	case pageStub:
+		v.stats.remoteReads.Add(1)
 		if img, err = v.pageFromFrame(pv.stub, p, st.version, int(st.pageSize)); errors.Is(err, remote.ErrNotFound) {
 			img, err = v.resolveCollected(pv.stub, p, u, st.version, int(st.pageSize), err)
 		}

@@ -59,6 +59,15 @@ type Config struct {
 	// pull changed are fetched again in the background, so that its
 	// readers find them local (engine.Volume.SetWarm).
 	NoWarm bool
+	// CacheBudget bounds the bytes of page images the data directory
+	// stores, every volume together (cache_budget= / CAMBIUM_CACHE_BUDGET:
+	// a size such as 512MiB or 20GiB, or plain bytes; engine.Options
+	// CacheBudget): past it, pages safe in the remote are evicted, least
+	// recently read first, and fetched again when read. 0, the default,
+	// means unbounded. It is a setting of the data directory's engine,
+	// which every file of the process on that directory shares: the first
+	// open sets it, and a later open that asks for another is an error.
+	CacheBudget int64
 }
 
 // GCOptions returns the garbage collection the settings ask for: the
@@ -117,13 +126,51 @@ func ParseWarm(s string) (bool, error) {
 	return false, errors.New("want on or off (or true, false, 1, 0)")
 }
 
+// ParseSize parses a size in bytes as cache_budget=, CAMBIUM_CACHE_BUDGET
+// and --cache-budget take it: a positive whole number of bytes, or one
+// followed by a unit, KiB, MiB, GiB or TiB (powers of 1024) or KB, MB, GB
+// or TB (powers of 1000), such as 512MiB or 20GiB.
+func ParseSize(s string) (int64, error) {
+	bad := errors.New("want a size such as 512MiB, 20GiB or 1000000 (bytes), more than 0")
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := s[len(num):]
+	var mult int64
+	switch unit {
+	case "", "B":
+		mult = 1
+	case "KiB":
+		mult = 1 << 10
+	case "MiB":
+		mult = 1 << 20
+	case "GiB":
+		mult = 1 << 30
+	case "TiB":
+		mult = 1 << 40
+	case "KB":
+		mult = 1e3
+	case "MB":
+		mult = 1e6
+	case "GB":
+		mult = 1e9
+	case "TB":
+		mult = 1e12
+	default:
+		return 0, bad
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || num[0] == '+' || n > (1<<62)/mult {
+		return 0, bad
+	}
+	return n * mult, nil
+}
+
 // Settings Cambium reads, and URI parameters SQLite itself uses, which
 // ParseConfig lets pass, as it does any parameter starting with '_' (the
 // convention drivers use for their own, like ncruces's _pragma and
 // _txlock). Any other URI parameter is an error, so that a typo ("dri=")
 // is not silently ignored.
 var (
-	cambiumParams = []string{"dir", "remote", "sync", "retain", "min_age", "warm", "version", "at"}
+	cambiumParams = []string{"dir", "remote", "sync", "retain", "min_age", "warm", "cache_budget", "version", "at"}
 	sqliteParams  = []string{"vfs", "mode", "cache", "psow", "nolock", "immutable", "modeof"}
 )
 
@@ -202,6 +249,13 @@ func ParseConfig(params map[string][]string, env func(string) string) (Config, e
 			return Config{}, fmt.Errorf("%w: %s=%q: %v", ErrConfig, from, v, err)
 		}
 		c.NoWarm = !on
+	}
+	if v, from := get("cache_budget", "CAMBIUM_CACHE_BUDGET"); v != "" {
+		n, err := ParseSize(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w: %s=%q: %v", ErrConfig, from, v, err)
+		}
+		c.CacheBudget = n
 	}
 	if vs, ok := params["version"]; ok {
 		n, err := strconv.ParseUint(vs[0], 10, 64)

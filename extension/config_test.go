@@ -150,3 +150,45 @@ func TestParseConfig_Warm(t *testing.T) {
 		{"Twice", []string{"warm=on", "warm=off"}, nil, []string{`"warm" given 2 times`}},
 	})
 }
+
+// TestParseConfig_CacheBudget: cache_budget= (and CAMBIUM_CACHE_BUDGET)
+// take sizes with binary or decimal units, or plain bytes; absent is
+// unbounded; anything else is a clear error.
+func TestParseConfig_CacheBudget(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		uri, env []string
+		want     int64
+	}{
+		{"Absent", nil, nil, 0},
+		{"MiB", []string{"cache_budget=512MiB"}, nil, 512 << 20},
+		{"GiB", []string{"cache_budget=20GiB"}, nil, 20 << 30},
+		{"KiB", []string{"cache_budget=64KiB"}, nil, 64 << 10},
+		{"MB", []string{"cache_budget=100MB"}, nil, 100e6},
+		{"Bytes", []string{"cache_budget=1000000"}, nil, 1000000},
+		{"BytesUnit", []string{"cache_budget=4096B"}, nil, 4096},
+		{"Env", nil, []string{"CAMBIUM_CACHE_BUDGET=1GiB"}, 1 << 30},
+		{"URIBeforeEnv", []string{"cache_budget=2GiB"}, []string{"CAMBIUM_CACHE_BUDGET=1x"}, 2 << 30},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := parse(c.uri, c.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.CacheBudget != c.want {
+				t.Fatalf("budget %d, want %d", cfg.CacheBudget, c.want)
+			}
+		})
+	}
+	checkBadConfigs(t, []badConfig{
+		{"Zero", []string{"cache_budget=0"}, nil, []string{`URI parameter cache_budget="0"`, "512MiB"}},
+		{"Negative", []string{"cache_budget=-1GiB"}, nil, []string{`cache_budget="-1GiB"`}},
+		{"LowerCase", []string{"cache_budget=512mib"}, nil, []string{`cache_budget="512mib"`}},
+		{"Space", []string{"cache_budget=512 MiB"}, nil, []string{`cache_budget="512 MiB"`}},
+		{"Fraction", []string{"cache_budget=1.5GiB"}, nil, []string{`cache_budget="1.5GiB"`}},
+		{"NoNumber", []string{"cache_budget=GiB"}, nil, []string{`cache_budget="GiB"`}},
+		{"Huge", []string{"cache_budget=9000000TiB"}, nil, []string{`cache_budget="9000000TiB"`}},
+		{"EnvWords", nil, []string{"CAMBIUM_CACHE_BUDGET=lots"}, []string{`environment variable CAMBIUM_CACHE_BUDGET="lots"`}},
+		{"Twice", []string{"cache_budget=1GiB", "cache_budget=2GiB"}, nil, []string{`"cache_budget" given 2 times`}},
+	})
+}

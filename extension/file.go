@@ -27,7 +27,10 @@ type sharedEngine struct {
 	refs int
 }
 
-func acquireEngine(dir string) (*engine.Engine, func() error, error) {
+// budget is the engine's disk budget (engine.Options.CacheBudget), 0 for
+// unbounded: the first open of a data directory in the process sets it,
+// and a later one that asks for another budget is refused.
+func acquireEngine(dir string, budget int64) (*engine.Engine, func() error, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("data directory %q: %w", dir, err)
@@ -39,12 +42,15 @@ func acquireEngine(dir string) (*engine.Engine, func() error, error) {
 	}
 	se, ok := engines.open[dir]
 	if !ok {
-		e, err := engine.Open(engine.Options{Dir: dir})
+		e, err := engine.Open(engine.Options{Dir: dir, CacheBudget: budget})
 		if err != nil {
 			return nil, nil, err
 		}
 		se = &sharedEngine{e: e}
 		engines.open[dir] = se
+	} else if have := se.e.Budget().Budget; budget != 0 && budget != have {
+		return nil, nil, fmt.Errorf("%w: cache_budget=%d: this process has the data directory %s open with a budget of %d bytes (0: unbounded); a budget belongs to the directory, set by its first open",
+			ErrConfig, budget, dir, have)
 	}
 	se.refs++
 	var once sync.Once
@@ -159,7 +165,7 @@ func OpenMain(name string, cfg Config, flags OpenFlags) (*File, error) {
 	if err := engine.ValidateName(name); err != nil {
 		return nil, err
 	}
-	e, release, err := acquireEngine(cfg.Dir)
+	e, release, err := acquireEngine(cfg.Dir, cfg.CacheBudget)
 	if err != nil {
 		return nil, withCode(fmt.Errorf("open %q: %w", name, err), ErrorCode(err, CodeCantOpen))
 	}

@@ -34,12 +34,22 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
 //	cambium_version  the volume version this connection sees: its snapshot's
 //	                 inside a transaction, else the newest
 //	cambium_status   JSON: volume, page_size, page_count, version, remote,
-//	                 remote_version, pushed_version, state, cambium
+//	                 remote_version, pushed_version, state, cambium; with a
+//	                 cache_budget, also cache_budget, cached_bytes and
+//	                 over_budget_bytes, and a note saying why when over
 //	cambium_stats    JSON counters for this volume in this process: page_reads,
-//	                 cache_hits, pages_fetched, frames_fetched, remote_requests,
-//	                 remote_bytes_read, remote_bytes_written, commits; and for
-//	                 the data directory's engine, engine_volumes (volumes
-//	                 held in memory) and engine_cache_bytes (cached images)
+//	                 cache_hits, remote_reads (reads that went to the remote),
+//	                 hit_rate (the part that did not), pages_fetched,
+//	                 frames_fetched, remote_requests, remote_bytes_read,
+//	                 remote_bytes_written, commits; and for the data
+//	                 directory's engine, engine_volumes (volumes held in
+//	                 memory), engine_cache_bytes (images in memory),
+//	                 engine_hit_rate (over its open volumes), and its disk
+//	                 budget: cache_budget (0: unbounded), cached_bytes
+//	                 (images stored; -1 when not counted: no budget, or
+//	                 being counted at open), evictions, evicted_bytes,
+//	                 over_budget_bytes (images that may not be evicted,
+//	                 not pushed yet, past the budget)
 //	cambium_push     push the local versions the remote lacks; JSON: from, to,
 //	                 pages, segments, remote_requests, remote_bytes_written
 //	cambium_pull     fast-forward to the remote's newest version (metadata
@@ -161,25 +171,52 @@ func (f *File) status() (string, error) {
 	if f.fixed != nil {
 		out["snapshot_version"] = uint64(f.fixed.Version())
 	}
+	if bs := f.eng.Budget(); bs.Budget > 0 {
+		out["cache_budget"] = bs.Budget
+		out["cached_bytes"] = bs.CachedBytes
+		out["over_budget_bytes"] = bs.OverBudget
+		if bs.OverBudget > 0 {
+			out["note"] = OverBudgetNote(bs, f.vol)
+		}
+	}
 	b, err := json.Marshal(out)
 	return string(b), err
+}
+
+// OverBudgetNote says why the data directory is over its disk budget
+// (bs.OverBudget > 0), and how much of that vol's unpushed versions hold.
+func OverBudgetNote(bs engine.BudgetStats, vol *engine.Volume) string {
+	note := fmt.Sprintf("the data directory holds %d bytes of page images over its cache_budget of %d that cannot be evicted: images not pushed yet (and older images that open transactions read)", bs.OverBudget, bs.Budget)
+	if n, err := vol.UnpushedBytes(); err == nil && n > 0 {
+		note += fmt.Sprintf("; this volume's unpushed versions hold %d bytes: push them (PRAGMA cambium_push, cambium push) to let them be evicted", n)
+	}
+	return note
 }
 
 func (f *File) stats() (string, error) {
 	s := f.vol.Stats()
 	r := f.vol.RemoteStats()
 	m := f.eng.Memory()
-	b, err := json.Marshal(map[string]int64{
+	bs := f.eng.Budget()
+	b, err := json.Marshal(map[string]any{
 		"engine_volumes":       int64(m.Volumes),
 		"engine_cache_bytes":   m.CacheBytes,
 		"page_reads":           s.PageReads,
 		"cache_hits":           s.CacheHits,
+		"remote_reads":         s.RemoteReads,
+		"hit_rate":             s.HitRate(),
 		"pages_fetched":        s.PagesFetched,
 		"frames_fetched":       s.FramesFetched,
 		"remote_requests":      r.Requests(),
 		"remote_bytes_read":    r.BytesRead(),
 		"remote_bytes_written": r.BytesWritten(),
 		"commits":              s.Commits,
+		"cache_budget":         bs.Budget,
+		"cached_bytes":         bs.CachedBytes,
+		"evictions":            bs.Evictions,
+		"evicted_bytes":        bs.EvictedBytes,
+		"over_budget_bytes":    bs.OverBudget,
+		"engine_hit_rate":      bs.HitRate,
 	})
 	return string(b), err
 }

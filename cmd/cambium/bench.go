@@ -18,13 +18,16 @@ import (
 
 // benchOptions are the flags of cambium bench that workloads read.
 type benchOptions struct {
-	quick        bool
-	remote       string                // the replication workloads' store URL ("": a scratch directory)
-	latency      remote.LatencyOptions // zero: no emulation
-	coldOpenSize int64                 // bytes of coldopen's large database
-	tenants      int
-	noLitestream bool
-	extension    string // libcambium.so for the loadable workload
+	quick         bool
+	remote        string                // the replication workloads' store URL ("": a scratch directory)
+	latency       remote.LatencyOptions // zero: no emulation
+	coldOpenSize  int64                 // bytes of coldopen's large database
+	budgetSize    int64                 // bytes of the budget workload's database
+	budget        int64                 // its bounded replica's cache_budget
+	tenantsBudget int64                 // the tenants' data directory's cache_budget (0: none)
+	tenants       int
+	noLitestream  bool
+	extension     string // libcambium.so for the loadable workload
 }
 
 // replication is where the replication workloads replicate.
@@ -108,8 +111,18 @@ var workloads = []workload{
 		}
 		return bench.RunLoadable(ctx, cfg)
 	}},
+	{"budget", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
+		// Issue 20: a cold replica of a large volume within a disk
+		// budget, against an unbounded one.
+		cfg := bench.BudgetConfig{Dir: dir, Size: o.budgetSize, Budget: o.budget, Remote: o.replication()}
+		if o.quick {
+			cfg.Reads = 2000
+		}
+		rs, _, _, err := bench.RunBudget(ctx, cfg)
+		return rs, err
+	}},
 	{"tenants", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
-		return bench.RunTenants(ctx, bench.TenantsConfig{Dir: dir, Volumes: o.tenants, Remote: o.replication()})
+		return bench.RunTenants(ctx, bench.TenantsConfig{Dir: dir, Volumes: o.tenants, Remote: o.replication(), CacheBudget: o.tenantsBudget})
 	}},
 }
 
@@ -118,6 +131,8 @@ func benchCommand(g *globals) *command {
 		o                        benchOptions
 		jsonPath, svgDir, only   string
 		size, latency, bandwidth string
+		budgetSize, budget       string
+		tenantsBudget            string
 		tenants                  int
 	)
 	return &command{
@@ -157,6 +172,11 @@ Workloads:
                one statement on an existing volume; baselines: the same
                program on a plain file (WAL+NORMAL, rollback journal+FULL);
                median of 5 rounds with the spread of the per-round ratio
+  budget       a cold replica of a large database (--budget-size) within a
+               disk budget (--budget, default 64MiB): 20,000 Zipf-distributed
+               point reads by id, then a full scan; hit rate, requests, bytes
+               and the data directory's size; baseline: an unbounded replica
+               doing the same
   tenants      many databases in one process and one remote (W7): create and
                write, push, open and query each; time per database and the
                memory each keeps; baseline: plain files
@@ -171,6 +191,9 @@ The replication workloads use an object store in a scratch directory, or
 			fs.StringVar(&svgDir, "svg", "", "also write an SVG chart per workload into `DIR`")
 			fs.StringVar(&only, "only", "", "run only the workloads `NAMES` (comma-separated)")
 			fs.StringVar(&size, "coldopen-size", "", "`SIZE` of coldopen's large database (default 1GiB, 8MiB with --quick; 0 skips it)")
+			fs.StringVar(&budgetSize, "budget-size", "", "`SIZE` of the budget workload's database (default 1GiB, 32MiB with --quick)")
+			fs.StringVar(&budget, "budget", "", "the budget workload's cache_budget `SIZE` (default 64MiB, 4MiB with --quick)")
+			fs.StringVar(&tenantsBudget, "tenants-budget", "", "run tenants within a cache_budget of `SIZE` (default none)")
 			fs.IntVar(&tenants, "tenants", 0, "`N` databases for tenants (default 10000, 200 with --quick)")
 			fs.StringVar(&latency, "latency", "", "emulated object-store first-byte `DURATION` (default 20ms, 1ms with --quick; 0 turns emulation off)")
 			fs.StringVar(&bandwidth, "bandwidth", "", "emulated per-request `BYTES/s`, e.g. 100MB (default 100MB, 1GB with --quick)")
@@ -181,6 +204,15 @@ The replication workloads use an object store in a scratch directory, or
 			o.remote = g.remote
 			var err error
 			if o.coldOpenSize, err = parseSize("--coldopen-size", size, pick[int64](o.quick, 8<<20, 1<<30)); err != nil {
+				return err
+			}
+			if o.budgetSize, err = parseSize("--budget-size", budgetSize, pick[int64](o.quick, 32<<20, 1<<30)); err != nil {
+				return err
+			}
+			if o.budget, err = parseSize("--budget", budget, pick[int64](o.quick, 4<<20, 64<<20)); err != nil {
+				return err
+			}
+			if o.tenantsBudget, err = parseSize("--tenants-budget", tenantsBudget, 0); err != nil {
 				return err
 			}
 			if o.tenants = tenants; o.tenants == 0 {

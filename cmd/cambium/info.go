@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cambiumdb/cambium/engine"
+	"github.com/cambiumdb/cambium/extension"
 )
 
 func infoCommand(g *globals) *command {
@@ -40,6 +41,15 @@ type infoResult struct {
 	RemoteObjects int    `json:"remote_objects"`
 	RemoteBytes   int64  `json:"remote_bytes"`
 	State         string `json:"state"`
+	// The data directory's disk budget: the bytes of page images it
+	// stores (every volume), its budget (0: unbounded), how far images
+	// that may not be evicted take it over, and what of that this
+	// volume's unpushed versions hold; Note says so in words.
+	CachedBytes   int64  `json:"cached_bytes"`
+	CacheBudget   int64  `json:"cache_budget"`
+	OverBudget    int64  `json:"over_budget_bytes"`
+	UnpushedBytes int64  `json:"unpushed_bytes"`
+	Note          string `json:"note,omitempty"`
 }
 
 func runInfo(ctx context.Context, g *globals, name string) error {
@@ -99,6 +109,11 @@ func runInfo(ctx context.Context, g *globals, name string) error {
 		return fmt.Errorf("no volume %q in %s", name, g.dir)
 	}
 	res.State = state(local, head, rs, remoteVersion)
+	if local {
+		if err := budgetInfo(ctx, s, &res); err != nil {
+			return err
+		}
+	}
 	return g.emit(res, func(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		row := func(k, f string, args ...any) { fmt.Fprintf(tw, "%s\t"+f+"\n", append([]any{k}, args...)...) }
@@ -124,6 +139,46 @@ func runInfo(ctx context.Context, g *globals, name string) error {
 				row("remote objects", "%s (%s)", count(res.RemoteObjects), size(res.RemoteBytes))
 			}
 		}
+		if res.Dir != "" {
+			if res.CacheBudget > 0 {
+				row("cached images", "%s of a %s budget (data directory)", size(res.CachedBytes), size(res.CacheBudget))
+			} else {
+				row("cached images", "%s (data directory; no budget)", size(res.CachedBytes))
+			}
+			if res.UnpushedBytes > 0 {
+				row("unpushed images", "%s", size(res.UnpushedBytes))
+			}
+			if res.Note != "" {
+				row("note", "%s", res.Note)
+			}
+		}
 		tw.Flush()
 	})
+}
+
+// budgetInfo fills in the data directory's disk budget. Over the budget,
+// only what may not be evicted counts (images not pushed yet): this
+// process evicts the rest as it runs.
+func budgetInfo(ctx context.Context, s *session, res *infoResult) error {
+	n, err := s.e.CachedBytes(ctx)
+	if err != nil {
+		return fmt.Errorf("count the data directory's page images: %w", err)
+	}
+	unpushed, err := s.v.UnpushedBytes()
+	if err != nil {
+		return err
+	}
+	res.CachedBytes, res.UnpushedBytes = n, unpushed
+	res.CacheBudget = s.e.Budget().Budget
+	if b := res.CacheBudget; b > 0 && n > b {
+		if st := s.e.Budget(); st.OverBudget > 0 {
+			res.OverBudget = st.OverBudget
+		} else {
+			res.OverBudget = min(n-b, unpushed)
+		}
+	}
+	if res.OverBudget > 0 {
+		res.Note = extension.OverBudgetNote(engine.BudgetStats{Budget: res.CacheBudget, OverBudget: res.OverBudget}, s.v)
+	}
+	return nil
 }

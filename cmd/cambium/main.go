@@ -49,6 +49,9 @@ type globals struct {
 	// retain is gc's --retain, "" when not given: the retention window,
 	// which every volume a command opens follows (see retainConfig).
 	retain string
+	// cacheBudget is --cache-budget, "" when not given: the data
+	// directory's disk budget (else CAMBIUM_CACHE_BUDGET, else none).
+	cacheBudget string
 
 	defaultDir     string
 	stdout, stderr io.Writer
@@ -118,6 +121,13 @@ func setting[T any](flagName, value, envName string, parse func(string) (T, erro
 		return zero, false, usagef("%s: %v", from, err)
 	}
 	return v, true, nil
+}
+
+// budget returns the data directory's disk budget: --cache-budget, else
+// CAMBIUM_CACHE_BUDGET, else 0 (unbounded).
+func (g *globals) budget() (int64, error) {
+	n, _, err := setting("cache-budget", g.cacheBudget, "CAMBIUM_CACHE_BUDGET", extension.ParseSize)
+	return n, err
 }
 
 // retainConfig returns the retention window as the VFS's settings hold
@@ -234,12 +244,13 @@ var errReported = errors.New("failed")
 func (g *globals) bind(fs *flag.FlagSet, withJSON bool) {
 	fs.StringVar(&g.dir, "dir", g.dir, "local data directory `DIR` (CAMBIUM_DIR)")
 	fs.StringVar(&g.remote, "remote", g.remote, "object store `URL`: file:///path, s3://bucket/prefix (CAMBIUM_REMOTE)")
+	fs.StringVar(&g.cacheBudget, "cache-budget", g.cacheBudget, "bound the page images the data directory stores to `SIZE` (512MiB, 20GiB): past it, pages safe in the remote are evicted (CAMBIUM_CACHE_BUDGET; default unbounded)")
 	if withJSON {
 		fs.BoolVar(&g.json, "json", g.json, "print the result as JSON on standard output")
 	}
 }
 
-var globalFlags = map[string]bool{"dir": true, "remote": true, "json": true}
+var globalFlags = map[string]bool{"dir": true, "remote": true, "json": true, "cache-budget": true}
 
 // parseArgs parses flags wherever they appear among the positional
 // arguments ("export NAME FILE --version 3"); everything after "--" is

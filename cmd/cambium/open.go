@@ -132,7 +132,11 @@ func (g *globals) openEngine(create bool) (*engine.Engine, error) {
 			return nil, fmt.Errorf("%s is not a Cambium data directory (pass --dir or set CAMBIUM_DIR)", g.dir)
 		}
 	}
-	return engine.Open(engine.Options{Dir: g.dir, Logger: g.logger})
+	budget, err := g.budget()
+	if err != nil {
+		return nil, err
+	}
+	return engine.Open(engine.Options{Dir: g.dir, Logger: g.logger, CacheBudget: budget})
 }
 
 // openScratch opens an engine in a new temporary directory, for commands

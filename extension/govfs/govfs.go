@@ -31,13 +31,22 @@
 //	warm     CAMBIUM_WARM    on (default) or off: after a pull, fetch again
 //	                         in the background the changed pages this
 //	                         replica had stored
+//	cache_budget  CAMBIUM_CACHE_BUDGET
+//	                         bound the page images the data directory stores
+//	                         (every volume) to a size such as 512MiB or 20GiB
+//	                         (default unbounded): past it, pages safe in the
+//	                         remote are evicted, least recently read first,
+//	                         and fetched again when read; unpushed pages
+//	                         never are
 //	version  (URI only)      open read-only at that version: time travel
 //	at       (URI only)      open read-only at the newest version committed
 //	                         at or before an RFC 3339 time: restore by time
 //
 // An unknown URI parameter is an error. retain and warm are also settings
 // of the volume, shared by its connections in the process: the last to
-// open it sets them. A volume that exists only in the
+// open it sets them. cache_budget belongs to the data directory: the first
+// connection of the process to open it sets it, and one that asks for
+// another is refused. A volume that exists only in the
 // remote opens at the remote's newest version without downloading pages:
 // each is fetched when SQLite first reads it.
 //
