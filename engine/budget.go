@@ -436,7 +436,9 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 	e := b.e
 	e.evictMu.Lock()
 	defer e.evictMu.Unlock()
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLocation}, UpperBound: []byte{tagLocation + 1}})
+	// After the commits the log has not applied yet (newIter settles):
+	// an image they supersede is then known to be superseded.
+	it, err := e.newIter(&pebble.IterOptions{LowerBound: []byte{tagLocation}, UpperBound: []byte{tagLocation + 1}})
 	if err != nil {
 		return 0, false, err
 	}
