@@ -883,6 +883,11 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 	// replica that read pages in a level segment that goes finds them
 	// again through the kept maps (see collectedPage).
 	newestSeq := c.commits[len(c.commits)-1].sum.seq
+	// This data directory pushed the newest commit: any other process
+	// pulls before it pushes, which makes it forget the left halves it
+	// kept (Pull), so only this process's pusher could merge one.
+	rec := c.v.replState.Load()
+	writerHere := rec.pushedHere && rec.pushed == c.commits[len(c.commits)-1].sum.version && !c.opts.DryRun
 	listed := map[remote.ObjectInfo]bool{}
 	for _, o := range c.rollups {
 		listed[o] = true
@@ -898,8 +903,8 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 		// a pusher keeps it in memory and merges it into the block's
 		// rollup when the block completes, naming its segments again.
 		pending := level < manifest.MaxRollupLevel && start%(1<<(level+1)) == 0 && start+1<<(level+1) > newestSeq
-		if pending && start+1<<level <= caughtUpSeq && !c.young(o) && c.dropCarry(level, start) {
-			pending = false // this process's pusher will not merge it
+		if pending && start+1<<level <= caughtUpSeq && !c.young(o) && (c.dropCarry(level, start) || writerHere) {
+			pending = false // no pusher will merge it
 		}
 		if level > manifest.MaxRollupLevel || start+1 < base.seq || (!pending && start+1<<level <= caughtUpSeq) {
 			doomed = append(doomed, o)
@@ -946,8 +951,8 @@ func (c *collector) collect(ctx context.Context, baseIdx int, newest Version, wr
 // it did: the collector may then delete the rollup and the segments it
 // names, which the block's rollup would otherwise name again (a pusher
 // that does not keep it reads it from the remote, and finds it or not).
-// A pusher in another process keeps its own, so a collector not in the
-// writer's process keeps such rollups.
+// A pusher in another process keeps its own, so a collector keeps such
+// rollups unless this data directory pushed the newest commit.
 func (c *collector) dropCarry(level uint8, start uint64) bool {
 	if c.opts.DryRun {
 		return false

@@ -140,6 +140,13 @@ func (v *Volume) Pull(ctx context.Context) (PullResult, error) {
 	if err != nil {
 		err = fmt.Errorf("pull %q: %w", v.name, err)
 	}
+	if res.To != res.From {
+		// Another writer pushed: the left halves kept from this one's
+		// pushes are read from the remote again when needed (and the
+		// collector may have deleted them meanwhile).
+		clear(r.levels)
+		clear(r.collected)
+	}
 	if base != nil {
 		if err == nil && res.changed != nil {
 			v.rewarm(r, base, res.changed)
@@ -537,7 +544,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 	if err := b.Set(headKey(id), headRecord{version: version, pageCount: m.PageCount, pageSize: pageSize}.encode(), nil); err != nil {
 		return err
 	}
-	rec.pushed, rec.seq, rec.lastParent, rec.url = version, m.ToSeq, lastParent, v.attached.Load().url
+	rec.pushed, rec.seq, rec.lastParent, rec.url, rec.pushedHere = version, m.ToSeq, lastParent, v.attached.Load().url, false
 	rec.remoteVersion = max(rec.remoteVersion, version)
 	if err := b.Set(replKey(id), rec.encode(), nil); err != nil {
 		return err

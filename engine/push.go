@@ -277,7 +277,7 @@ func (v *Volume) claimVersion(ctx context.Context, r remoteOp, id VolumeID, rec 
 		return fmt.Errorf("push %q: claim version %d: %w", v.name, m.Version, err)
 	}
 	prevParent := rec.lastParent
-	rec.pushed, rec.seq, rec.lastParent, rec.pending = Version(m.Version), m.ToSeq, Version(m.Parent), nil
+	rec.pushed, rec.seq, rec.lastParent, rec.pending, rec.pushedHere = Version(m.Version), m.ToSeq, Version(m.Parent), nil, true
 	rec.remoteVersion = max(rec.remoteVersion, Version(m.Version))
 	if err := v.saveRepl(id, *rec); err != nil {
 		return err

@@ -59,7 +59,9 @@ func mergeMaps(older, newer *manifest.Map) (*manifest.Map, error) {
 // remote commit number seq, whose parent is lastParent (so that a pusher
 // can find that commit to roll it up). remoteVersion is the newest remote
 // version this volume has seen. Flag bit 0 is diverged: another writer
-// claimed the version after pushed. url is the remote the volume follows,
+// claimed the version after pushed. Flag bit 1 is pushedHere: this data
+// directory pushed version pushed (a pull clears it), so no other process
+// can push after it without pulling first (see collector.collect). url is the remote the volume follows,
 // "" until it first replicates. pending, when not empty, is the encoded
 // remote commit of a push whose segments are uploaded but whose claim may
 // not have happened: a retry claims exactly these bytes again.
@@ -69,6 +71,7 @@ type replRecord struct {
 	lastParent    Version
 	remoteVersion Version
 	diverged      bool
+	pushedHere    bool
 	url           string
 	pending       []byte
 }
@@ -82,6 +85,9 @@ func (r replRecord) encode() []byte {
 	var flags byte
 	if r.diverged {
 		flags |= 1
+	}
+	if r.pushedHere {
+		flags |= 2
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(r.url)))
@@ -102,6 +108,7 @@ func decodeReplRecord(what string, b []byte) (replRecord, error) {
 		lastParent:    Version(binary.BigEndian.Uint64(body[16:24])),
 		remoteVersion: Version(binary.BigEndian.Uint64(body[24:32])),
 		diverged:      body[32]&1 != 0,
+		pushedHere:    body[32]&2 != 0,
 	}
 	rest := body[33:]
 	url, ok := cutField(&rest)
@@ -114,7 +121,7 @@ func decodeReplRecord(what string, b []byte) (replRecord, error) {
 		return replRecord{}, fmt.Errorf("%w: %s: the pending commit's length runs past the record", ErrCorrupt, what)
 	case len(rest) != 0:
 		return replRecord{}, fmt.Errorf("%w: %s: %d bytes after the pending commit", ErrCorrupt, what, len(rest))
-	case body[32] > 1:
+	case body[32] > 3:
 		return replRecord{}, fmt.Errorf("%w: %s: flags %#x", ErrCorrupt, what, body[32])
 	}
 	r.url, r.pending = string(url), bytes.Clone(pending)

@@ -107,9 +107,9 @@
 // checkpoint, and their level segments, serve no reader the checkpoint
 // does not serve better, and the collector deletes them with the other
 // garbage (but for the left half of a block not complete yet, which a
-// pusher elsewhere may merge into the block's rollup); a reader of a version before the checkpoint that reads a range
-// of commits then reads their commits (a rollup found missing is read as
-// its halves).
+// pusher elsewhere may merge into the block's rollup); a reader of a
+// version before the checkpoint that reads a range of commits then reads
+// their commits (a rollup found missing is read as its halves).
 //
 // A reader whose version is older than the oldest remaining commit's
 // parent reads the newest checkpoint and the commits after it instead,
