@@ -237,6 +237,10 @@ func (b *budget) stats() BudgetStats {
 // not be evicted (not pushed yet) take it over. Without a budget it is
 // the zero value but for CachedBytes, -1 (not counted).
 func (e *Engine) Budget() BudgetStats {
+	if e.cl != nil {
+		b, _ := clientEngineCall(e, "budget", func(l *Engine) (BudgetStats, error) { return l.Budget(), nil })
+		return b
+	}
 	s := BudgetStats{CachedBytes: -1}
 	if e.budget != nil {
 		s = e.budget.stats()
@@ -268,6 +272,9 @@ func (s Stats) HitRate() float64 { return hitRate(s.PageReads, s.RemoteReads) }
 // versions not pushed yet wrote (each page once): what a budget may not
 // evict. It reads their commit records.
 func (v *Volume) UnpushedBytes() (int64, error) {
+	if v.cv != nil {
+		return clientCall(v, "unpushed_bytes", nil, nil, (*Volume).UnpushedBytes)
+	}
 	id := VolumeID(v.id.Load())
 	head := v.head.Load()
 	pushed := v.replState.Load().pushed
@@ -547,6 +554,9 @@ func (e *Engine) notePagesStored(located, bytes int64) {
 // with a budget, its count (waiting for Open's to be in); without one, a
 // count made now, a scan of every page value.
 func (e *Engine) CachedBytes(ctx context.Context) (int64, error) {
+	if e.cl != nil {
+		return clientEngineCall(e, "cached_bytes", func(l *Engine) (int64, error) { return l.CachedBytes(ctx) })
+	}
 	if b := e.budget; b != nil {
 		for !b.counted.Load() {
 			select {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -384,18 +385,22 @@ func TestBudget_KillChild(t *testing.T) {
 	n, _ := strconv.Atoi(parts[2])
 	opts := Options{CacheBudget: 8 * 4096, CacheBytes: -1}
 	opts.testingKnobs.evictBatch = 8
-	var e *Engine
+	var opened atomic.Pointer[Engine] // the batches may begin before Open returns
 	batches := 0
 	opts.testingKnobs.afterEvict = func() {
 		if batches++; batches == n {
 			if flush {
-				e.db.Flush()
+				for opened.Load() == nil {
+					time.Sleep(time.Millisecond)
+				}
+				opened.Load().db.Flush()
 			}
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
 	}
-	e = openTestEngine(t, dir, opts)
+	e := openTestEngine(t, dir, opts)
+	opened.Store(e)
 	fs, err := remote.NewFileStore(root)
 	if err != nil {
 		t.Fatal(err)

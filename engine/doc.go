@@ -2,8 +2,13 @@
 // fixed-size pages, one per SQLite database, in one Pebble instance per data
 // directory.
 //
-// An Engine owns a data directory; only one process may open it (a second
-// gets ErrDirLocked naming the directory and the holder). A Volume is a
+// Any number of processes may open a data directory at once. The first
+// holds its lock and owns its Pebble store; the others join it over a Unix
+// socket in the directory, and their Volumes, Snapshots and Txns are the
+// owner's, with the same semantics as in the owner's own process; when the
+// owner goes away, one of them takes the directory over (share.go,
+// client.go; Options.Exclusive keeps a directory to one process, and a
+// second gets ErrDirLocked naming the directory and the holder). A Volume is a
 // database by name. Readers pin a Snapshot, an immutable (version, page
 // count) view that stays readable however far the volume moves on; the one
 // writer of a volume opens a Txn on the newest snapshot, stages pages and

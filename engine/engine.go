@@ -40,6 +40,10 @@ type Options struct {
 	// Logger receives the engine's rare operational messages (default:
 	// slog.Default()).
 	Logger *slog.Logger
+	// Exclusive keeps the data directory to this process: it serves no
+	// other, and fails with ErrDirLocked where another process owns the
+	// directory, instead of joining it (see share.go).
+	Exclusive bool
 
 	// testingKnobs are settings only the engine's tests make; zero means
 	// the default.
@@ -130,6 +134,12 @@ type Engine struct {
 	evictMu sync.Mutex
 
 	nextSeed atomic.Uint64
+
+	// srv serves the directory to other processes (nil if Exclusive); cl
+	// is set instead of everything above but opts and dir in a process
+	// that joined another's directory (see client.go).
+	srv *server
+	cl  *client
 }
 
 // lockFileName is the file in the data directory that one process holds
@@ -150,10 +160,11 @@ func Open(opts Options) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	lock, err := lockDir(dir)
-	if err != nil {
-		return nil, err
-	}
+	return openShared(opts, dir)
+}
+
+// openOwned opens the directory whose lock this process holds.
+func openOwned(opts Options, dir string, lock *os.File) (*Engine, error) {
 	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		// The commit log is the write-ahead log (see package commitlog).
@@ -214,6 +225,12 @@ func Open(opts Options) (*Engine, error) {
 		e.budget.start(db.NewSnapshot())
 	}
 	go e.pruneLoop()
+	if !opts.Exclusive {
+		if err := e.serve(); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
 	return e, nil
 }
 
@@ -254,6 +271,9 @@ func (e *Engine) Dir() string { return e.dir }
 // Close waits for background work, then closes the store. Snapshots and
 // transactions must not be used afterwards.
 func (e *Engine) Close() error {
+	if e.cl != nil {
+		return e.cl.close()
+	}
 	e.mu.Lock()
 	if e.mu.closed {
 		e.mu.Unlock()
@@ -261,6 +281,9 @@ func (e *Engine) Close() error {
 	}
 	e.mu.closed = true
 	e.mu.Unlock()
+	if e.srv != nil {
+		e.srv.close()
+	}
 	e.bgCancel()
 	e.bg.Wait()
 	close(e.pruneKick)
@@ -287,6 +310,12 @@ func (e *Engine) Close() error {
 // that was never committed to is empty (version 0, no pages, page size 0)
 // and is stored by its first commit.
 func (e *Engine) Volume(name string) (*Volume, error) {
+	if e.cl != nil {
+		if err := ValidateName(name); err != nil {
+			return nil, err
+		}
+		return e.cl.volume(name), nil
+	}
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -314,6 +343,12 @@ type MemoryStats struct {
 
 // Memory reports what the engine holds in memory.
 func (e *Engine) Memory() MemoryStats {
+	if e.cl != nil {
+		if l := e.cl.local(); l != nil {
+			return l.Memory()
+		}
+		return MemoryStats{}
+	}
 	e.mu.Lock()
 	m := MemoryStats{Volumes: len(e.mu.volumes)}
 	e.mu.Unlock()
@@ -330,6 +365,9 @@ func (e *Engine) Memory() MemoryStats {
 
 // Volumes returns the names of every stored volume, in order.
 func (e *Engine) Volumes() ([]string, error) {
+	if e.cl != nil {
+		return clientEngineCall(e, "volumes", (*Engine).Volumes)
+	}
 	it, err := e.newIter(&pebble.IterOptions{LowerBound: []byte{tagVolume}, UpperBound: []byte{tagVolume + 1}})
 	if err != nil {
 		return nil, err

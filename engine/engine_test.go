@@ -43,7 +43,7 @@ func TestOpen_DirLockedChild(t *testing.T) {
 	if dir == "" {
 		return
 	}
-	_, err := Open(Options{Dir: dir})
+	_, err := Open(Options{Dir: dir, Exclusive: true})
 	t.Log(err)
 }
 

@@ -68,6 +68,12 @@ var (
 	// version and the oldest one the remote keeps, when it can.
 	ErrCollected = errors.New("engine: version no longer retained by the remote")
 
+	// ErrOwnerLost is returned for a snapshot or transaction of a process
+	// that shares a data directory (see Options.Exclusive) when the
+	// process that owned the directory ended while it was open: the next
+	// one works, on the new owner.
+	ErrOwnerLost = errors.New("engine: the process that owned the data directory went away")
+
 	// ErrOptions is returned by Open for Options out of range.
 	ErrOptions = errors.New("engine: invalid options")
 )

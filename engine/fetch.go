@@ -462,6 +462,9 @@ const (
 // locally, coalescing neighbouring frames into ranged reads of up to 8 MiB
 // made 8 at a time.
 func (v *Volume) Hydrate(ctx context.Context) (HydrateResult, error) {
+	if v.cv != nil {
+		return clientCall(v, "hydrate", nil, nil, func(lv *Volume) (HydrateResult, error) { return lv.Hydrate(ctx) })
+	}
 	r, err := v.replica()
 	if err != nil {
 		return HydrateResult{}, fmt.Errorf("hydrate %q: %w", v.name, err)
@@ -757,7 +760,13 @@ const warmGapBytes = 16 << 10
 // reads made hydrateConcurrency at a time, so that its readers find them
 // local rather than paying a request each; a reader of a page being
 // fetched waits for that fetch.
-func (v *Volume) SetWarm(on bool) { v.warm.Store(on) }
+func (v *Volume) SetWarm(on bool) {
+	if v.cv != nil {
+		clientCall(v, "set_warm", on, nil, func(lv *Volume) (struct{}, error) { lv.SetWarm(on); return struct{}{}, nil })
+		return
+	}
+	v.warm.Store(on)
+}
 
 // rewarm fetches, in the background, the pages of changed that had an
 // image stored at base's version and are stubs now. It releases base.
@@ -815,6 +824,10 @@ func (v *Volume) rewarm(r *replica, base *Snapshot, changed *roaring.Bitmap) {
 // made so far are done (a program that exits after a pull calls it, or
 // they are cut short by Engine.Close), or until ctx ends.
 func (v *Volume) Warmed(ctx context.Context) error {
+	if v.cv != nil {
+		_, err := clientCall(v, "warmed", nil, nil, func(lv *Volume) (struct{}, error) { return struct{}{}, lv.Warmed(ctx) })
+		return err
+	}
 	done := make(chan struct{})
 	go func() {
 		v.warming.Wait()

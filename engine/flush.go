@@ -8,6 +8,10 @@ import "fmt"
 // and tests that want every page in a table file, where each block carries
 // a checksum that reads verify.
 func (e *Engine) Flush() error {
+	if e.cl != nil {
+		_, err := clientEngineCall(e, "flush", func(l *Engine) (struct{}, error) { return struct{}{}, l.Flush() })
+		return err
+	}
 	e.mu.Lock()
 	closed := e.mu.closed
 	e.mu.Unlock()

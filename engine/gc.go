@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -115,6 +116,14 @@ type GCResult struct {
 // newest version's pages from local storage: it is skipped (Note says so)
 // when this volume does not have the remote's newest version.
 func (v *Volume) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
+	if v.cv != nil {
+		return clientCall(v, "gc", gcArgs{opts.Retain, opts.MinAge, opts.DryRun, opts.Now}, func(b []byte) {
+			var p GCProgress
+			if opts.Progress != nil && json.Unmarshal(b, &p) == nil {
+				opts.Progress(p)
+			}
+		}, func(lv *Volume) (GCResult, error) { return lv.GC(ctx, opts) })
+	}
 	r, err := v.replica()
 	if err != nil {
 		return GCResult{}, fmt.Errorf("gc %q: %w", v.name, err)

@@ -32,6 +32,9 @@ type CommitInfo struct {
 // Each record's checksum is verified; a damaged or missing one is
 // ErrCorrupt. Log waits for a push, pull or reset in progress.
 func (v *Volume) Log() ([]CommitInfo, error) {
+	if v.cv != nil {
+		return clientCall(v, "log", nil, nil, (*Volume).Log)
+	}
 	// Reset deletes commit records: hold it off while the log is read.
 	v.pushMu.Lock()
 	defer v.pushMu.Unlock()
@@ -68,6 +71,9 @@ func (v *Volume) Log() ([]CommitInfo, error) {
 // page count. It costs one LIST of the commits and one GET per commit
 // (made concurrently), plus one LIST and GET for the oldest checkpoint.
 func (v *Volume) RemoteLog(ctx context.Context) ([]CommitInfo, error) {
+	if v.cv != nil {
+		return clientCall(v, "remote_log", nil, nil, func(lv *Volume) ([]CommitInfo, error) { return lv.RemoteLog(ctx) })
+	}
 	r, err := v.replica()
 	if err != nil {
 		return nil, fmt.Errorf("remote log of %q: %w", v.name, err)

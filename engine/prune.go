@@ -228,7 +228,13 @@ func (v *Volume) pruneStep() (more bool, err error) {
 // window's history, not every commit it ever made. RetainForever keeps
 // them all; the default is DefaultRetain. The remote's history is the
 // garbage collector's (GC).
-func (v *Volume) SetRetain(d time.Duration) { v.retain.Store(int64(d)) }
+func (v *Volume) SetRetain(d time.Duration) {
+	if v.cv != nil {
+		clientCall(v, "set_retain", d, nil, func(lv *Volume) (struct{}, error) { lv.SetRetain(d); return struct{}{}, nil })
+		return
+	}
+	v.retain.Store(int64(d))
+}
 
 // pruneHistory deletes the commit records of versions older than the
 // newest one committed before the retention window, up to the pruner's

@@ -39,6 +39,10 @@ type replica struct {
 // than the one it replicated with is ErrRemoteMismatch. Attaching the same
 // URL again is harmless (the first store stays in use).
 func (v *Volume) Attach(url string, store remote.Store) error {
+	if v.cv != nil {
+		_, err := clientCall(v, "attach", url, nil, func(lv *Volume) (struct{}, error) { return struct{}{}, lv.Attach(url, store) })
+		return err
+	}
 	if rec := v.replState.Load(); rec.url != "" && rec.url != url {
 		return fmt.Errorf("attach %q to %s: %w: it replicates with %s", v.name, url, ErrRemoteMismatch, rec.url)
 	}
@@ -90,6 +94,10 @@ func (v *Volume) replica() (*replica, error) {
 // RemoteStats returns the counters of the volume's remote requests in this
 // process.
 func (v *Volume) RemoteStats() remote.Stats {
+	if v.cv != nil {
+		s, _ := clientCall(v, "remote_stats", nil, nil, func(lv *Volume) (remote.Stats, error) { return lv.RemoteStats(), nil })
+		return s
+	}
 	if r := v.attached.Load(); r != nil {
 		return r.store.Stats()
 	}
@@ -122,6 +130,9 @@ type PullResult struct {
 // can a diverged one (ErrDiverged); a volume that does not exist locally
 // is created at the remote's newest version.
 func (v *Volume) Pull(ctx context.Context) (PullResult, error) {
+	if v.cv != nil {
+		return clientCall(v, "pull", nil, nil, func(lv *Volume) (PullResult, error) { return lv.Pull(ctx) })
+	}
 	r, err := v.replicaToWrite()
 	if err != nil {
 		return PullResult{}, fmt.Errorf("pull %q: %w", v.name, err)
@@ -571,6 +582,11 @@ func (v *Volume) publishPulled(base *state, version Version, pageCount, pageSize
 	}
 	v.mu.Lock()
 	v.head.Store(v.successorLocked(base, version, pageCount, pageSize))
+	shrink := int64(-1)
+	if shrunk {
+		shrink = int64(pageCount)
+	}
+	v.movedLocked(change{version: version, pages: changed, shrink: shrink})
 	v.forgetSupersededLocked(version)
 	v.mu.Unlock()
 	v.e.kickPruner()
@@ -590,6 +606,9 @@ type PollResult struct {
 // PRAGMA and the CLI command that call it are cambium_fetch and cambium
 // fetch, after git fetch; in the engine, fetching is downloading pages.)
 func (v *Volume) Poll(ctx context.Context) (PollResult, error) {
+	if v.cv != nil {
+		return clientCall(v, "poll", nil, nil, func(lv *Volume) (PollResult, error) { return lv.Poll(ctx) })
+	}
 	r, err := v.replica()
 	if err != nil {
 		return PollResult{}, fmt.Errorf("fetch %q: %w", v.name, err)

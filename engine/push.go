@@ -51,6 +51,9 @@ type PushResult struct {
 // remote is not touched, and writes are refused until Reset. Pushes and
 // pulls of one volume are serialised.
 func (v *Volume) Push(ctx context.Context) (PushResult, error) {
+	if v.cv != nil {
+		return clientCall(v, "push", nil, nil, func(lv *Volume) (PushResult, error) { return lv.Push(ctx) })
+	}
 	r, err := v.replicaToWrite()
 	if err != nil {
 		return PushResult{}, fmt.Errorf("push %q: %w", v.name, err)
@@ -550,6 +553,10 @@ type ReplicationState struct {
 
 // Replication returns the volume's replication state.
 func (v *Volume) Replication() ReplicationState {
+	if v.cv != nil {
+		r, _ := clientCall(v, "replication", nil, nil, func(lv *Volume) (ReplicationState, error) { return lv.Replication(), nil })
+		return r
+	}
 	rec := v.replState.Load()
 	url := rec.url
 	if r := v.attached.Load(); r != nil {

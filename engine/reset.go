@@ -26,6 +26,9 @@ type ResetResult struct {
 // must not trust their cache: Lineage changes, which the SQLite file layer
 // turns into a change SQLite notices.
 func (v *Volume) Reset(ctx context.Context) (ResetResult, error) {
+	if v.cv != nil {
+		return clientCall(v, "reset", nil, nil, func(lv *Volume) (ResetResult, error) { return lv.Reset(ctx) })
+	}
 	r, err := v.replicaToWrite()
 	if err != nil {
 		return ResetResult{}, fmt.Errorf("reset %q: %w", v.name, err)
@@ -50,7 +53,12 @@ func (v *Volume) Reset(ctx context.Context) (ResetResult, error) {
 
 // Lineage returns a number that changes whenever Reset replaces versions
 // this process may have read with other ones.
-func (v *Volume) Lineage() uint64 { return v.lineage.Load() }
+func (v *Volume) Lineage() uint64 {
+	if v.cv != nil {
+		return v.cv.lineageNow()
+	}
+	return v.lineage.Load()
+}
 
 // discardUnpushed moves the volume's head back to its newest pushed
 // version, deleting the versions after it, and clears the diverged state.
@@ -102,6 +110,7 @@ func (v *Volume) discardUnpushed() (ResetResult, error) {
 	v.committing.Store(uint64(rec.pushed))
 	v.cacheGen.Add(1)
 	v.head.Store(v.successorLocked(head, rec.pushed, baseCount, baseSize))
+	v.movedLocked(change{version: rec.pushed, shrink: -1})
 	v.forgetSupersededLocked(rec.pushed)
 	v.replState.Store(&rec)
 	v.lineage.Add(1)

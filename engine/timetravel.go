@@ -21,6 +21,9 @@ import (
 // log: a push rolls several local versions into one, and only its last is
 // a remote version (ErrVersion says which are near).
 func (v *Volume) SnapshotAt(ctx context.Context, n Version) (*Snapshot, error) {
+	if v.cv != nil {
+		return v.cv.snapshotAt(n)
+	}
 	if s, ok, err := v.localSnapshotAt(n); ok || err != nil {
 		return s, err
 	}
@@ -248,6 +251,13 @@ func (s *Snapshot) readRemote(p PageNo, dst []byte) ([]byte, error) {
 // Before the first version, it is ErrVersion, naming the oldest version and
 // its time.
 func (v *Volume) VersionAt(ctx context.Context, t time.Time) (Version, time.Time, error) {
+	if v.cv != nil {
+		a, err := clientCall(v, "version_at", t, nil, func(lv *Volume) (versionAt, error) {
+			n, at, err := lv.VersionAt(ctx, t)
+			return versionAt{n, at}, err
+		})
+		return a.Version, a.Time, err
+	}
 	log, err := v.Log()
 	if err != nil {
 		return 0, time.Time{}, err

@@ -35,12 +35,25 @@ type Txn struct {
 	spilled    *roaring.Bitmap
 	spilledAll *roaring.Bitmap
 	done       bool
+	// ct is set in a process that joined another's data directory: the
+	// transaction is the owner's (see client.go).
+	ct *clientTxn
 }
 
 // Begin opens the volume's write transaction on base, which must be the
 // newest version (else ErrSnapshotStale) and stays the caller's to
 // release. It returns ErrBusy while another write transaction is open.
 func (v *Volume) Begin(base *Snapshot) (*Txn, error) {
+	if v.cv != nil {
+		if base.cp == nil { // this process took the directory over
+			lv, _, err := v.cv.local()
+			if err != nil || lv == nil {
+				return nil, fmt.Errorf("begin write on %q: %w", v.name, ErrOwnerLost)
+			}
+			return lv.Begin(base)
+		}
+		return v.cv.begin(base)
+	}
 	if base.v != v {
 		return nil, fmt.Errorf("begin on %q with a snapshot of %q", v.name, base.v.name)
 	}
@@ -113,6 +126,9 @@ func (t *Txn) WritePage(p PageNo, data []byte) error {
 	if uint32(p) > t.pageCount {
 		t.pageCount = uint32(p)
 	}
+	if t.ct != nil && t.stagedBytes > stageLimit {
+		return t.stageRemote(0)
+	}
 	if t.stagedBytes > t.v.e.opts.SpillBytes {
 		return t.spill()
 	}
@@ -121,6 +137,9 @@ func (t *Txn) WritePage(p PageNo, data []byte) error {
 
 // Truncate sets the page count to n, dropping pages above it.
 func (t *Txn) Truncate(n uint32) error {
+	if t.ct != nil && !t.done {
+		return t.truncateRemote(n)
+	}
 	if t.done {
 		return ErrTxnDone
 	}
@@ -164,6 +183,9 @@ func (t *Txn) SetPageSize(size int, length int64) error {
 	}
 	if int64(size) == old {
 		return t.Truncate(uint32(length / old))
+	}
+	if t.ct != nil {
+		return t.setPageSizeRemote(size, length)
 	}
 	// Every image of the new size is built in memory before the old ones
 	// go: the transaction's spilled images share the keys of the new
@@ -212,6 +234,9 @@ func (t *Txn) ReadPage(p PageNo, dst []byte) ([]byte, error) {
 	if data, ok := t.staged[p]; ok {
 		t.v.stats.pageReads.Add(1)
 		return append(dst, data...), nil
+	}
+	if t.ct != nil {
+		return t.readPageRemote(p, dst)
 	}
 	if t.spilled.Contains(uint32(p)) {
 		t.v.stats.pageReads.Add(1)
@@ -318,6 +343,9 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 	if t.done {
 		return nil, ErrTxnDone
 	}
+	if t.ct != nil {
+		return t.commitRemote(d)
+	}
 	v := t.v
 	if err := v.e.writable(); err != nil {
 		return nil, fmt.Errorf("commit %q: %w", v.name, err)
@@ -369,7 +397,11 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 		v.e.budget.add(int64(changeset.GetCardinality()) * int64(t.pageSize))
 	}
 	superseded := t.updateCache(pages)
-	snap := t.publish(superseded)
+	shrink := int64(-1)
+	if t.minCount < t.base.pageCount {
+		shrink = int64(t.minCount)
+	}
+	snap := t.publish(superseded, change{version: t.version, pages: changeset, shrink: shrink})
 	v.stats.commits.Add(1)
 	t.staged = nil
 	t.finish()
@@ -487,11 +519,12 @@ func (t *Txn) updateCache(pages []PageNo) []supersession {
 // publish makes the committed version the head and returns a snapshot of
 // it, pinned before any other reader can see it; it wakes the pruner when
 // due.
-func (t *Txn) publish(superseded []supersession) *Snapshot {
+func (t *Txn) publish(superseded []supersession, moved change) *Snapshot {
 	v := t.v
 	v.mu.Lock()
 	next := v.successorLocked(t.base, t.version, t.pageCount, t.pageSize)
 	v.head.Store(next)
+	v.movedLocked(moved)
 	v.noteSupersededLocked(t.version, superseded)
 	snap := v.pinLocked(next)
 	prune := v.pruneDueLocked()
@@ -580,12 +613,19 @@ func (t *Txn) dropUnchanged() error {
 // Dirty reports whether the transaction wrote or truncated anything since
 // it began (or since Discard), even if what it wrote equals its base.
 func (t *Txn) Dirty() bool {
+	if t.ct != nil {
+		return len(t.staged) > 0 || !t.ct.sent.IsEmpty() || t.pageCount != t.base.pageCount || t.pageSize != t.base.pageSize
+	}
 	return len(t.staged) > 0 || !t.spilledAll.IsEmpty() || t.pageCount != t.base.pageCount || t.pageSize != t.base.pageSize
 }
 
 // Rollback discards the transaction. It is harmless after Commit.
 func (t *Txn) Rollback() error {
 	if t.done {
+		return nil
+	}
+	if t.ct != nil {
+		t.rollbackRemote()
 		return nil
 	}
 	err := t.discardSpilled()
@@ -599,6 +639,9 @@ func (t *Txn) Rollback() error {
 func (t *Txn) Discard() error {
 	if t.done {
 		return ErrTxnDone
+	}
+	if t.ct != nil {
+		return t.discardRemote()
 	}
 	t.dropStaged()
 	t.pageSize, t.pageCount, t.minCount = t.base.pageSize, t.base.pageCount, t.base.pageCount

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +73,14 @@ func (r *VerifyResult) OK() bool { return r.ProblemCount == 0 }
 // that could not run (no remote attached, a cancelled context, a listing
 // that failed). Verify changes nothing.
 func (v *Volume) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, error) {
+	if v.cv != nil {
+		return clientCall(v, "verify", verifyArgs{opts.Remote, opts.MaxProblems}, func(b []byte) {
+			var p verifyProgress
+			if opts.Progress != nil && json.Unmarshal(b, &p) == nil {
+				opts.Progress(p.Stage, p.Done, p.Total)
+			}
+		}, func(lv *Volume) (VerifyResult, error) { return lv.Verify(ctx, opts) })
+	}
 	if opts.MaxProblems <= 0 {
 		opts.MaxProblems = 100
 	}

@@ -111,9 +111,17 @@ type Volume struct {
 		// reached, the image the commit superseded (see pruneStep).
 		superseded     []supersession
 		supersededFrom Version
+		// changes are the newest moves of the head, after changesFrom,
+		// for other processes' page caches (see share.go).
+		changes     []change
+		changesFrom Version
 	}
 
 	stats volumeStats
+
+	// cv is set in a process that joined another's data directory: the
+	// volume is the owner's (see client.go).
+	cv *clientVolume
 }
 
 // volumeStats count what this process did with the volume.
@@ -142,6 +150,11 @@ type Stats struct {
 
 // Stats returns the volume's counters.
 func (v *Volume) Stats() Stats {
+	if v.cv != nil {
+		s, _ := clientCall(v, "stats", nil, nil, func(lv *Volume) (Stats, error) { return lv.Stats(), nil })
+		s.PageReads, s.CacheHits = v.stats.pageReads.Load(), v.stats.cacheHits.Load()
+		return s
+	}
 	return Stats{
 		PageReads:     v.stats.pageReads.Load(),
 		CacheHits:     v.stats.cacheHits.Load(),
@@ -153,7 +166,13 @@ func (v *Volume) Stats() Stats {
 }
 
 // Writing reports whether a write transaction is open on the volume.
-func (v *Volume) Writing() bool { return v.writing.Load() }
+func (v *Volume) Writing() bool {
+	if v.cv != nil {
+		w, _ := clientCall(v, "writing", nil, nil, func(lv *Volume) (bool, error) { return lv.Writing(), nil })
+		return w
+	}
+	return v.writing.Load()
+}
 
 // Name returns the volume's name.
 func (v *Volume) Name() string { return v.name }
@@ -161,6 +180,14 @@ func (v *Volume) Name() string { return v.name }
 // Head returns the newest version, its page count and the page size (0 for
 // a volume that was never committed to).
 func (v *Volume) Head() (Version, uint32, int) {
+	if v.cv != nil {
+		s, err := v.cv.snapshot()
+		if err != nil {
+			return 0, 0, 0
+		}
+		defer s.Release()
+		return s.st.version, s.st.pageCount, int(s.st.pageSize)
+	}
 	st := v.head.Load()
 	return st.version, st.pageCount, int(st.pageSize)
 }
@@ -366,12 +393,31 @@ func (v *Volume) successorLocked(base *state, version Version, pageCount, pageSi
 }
 
 // Snapshot pins and returns the newest version. Release it when done.
+// In a process that shares the directory, a snapshot it could not pin
+// (the owner went away, and taking over failed) reads as that error: Pin
+// says so up front.
 func (v *Volume) Snapshot() *Snapshot {
+	if v.cv != nil {
+		s, err := v.Pin()
+		if err != nil {
+			return &Snapshot{v: v, st: &state{}, err: err}
+		}
+		return s
+	}
 	v.mu.Lock()
 	st := v.head.Load()
 	v.mu.pins[st.version]++
 	v.mu.Unlock()
 	return &Snapshot{v: v, st: st}
+}
+
+// Pin is Snapshot, with the error a process that shares the directory
+// may meet.
+func (v *Volume) Pin() (*Snapshot, error) {
+	if v.cv != nil {
+		return v.cv.snapshot()
+	}
+	return v.Snapshot(), nil
 }
 
 // pinLocked pins st for a snapshot. The caller holds v.mu.
@@ -431,6 +477,8 @@ type Snapshot struct {
 	v        *Volume
 	st       *state
 	rem      *remoteView // for a past version read from the remote (SnapshotAt)
+	cp       *clientPin  // the owner's snapshot, in a process that joined it
+	err      error       // why a client's snapshot could not be pinned
 	released atomic.Bool
 }
 
@@ -450,9 +498,14 @@ func (s *Snapshot) Volume() *Volume { return s.v }
 // Release unpins the snapshot; it must not be used afterwards. Releasing
 // twice is harmless.
 func (s *Snapshot) Release() {
-	if s.released.CompareAndSwap(false, true) && s.rem == nil {
-		s.v.unpin(s.st.version)
+	if !s.released.CompareAndSwap(false, true) || s.rem != nil || s.err != nil {
+		return
 	}
+	if s.cp != nil {
+		s.cp.unref()
+		return
+	}
+	s.v.unpin(s.st.version)
 }
 
 // ReadPage appends the image of page p at the snapshot's version to dst: the
@@ -462,11 +515,17 @@ func (s *Snapshot) ReadPage(p PageNo, dst []byte) ([]byte, error) {
 	if s.released.Load() {
 		return nil, fmt.Errorf("read page %d of %q: snapshot released", p, s.v.name)
 	}
+	if s.err != nil {
+		return nil, fmt.Errorf("read page %d of %q: %w", p, s.v.name, s.err)
+	}
 	if p == 0 || uint32(p) > s.st.pageCount {
 		return nil, fmt.Errorf("read page %d of %q: version %d has pages 1..%d", p, s.v.name, s.st.version, s.st.pageCount)
 	}
 	if s.rem != nil {
 		return s.readRemote(p, dst)
+	}
+	if s.cp != nil {
+		return s.v.cv.readPage(s, p, dst)
 	}
 	return s.v.readPage(s.st, p, dst)
 }

@@ -272,23 +272,29 @@ type view interface {
 	ReadPage(engine.PageNo, []byte) ([]byte, error)
 }
 
-func (f *File) view() (view, func()) {
+func (f *File) view() (view, func(), error) {
 	if f.fixed != nil {
-		return f.fixed, func() {}
+		return f.fixed, func() {}, nil
 	}
 	if f.txn != nil {
-		return f.txn, func() {}
+		return f.txn, func() {}, nil
 	}
 	if f.snap != nil {
-		return f.snap, func() {}
+		return f.snap, func() {}, nil
 	}
-	s := f.vol.Snapshot()
-	return s, s.Release
+	s, err := f.vol.Pin()
+	if err != nil {
+		return nil, nil, withCode(fmt.Errorf("%q: %w", f.name, err), ErrorCode(err, CodeIOErr))
+	}
+	return s, s.Release, nil
 }
 
 // Size returns the size of the database as the current lock sees it.
 func (f *File) Size() (int64, error) {
-	v, done := f.view()
+	v, done, err := f.view()
+	if err != nil {
+		return 0, err
+	}
 	defer done()
 	return int64(v.PageCount()) * int64(v.PageSize()), nil
 }
@@ -297,7 +303,10 @@ func (f *File) Size() (int64, error) {
 // 100-byte header, and whole pages). Past the end it returns what there is
 // and io.EOF.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
-	v, done := f.view()
+	v, done, err := f.view()
+	if err != nil {
+		return 0, err
+	}
 	defer done()
 	ps := int64(v.PageSize())
 	size := int64(v.PageCount()) * ps
@@ -482,7 +491,11 @@ func (f *File) Lock(level LockLevel) error {
 	}
 	if f.lock == LockNone {
 		if f.fixed == nil {
-			f.snap = f.vol.Snapshot()
+			snap, err := f.vol.Pin()
+			if err != nil {
+				return withCode(fmt.Errorf("lock %q: %w", f.name, err), ErrorCode(err, CodeIOErrLock))
+			}
+			f.snap = snap
 		}
 		f.lock = LockShared
 	}

@@ -140,7 +140,10 @@ func (f *File) seenVersion() engine.Version {
 }
 
 func (f *File) status() (string, error) {
-	v, done := f.view()
+	v, done, err := f.view()
+	if err != nil {
+		return "", err
+	}
 	defer done()
 	head, _, _ := f.vol.Head()
 	rs := f.vol.Replication()

@@ -1,0 +1,54 @@
+// Package wire is the format of the messages between the process that owns
+// a data directory and the other processes that open it (see the engine's
+// share.go and client.go): frames on a Unix stream socket, each a call or
+// an answer. It knows bytes and fields, nothing of volumes or pages beyond
+// the numbers the table names.
+//
+// # Frames
+//
+// Every message is one frame; integers are big-endian.
+//
+//	offset  size  field
+//	0       4     length n of the rest of the frame: 5 <= n <= MaxFrame
+//	4       4     call number: the caller's, repeated in every answer to it;
+//	              0 in a call that wants no answer
+//	8       1     kind: a call's operation (below), or an answer's kind:
+//	              0x80 done, 0x81 failed, 0x82 progress (more follow)
+//	9       n-5   body: the kind's fields, in order
+//
+// Fields are unsigned varints (uvarint, as encoding/binary writes them),
+// and byte strings (a uvarint length, then the bytes). A body with fields
+// left over, or one that ends inside a field, is malformed: the receiver
+// closes the connection.
+//
+// # Calls
+//
+//	kind  operation  call fields                     done fields
+//	0x01  hello      protocol, pid                   protocol, pid, sequence file
+//	0x02  pin        volume, known version           pin (below)
+//	0x03  pin at     volume, version                 handle, version, page count, page size
+//	0x04  release    handle                          (no answer)
+//	0x05  read       handle, page                    version, image
+//	0x06  begin      volume, snapshot handle         transaction handle
+//	0x07  stage      txn, truncate+1 (0: none),      nothing
+//	                 count, count x (page, image)
+//	0x08  read txn   txn, page                       image
+//	0x09  page size  txn, size, length               page count
+//	0x0A  commit     txn, durability, count,         pin (below)
+//	                 count x (page, image), known
+//	0x0B  rollback   txn                             (no answer)
+//	0x0C  discard    txn                             nothing
+//	0x0D  admin      name, volume, JSON arguments    JSON result
+//
+// A pin answer is the version a snapshot sees and what changed since the
+// version the caller knew:
+//
+//	handle, version, page count, page size, lineage, sequence,
+//	changes: 0 exact, 1 unknown (forget every page of the volume),
+//	shrink+1 (0: none; else the smallest page count in between),
+//	changed pages (a roaring bitmap in its portable serialization)
+//
+// A failed answer is a code (the index of the sentinel error in the
+// engine's table, 0 for none) and a message. A progress answer is a JSON
+// body; the done or failed answer ends the call.
+package wire

@@ -1,0 +1,379 @@
+package engine
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests of several processes on one data directory run this test
+// binary again as the other processes, with shareChildEnv set to the role
+// and the directory.
+const shareChildEnv = "CAMBIUM_SHARE_CHILD"
+
+const (
+	bankAccounts = 8
+	bankOpening  = 1000
+)
+
+func bankInit(t testing.TB, e *Engine) {
+	t.Helper()
+	v, err := e.Volume("bank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := v.Snapshot()
+	defer s.Release()
+	txn, err := v.Begin(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := PageNo(1); p <= bankAccounts; p++ {
+		img := make([]byte, 512)
+		binary.BigEndian.PutUint64(img, bankOpening)
+		if err := txn.WritePage(p, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next, err := txn.Commit(Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Release()
+}
+
+// bankTransfer moves money between two random accounts in one write
+// transaction; the error is ErrBusy or ErrSnapshotStale when another
+// writer got there first.
+func bankTransfer(v *Volume, rng *rand.Rand) error {
+	s, err := v.Pin()
+	if err != nil {
+		return err
+	}
+	defer s.Release()
+	txn, err := v.Begin(s)
+	if err != nil {
+		return err
+	}
+	defer txn.Rollback()
+	a := PageNo(1 + rng.IntN(bankAccounts))
+	b := PageNo(1 + (int(a)+rng.IntN(bankAccounts-1))%bankAccounts)
+	pa, err := txn.ReadPage(a, nil)
+	if err != nil {
+		return err
+	}
+	pb, err := txn.ReadPage(b, nil)
+	if err != nil {
+		return err
+	}
+	ba, bb := binary.BigEndian.Uint64(pa), binary.BigEndian.Uint64(pb)
+	amount := min(uint64(1+rng.IntN(50)), ba)
+	if amount == 0 {
+		// Always change something, so that every commit makes a version.
+		a, b, ba, bb, pa, pb = b, a, bb, ba, pb, pa
+		amount = 1
+	}
+	binary.BigEndian.PutUint64(pa, ba-amount)
+	binary.BigEndian.PutUint64(pb, bb+amount)
+	if err := txn.WritePage(a, pa); err != nil {
+		return err
+	}
+	if err := txn.WritePage(b, pb); err != nil {
+		return err
+	}
+	next, err := txn.Commit(Buffered)
+	if err != nil {
+		return err
+	}
+	next.Release()
+	return nil
+}
+
+// bankSum returns the total of the accounts at one snapshot.
+func bankSum(v *Volume) (uint64, Version, error) {
+	s, err := v.Pin()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.Release()
+	var sum uint64
+	for p := PageNo(1); p <= bankAccounts; p++ {
+		img, err := s.ReadPage(p, nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		sum += binary.BigEndian.Uint64(img)
+	}
+	return sum, s.Version(), nil
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, ErrBusy) || errors.Is(err, ErrSnapshotStale) || errors.Is(err, ErrOwnerLost)
+}
+
+// runBank makes n transfers, retrying the ones another writer beat, and
+// checks the total between them. It returns the transfers committed.
+func runBank(v *Volume, n int, seed uint64) (int, error) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	done := 0
+	for done < n {
+		err := bankTransfer(v, rng)
+		if err != nil && !retryable(err) {
+			return done, err
+		}
+		if err == nil {
+			done++
+		} else {
+			time.Sleep(time.Duration(rng.IntN(200)) * time.Microsecond)
+		}
+		if done%10 == 0 {
+			sum, ver, err := bankSum(v)
+			if err != nil && !errors.Is(err, ErrOwnerLost) {
+				return done, err
+			}
+			if err == nil && sum != bankAccounts*bankOpening {
+				return done, fmt.Errorf("invariant broken at version %d: total %d", ver, sum)
+			}
+		}
+	}
+	return done, nil
+}
+
+func startChild(t *testing.T, role, dir string, args ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestShare_Child$", "-test.count=1")
+	cmd.Env = append(os.Environ(), shareChildEnv+"="+strings.Join(append([]string{role, dir}, args...), "\x1f"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(out)
+}
+
+// TestShare_Child is the other processes of the share tests.
+func TestShare_Child(t *testing.T) {
+	env := os.Getenv(shareChildEnv)
+	if env == "" {
+		return
+	}
+	f := strings.Split(env, "\x1f")
+	role, dir := f[0], f[1]
+	e, err := Open(Options{Dir: dir})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	switch role {
+	case "bank":
+		n, _ := strconv.Atoi(f[2])
+		seed, _ := strconv.ParseUint(f[3], 10, 64)
+		v, _ := e.Volume("bank")
+		done, err := runBank(v, n, seed)
+		fmt.Printf("transfers %d\n", done)
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(3)
+		}
+	case "owner":
+		// The owner commits a counter to page 1 until it is killed,
+		// saying which commits returned.
+		if e.cl != nil {
+			fmt.Println("error: not the owner")
+			os.Exit(3)
+		}
+		v, _ := e.Volume("count")
+		fmt.Println("ready")
+		for i := uint64(1); ; i++ {
+			s := v.Snapshot()
+			txn, err := v.Begin(s)
+			if err == nil {
+				img := make([]byte, 512)
+				binary.BigEndian.PutUint64(img, i)
+				txn.WritePage(1, img)
+				var next *Snapshot
+				if next, err = txn.Commit(Buffered); err == nil {
+					fmt.Printf("acked %d %d\n", next.Version(), i)
+					next.Release()
+				}
+			}
+			s.Release()
+			if err != nil && !retryable(err) {
+				fmt.Println("error:", err)
+				os.Exit(3)
+			}
+		}
+	case "open":
+		fmt.Println("opened")
+	}
+	if err := e.Close(); err != nil {
+		fmt.Println("close:", err)
+		os.Exit(4)
+	}
+	os.Exit(0)
+}
+
+// TestShare_Bank runs transfers between accounts from four processes at
+// once, the owner and three that joined it, and checks that the total
+// never changes and that every transfer a process committed is a version.
+func TestShare_Bank(t *testing.T) {
+	dir := t.TempDir()
+	e := openTestEngine(t, dir, Options{})
+	defer e.Close()
+	bankInit(t, e)
+	v, _ := e.Volume("bank")
+	start, _, _ := v.Head()
+	const each = 150
+	var cmds []*exec.Cmd
+	var outs []*bufio.Scanner
+	for i := range 3 {
+		cmd, out := startChild(t, "bank", dir, strconv.Itoa(each), strconv.Itoa(i+1))
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	mine, err := runBank(v, each, 99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := mine
+	for i, cmd := range cmds {
+		var lines []string
+		for outs[i].Scan() {
+			lines = append(lines, outs[i].Text())
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("process %d: %v: %s", i, err, lines)
+		}
+		var n int
+		if len(lines) == 0 {
+			t.Fatalf("process %d said nothing", i)
+		}
+		fmt.Sscanf(lines[0], "transfers %d", &n)
+		total += n
+	}
+	head, _, _ := v.Head()
+	if int(head-start) != total || total != 4*each {
+		t.Fatalf("%d transfers acknowledged, %d versions made", total, head-start)
+	}
+	sum, _, err := bankSum(v)
+	if err != nil || sum != bankAccounts*bankOpening {
+		t.Fatalf("total %d, %v", sum, err)
+	}
+}
+
+// TestShare_OwnerKilled kills the owner with SIGKILL while it commits, many
+// times, with a process that joined it committing too: the joined process
+// takes over, and every commit either acknowledged is there.
+func TestShare_OwnerKilled(t *testing.T) {
+	rounds := 50
+	if testing.Short() {
+		rounds = 10
+	}
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+	var lastOwner uint64
+	for round := range rounds {
+		cmd, out := startChild(t, "owner", dir)
+		if !out.Scan() || out.Text() != "ready" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: owner said %q", round, out.Text())
+		}
+		acks := make(chan [2]uint64, 1<<16)
+		go func() {
+			for out.Scan() {
+				var a [2]uint64
+				if _, err := fmt.Sscanf(out.Text(), "acked %d %d", &a[0], &a[1]); err == nil {
+					acks <- a
+				}
+			}
+			close(acks)
+		}()
+		e := openTestEngine(t, dir, Options{})
+		if e.cl == nil {
+			t.Fatalf("round %d: opened as the owner", round)
+		}
+		v, _ := e.Volume("count")
+		// This process commits to page 2 of the same volume, racing the
+		// owner for the write lock.
+		var mine uint64
+		deadline := time.Now().Add(time.Duration(5+rng.IntN(40)) * time.Millisecond)
+		killed := false
+		for tries := 0; ; tries++ {
+			if !killed && time.Now().After(deadline) {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+			}
+			s, err := v.Pin()
+			if err != nil {
+				t.Fatalf("round %d: pin: %v", round, err)
+			}
+			txn, err := v.Begin(s)
+			if err == nil {
+				img := make([]byte, 512)
+				binary.BigEndian.PutUint64(img, mine+1)
+				if err = txn.WritePage(2, img); err == nil {
+					var next *Snapshot
+					if next, err = txn.Commit(Buffered); err == nil {
+						mine++
+						next.Release()
+					}
+				}
+				txn.Rollback()
+			}
+			s.Release()
+			if err != nil && !retryable(err) {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			if killed && err == nil && e.cl.local() != nil {
+				break
+			}
+			if tries > 100000 {
+				t.Fatalf("round %d: never took over", round)
+			}
+		}
+		cmd.Wait()
+		var last [2]uint64
+		for a := range acks {
+			last = a
+		}
+		s := v.Snapshot()
+		p1, err := s.ReadPage(1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2, err := s.ReadPage(2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got1, got2 := binary.BigEndian.Uint64(p1), binary.BigEndian.Uint64(p2)
+		if s.Version() < Version(last[0]) || got1 < last[1] && last[1] > 0 {
+			t.Fatalf("round %d: the owner acknowledged version %d (counter %d); after the takeover version %d has counter %d",
+				round, last[0], last[1], s.Version(), got1)
+		}
+		if got2 != mine {
+			t.Fatalf("round %d: this process committed %d, page 2 holds %d", round, mine, got2)
+		}
+		s.Release()
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		lastOwner = last[1]
+	}
+	_ = lastOwner
+	if _, err := os.Stat(filepath.Join(dir, socketName)); !os.IsNotExist(err) {
+		t.Fatalf("socket left after the last owner closed: %v", err)
+	}
+}
