@@ -59,7 +59,7 @@ func ownOrJoin(opts Options, dir string) (*Engine, *session, error) {
 			e, err := openOwned(opts, dir, lock)
 			return e, nil, err
 		}
-		if !errors.Is(err, ErrDirLocked) || opts.Exclusive || lockHolder(dir) == os.Getpid() {
+		if !errors.Is(err, ErrDirLocked) || opts.Exclusive || lockHolder(dir) == os.Getpid() && !opts.testingKnobs.joinOwn {
 			return nil, nil, err
 		}
 		s, derr := dialOwner(dir)
@@ -265,6 +265,9 @@ type client struct {
 	dir   string
 	opts  Options
 	stop  chan struct{}
+
+	// cached counts the bytes of every volume's cached images.
+	cached atomic.Int64
 
 	mu      sync.Mutex // guards the fields below
 	sess    *session
@@ -581,12 +584,14 @@ func (cv *clientVolume) applyPin(s *session, known Version, a pinAnswer) *Snapsh
 
 func (cv *clientVolume) forgetLocked() {
 	clear(cv.cache)
+	cv.c.cached.Add(-cv.bytes)
 	cv.bytes = 0
 }
 
 func (cv *clientVolume) dropLocked(p PageNo) {
 	if img, ok := cv.cache[p]; ok {
 		cv.bytes -= int64(len(img))
+		cv.c.cached.Add(-int64(len(img)))
 		delete(cv.cache, p)
 	}
 }
@@ -624,12 +629,15 @@ func (cv *clientVolume) readPage(s *Snapshot, p PageNo, dst []byte) ([]byte, err
 			if _, ok := cv.cache[p]; !ok {
 				cv.cache[p] = img
 				cv.bytes += int64(len(img))
-				for q, b := range cv.cache {
-					if cv.bytes <= cv.c.opts.CacheBytes {
+				cv.c.cached.Add(int64(len(img)))
+				// Over the process's budget (Options.CacheBytes, every
+				// volume together), this volume gives up images, in the
+				// map's order, which is as good as random.
+				for q := range cv.cache {
+					if cv.c.cached.Load() <= cv.c.opts.CacheBytes {
 						break
 					}
-					cv.bytes -= int64(len(b))
-					delete(cv.cache, q)
+					cv.dropLocked(q)
 				}
 			}
 		}
@@ -707,8 +715,8 @@ func (cv *clientVolume) begin(base *Snapshot) (*Txn, error) {
 	return &Txn{
 		v: cv.v, base: st, version: st.version + 1,
 		pageSize: st.pageSize, pageCount: st.pageCount, minCount: st.pageCount,
-		staged: map[PageNo][]byte{},
-		ct:     &clientTxn{sess: s, handle: h, base: base, sent: roaring.New()},
+		staged: map[PageNo][]byte{}, spilled: roaring.New(), spilledAll: roaring.New(),
+		ct: &clientTxn{sess: s, handle: h, base: base, sent: roaring.New()},
 	}, nil
 }
 
@@ -842,8 +850,10 @@ func (t *Txn) commitRemote(dur Durability) (*Snapshot, error) {
 func (t *Txn) rollbackRemote() {
 	t.done = true
 	t.dropStaged()
+	// Waited for: the volume's write lock is free when it returns, for
+	// this process's next transaction as for any other's.
 	if !t.ct.sess.dead.Load() {
-		t.ct.sess.send(0, wire.OpRollback, func(e *wire.Encoder) { e.Uint(t.ct.handle) })
+		t.ct.sess.call(wire.OpRollback, func(e *wire.Encoder) { e.Uint(t.ct.handle) }, nil)
 	}
 }
 

@@ -54,6 +54,10 @@ type Options struct {
 		applyBytes int
 		applyDelay time.Duration
 		evictBatch int // location records an eviction batch walks (evictBatch)
+		// joinOwn lets an Engine join the owner of its directory in its
+		// own process (see ownOrJoin), which tests do to run the client
+		// path under the race detector.
+		joinOwn bool
 		// afterEvict is called after each eviction batch is applied.
 		afterEvict func()
 	}

@@ -55,7 +55,24 @@ func TestEngine_Model(t *testing.T) {
 	}
 	for _, pageSize := range []int{512, 4096} {
 		t.Run(fmt.Sprintf("page=%d/seed=%d", pageSize, seed), func(t *testing.T) {
-			runModel(t, seed, steps, pageSize)
+			runModel(t, seed, steps, pageSize, false)
+		})
+	}
+}
+
+// TestShare_Model is TestEngine_Model through an Engine that joined the
+// directory's owner (in the same process, for the race detector's sake),
+// with the owner writing too: every read of the joined Engine, cached or
+// not, sees what the model says.
+func TestShare_Model(t *testing.T) {
+	seed := modelSeed()
+	steps := 3000
+	if testing.Short() {
+		steps = 500
+	}
+	for _, pageSize := range []int{512, 4096} {
+		t.Run(fmt.Sprintf("page=%d/seed=%d", pageSize, seed), func(t *testing.T) {
+			runModel(t, seed, steps, pageSize, true)
 		})
 	}
 }
@@ -69,16 +86,43 @@ func modelSeed() uint64 {
 	return seed
 }
 
-func runModel(t *testing.T, seed uint64, steps, pageSize int) {
+func runModel(t *testing.T, seed uint64, steps, pageSize int, shared bool) {
 	rng := rand.New(rand.NewPCG(seed, uint64(pageSize)))
 	dir := t.TempDir()
 	opts := Options{CacheBytes: int64(pageSize) * 40, SpillBytes: int64(pageSize) * 6}
-	e := openTestEngine(t, dir, opts)
-	defer func() { e.Close() }()
-	v, err := e.Volume("model/vol")
-	if err != nil {
-		t.Fatal(err)
+	// With shared, e is an Engine that joined owner; else owner is e.
+	var e, owner *Engine
+	var v, ov *Volume
+	open := func() {
+		owner = openTestEngine(t, dir, opts)
+		e = owner
+		if shared {
+			jopts := opts
+			jopts.testingKnobs.joinOwn = true
+			if e = openTestEngine(t, dir, jopts); e.cl == nil {
+				t.Fatal("the second Engine did not join the first")
+			}
+		}
+		var err error
+		if v, err = e.Volume("model/vol"); err != nil {
+			t.Fatal(err)
+		}
+		if ov, err = owner.Volume("model/vol"); err != nil {
+			t.Fatal(err)
+		}
 	}
+	closeAll := func() {
+		if e != owner {
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := owner.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open()
+	defer func() { closeAll() }()
 
 	history := []modelVersion{{pages: map[PageNo][]byte{}, pageSize: pageSize}}
 	type pinned struct {
@@ -118,8 +162,12 @@ func runModel(t *testing.T, seed uint64, steps, pageSize int) {
 		head := history[len(history)-1]
 		switch op := rng.IntN(10); {
 		case op < 6: // a write transaction
-			base := v.Snapshot()
-			txn, err := v.Begin(base)
+			w := v
+			if shared && rng.IntN(3) == 0 {
+				w = ov // the owner's own
+			}
+			base := w.Snapshot()
+			txn, err := w.Begin(base)
 			if err != nil {
 				t.Fatalf("step %d: begin: %v", step, err)
 			}
@@ -201,14 +249,9 @@ func runModel(t *testing.T, seed uint64, steps, pageSize int) {
 					p.snap.Release()
 				}
 				pins = nil
-				checkPruned(t, v, fmt.Sprintf("step %d", step))
-				if err := e.Close(); err != nil {
-					t.Fatal(err)
-				}
-				e = openTestEngine(t, dir, opts)
-				if v, err = e.Volume("model/vol"); err != nil {
-					t.Fatal(err)
-				}
+				checkPruned(t, ov, fmt.Sprintf("step %d", step))
+				closeAll()
+				open()
 				s := v.Snapshot()
 				if s.Version() != Version(len(history)-1) {
 					t.Fatalf("step %d: reopened at version %d, want %d", step, s.Version(), len(history)-1)
@@ -223,7 +266,7 @@ func runModel(t *testing.T, seed uint64, steps, pageSize int) {
 		p.snap.Release()
 	}
 	for {
-		more, err := v.pruneStep()
+		more, err := ov.pruneStep()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +274,7 @@ func runModel(t *testing.T, seed uint64, steps, pageSize int) {
 			break
 		}
 	}
-	checkPruned(t, v, "end")
+	checkPruned(t, ov, "end")
 	t.Logf("%d versions, seed %d", len(history)-1, seed)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cambiumdb/cambium/remote"
@@ -134,6 +135,12 @@ func (e *Engine) admin(ctx context.Context, name, vol string, args []byte, progr
 		}
 		return v.Verify(ctx, VerifyOptions{Remote: a.Remote, MaxProblems: a.MaxProblems,
 			Progress: func(stage string, done, total int64) { progress(verifyProgress{stage, done, total}) }})
+	case "sync_turn":
+		var a syncTurnArgs
+		if err := json.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		return v.SyncTurn(a.Holder, a.TTL), nil
 	case "version_at":
 		var t time.Time
 		if err := json.Unmarshal(args, &t); err != nil {
@@ -143,4 +150,37 @@ func (e *Engine) admin(ctx context.Context, name, vol string, args []byte, progr
 		return versionAt{n, at}, err
 	}
 	return nil, fmt.Errorf("unknown admin call %q", name)
+}
+
+// syncTurnArgs are SyncTurn's arguments.
+type syncTurnArgs struct {
+	Holder string
+	TTL    time.Duration
+}
+
+// syncLease is the background sync loop that has a volume's turn.
+type syncLease struct {
+	mu      sync.Mutex
+	holder  string
+	expires time.Time
+}
+
+// SyncTurn reports whether the background sync loop called holder (a name
+// unique among every process on the data directory) is the one to sync
+// the volume this round: one loop per volume runs, whichever process it
+// is in, until it stops asking for ttl; then the next to ask takes over.
+func (v *Volume) SyncTurn(holder string, ttl time.Duration) bool {
+	if v.cv != nil {
+		ok, _ := clientCall(v, "sync_turn", syncTurnArgs{holder, ttl}, nil, func(lv *Volume) (bool, error) { return lv.SyncTurn(holder, ttl), nil })
+		return ok
+	}
+	l := &v.syncLease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if l.holder != holder && now.Before(l.expires) {
+		return false
+	}
+	l.holder, l.expires = holder, now.Add(ttl)
+	return true
 }

@@ -106,7 +106,7 @@ func (t *Txn) WritePage(p PageNo, data []byte) error {
 	// A volume's page size is set by its first page, and changed only by
 	// SetPageSize, which rewrites every page: images of another size
 	// could otherwise resurface as corrupt.
-	if t.base.pageSize == 0 && len(t.staged) == 0 && t.spilledAll.IsEmpty() {
+	if t.base.pageSize == 0 && len(t.staged) == 0 && t.spilledAll.IsEmpty() && (t.ct == nil || t.ct.sent.IsEmpty()) {
 		if !segment.ValidPageSize(len(data)) {
 			return fmt.Errorf("write page %d of %q: %w: %d is not a power of two in 512..65536", p, t.v.name, ErrPageSize, len(data))
 		}
@@ -126,8 +126,11 @@ func (t *Txn) WritePage(p PageNo, data []byte) error {
 	if uint32(p) > t.pageCount {
 		t.pageCount = uint32(p)
 	}
-	if t.ct != nil && t.stagedBytes > stageLimit {
-		return t.stageRemote(0)
+	if t.ct != nil {
+		if t.stagedBytes > min(stageLimit, t.v.e.opts.SpillBytes) {
+			return t.stageRemote(0)
+		}
+		return nil
 	}
 	if t.stagedBytes > t.v.e.opts.SpillBytes {
 		return t.spill()

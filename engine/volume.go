@@ -119,6 +119,10 @@ type Volume struct {
 
 	stats volumeStats
 
+	// syncLease says whose background sync loop has the volume's turn
+	// (see SyncTurn).
+	syncLease syncLease
+
 	// cv is set in a process that joined another's data directory: the
 	// volume is the owner's (see client.go).
 	cv *clientVolume

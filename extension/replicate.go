@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -152,11 +153,18 @@ func (s *syncer) loop(vol *engine.Volume, interval time.Duration) {
 	syncing := trouble{vol: vol, what: "sync", retry: "retrying every interval"}
 	collecting := trouble{vol: vol, what: "garbage collection", retry: fmt.Sprintf("syncing goes on; retrying in %s", every)}
 	var lastGC time.Time
+	// One loop per volume runs across the processes that share the data
+	// directory (engine.Volume.SyncTurn).
+	holder := fmt.Sprintf("%d/%p", os.Getpid(), s)
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !vol.SyncTurn(holder, 3*interval) {
+			// Another process's loop syncs the volume.
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), max(interval, time.Minute))
 		var err error

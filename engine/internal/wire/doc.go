@@ -28,7 +28,7 @@
 //	0x02  pin        volume, known version           pin (below)
 //	0x03  pin at     volume, version                 handle, version, page count, page size
 //	0x04  release    handle                          (no answer)
-//	0x05  read       handle, page                    version, image
+//	0x05  read       handle, page                    image
 //	0x06  begin      volume, snapshot handle         transaction handle
 //	0x07  stage      txn, truncate+1 (0: none),      nothing
 //	                 count, count x (page, image)
@@ -36,7 +36,7 @@
 //	0x09  page size  txn, size, length               page count
 //	0x0A  commit     txn, durability, count,         pin (below)
 //	                 count x (page, image), known
-//	0x0B  rollback   txn                             (no answer)
+//	0x0B  rollback   txn                             nothing
 //	0x0C  discard    txn                             nothing
 //	0x0D  admin      name, volume, JSON arguments    JSON result
 //
