@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -835,16 +836,45 @@ func (t *Txn) commitRemote(dur Durability) (*Snapshot, error) {
 		}
 		e.Uint(uint64(known))
 	}, nil)
-	t.dropStaged()
 	if err != nil {
+		t.dropStaged()
 		return nil, fmt.Errorf("commit %q: %w", t.v.name, err)
 	}
 	a, err := decodePin(body)
 	if err != nil {
+		t.dropStaged()
 		return nil, err
 	}
 	t.v.stats.commits.Add(1)
-	return cv.applyPin(ct.sess, known, a), nil
+	snap := cv.applyPin(ct.sess, known, a)
+	cv.keep(snap, t.staged)
+	t.dropStaged()
+	return snap, nil
+}
+
+// keep caches the images a commit of this process wrote, which are the
+// newest, if s, the version the commit made, is still the newest known.
+func (cv *clientVolume) keep(s *Snapshot, images map[PageNo][]byte) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if cv.sess != s.cp.sess || cv.known != s.st.version || cv.size != s.st.pageSize {
+		return
+	}
+	for p, img := range images {
+		if uint32(p) > s.st.pageCount {
+			continue
+		}
+		cv.dropLocked(p)
+		cv.cache[p] = bytes.Clone(img)
+		cv.bytes += int64(len(img))
+		cv.c.cached.Add(int64(len(img)))
+	}
+	for q := range cv.cache {
+		if cv.c.cached.Load() <= cv.c.opts.CacheBytes {
+			break
+		}
+		cv.dropLocked(q)
+	}
 }
 
 func (t *Txn) rollbackRemote() {

@@ -257,10 +257,17 @@ func (sc *serverConn) run() {
 			}
 			continue
 		}
-		// Each call runs on its own: a push must not hold up a read.
-		body := append([]byte(nil), f.Body...)
-		call, kind := f.Call, f.Kind
-		sc.busy.Go(func() { sc.handle(call, kind, body) })
+		switch f.Kind {
+		case wire.OpPin, wire.OpRead, wire.OpRelease, wire.OpBegin:
+			// Quick, with no I/O but a Pebble read: answered in turn.
+			sc.handle(f.Call, f.Kind, f.Body)
+		default:
+			// A commit may sync and an admin call may take minutes:
+			// each runs on its own, so that it holds up no read.
+			body := append([]byte(nil), f.Body...)
+			call, kind := f.Call, f.Kind
+			sc.busy.Go(func() { sc.handle(call, kind, body) })
+		}
 	}
 }
 

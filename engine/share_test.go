@@ -377,3 +377,65 @@ func TestShare_OwnerKilled(t *testing.T) {
 		t.Fatalf("socket left after the last owner closed: %v", err)
 	}
 }
+
+// BenchmarkShare_ReadTxn is a read transaction (a pin, a page read, the
+// release) in the owner and in an Engine that joined it: with no commit
+// in between, the joined one asks the owner nothing.
+func BenchmarkShare_ReadTxn(b *testing.B) {
+	for _, side := range []string{"owner", "joined"} {
+		b.Run("side="+side, func(b *testing.B) {
+			dir := b.TempDir()
+			owner := openTestEngine(b, dir, Options{})
+			defer owner.Close()
+			bankInit(b, owner)
+			e := owner
+			if side == "joined" {
+				opts := Options{}
+				opts.testingKnobs.joinOwn = true
+				e = openTestEngine(b, dir, opts)
+				defer e.Close()
+			}
+			v, _ := e.Volume("bank")
+			buf := make([]byte, 0, 512)
+			b.ResetTimer()
+			for i := range b.N {
+				s, err := v.Pin()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if buf, err = s.ReadPage(PageNo(1+i%bankAccounts), buf[:0]); err != nil {
+					b.Fatal(err)
+				}
+				s.Release()
+			}
+		})
+	}
+}
+
+// BenchmarkShare_Commit is a small write transaction (two pages read and
+// written, a Buffered commit) in the owner and in an Engine that joined it.
+func BenchmarkShare_Commit(b *testing.B) {
+	for _, side := range []string{"owner", "joined"} {
+		b.Run("side="+side, func(b *testing.B) {
+			dir := b.TempDir()
+			owner := openTestEngine(b, dir, Options{})
+			defer owner.Close()
+			bankInit(b, owner)
+			e := owner
+			if side == "joined" {
+				opts := Options{}
+				opts.testingKnobs.joinOwn = true
+				e = openTestEngine(b, dir, opts)
+				defer e.Close()
+			}
+			v, _ := e.Volume("bank")
+			rng := rand.New(rand.NewPCG(1, 2))
+			b.ResetTimer()
+			for range b.N {
+				if err := bankTransfer(v, rng); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
