@@ -53,7 +53,7 @@ func openShared(opts Options, dir string) (*Engine, error) {
 // ownOrJoin takes the directory's lock and opens it, or connects to the
 // process that holds it.
 func ownOrJoin(opts Options, dir string) (*Engine, *session, error) {
-	deadline := time.Now().Add(joinTimeout)
+	deadline := time.Now().Add(cmpOr(opts.testingKnobs.joinTimeout, joinTimeout))
 	for {
 		lock, err := lockDir(dir)
 		if err == nil {
@@ -68,8 +68,12 @@ func ownOrJoin(opts Options, dir string) (*Engine, *session, error) {
 			return nil, s, nil
 		}
 		var oe *ownerError
-		if errors.As(derr, &oe) || time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("%w: %s does not answer on %s: %w", err, "it", filepath.Join(dir, socketName), derr)
+		if errors.As(derr, &oe) {
+			return nil, nil, fmt.Errorf("%w; joining it failed: %w", err, derr)
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("%w, which does not serve it (it may be an older Cambium, or opened the directory for itself alone); tried for %s to connect to %s: %w",
+				err, cmpOr(opts.testingKnobs.joinTimeout, joinTimeout), filepath.Join(dir, socketName), derr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -968,4 +972,11 @@ func (cv *clientVolume) lineageNow() uint64 {
 func lostOwner(err error) bool {
 	var oe *ownerError
 	return errors.Is(err, ErrOwnerLost) && !errors.As(err, &oe)
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }

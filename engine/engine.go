@@ -58,6 +58,8 @@ type Options struct {
 		// own process (see ownOrJoin), which tests do to run the client
 		// path under the race detector.
 		joinOwn bool
+		// joinTimeout replaces joinTimeout (client.go).
+		joinTimeout time.Duration
 		// afterEvict is called after each eviction batch is applied.
 		afterEvict func()
 	}

@@ -172,7 +172,11 @@ func TestShare_Child(t *testing.T) {
 	}
 	f := strings.Split(env, "\x1f")
 	role, dir := f[0], f[1]
-	e, err := Open(Options{Dir: dir})
+	opts := Options{Dir: dir}
+	if role == "open" {
+		opts.testingKnobs.joinTimeout = 300 * time.Millisecond
+	}
+	e, err := Open(opts)
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
@@ -437,5 +441,45 @@ func BenchmarkShare_Commit(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestShare_Unreachable: a process that finds the directory locked by one
+// that does not serve it says so, naming the holder, once it has tried
+// for a while; a stale socket file does not stop the next owner.
+func TestShare_Unreachable(t *testing.T) {
+	dir := t.TempDir()
+	owner := openTestEngine(t, dir, Options{Exclusive: true})
+	// Another process would find no socket, like this one.
+	if _, err := os.Stat(filepath.Join(dir, socketName)); !os.IsNotExist(err) {
+		t.Fatalf("an exclusive owner serves: %v", err)
+	}
+	cmd, out := startChild(t, "open", dir)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	cmd.Wait()
+	said := strings.Join(lines, "\n")
+	if !strings.Contains(said, "which does not serve it") || !strings.Contains(said, fmt.Sprintf("held by process %d", os.Getpid())) {
+		t.Fatalf("the other process said: %s", said)
+	}
+	owner.Close()
+	// A socket file no process listens on, as a killed owner leaves.
+	if err := os.WriteFile(filepath.Join(dir, socketName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := openTestEngine(t, dir, Options{})
+	defer e.Close()
+	if e.cl != nil || e.srv == nil {
+		t.Fatal("not the owner")
+	}
+	cmd, out = startChild(t, "open", dir)
+	lines = nil
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil || len(lines) == 0 || lines[0] != "opened" {
+		t.Fatalf("joining after a stale socket: %v %q", err, lines)
 	}
 }
