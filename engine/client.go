@@ -89,29 +89,35 @@ func lockHolder(dir string) int {
 	return pid
 }
 
-// session is one connection to an owner.
+// session is this process's standing with an owner: the handles of what
+// it holds there, and the connections it calls through. Each call takes
+// a connection of its own, sends, and reads the answer itself, so a call
+// costs the owner's work and one trip each way; the owner runs the calls
+// of different connections at the same time.
 type session struct {
-	c     *net.UnixConn
+	dir   string
+	id    uint64 // the owner's name for this process's session
 	seq   *seqFile
 	owner int // the owner's process ID
-	wmu   sync.Mutex
 	dead  atomic.Bool
 
 	mu struct {
 		sync.Mutex
-		calls map[uint32]*pending
-		next  uint32
-		err   error // why the connection ended
+		free []*conn // connections not in use
+		all  map[*conn]struct{}
+		err  error // why the session ended
 	}
 }
 
-// pending is a call waiting for its answer.
-type pending struct {
-	done     chan wire.Frame // the done or failed answer, its body a copy
-	progress func([]byte)
+// conn is one connection of a session.
+type conn struct {
+	c   *net.UnixConn
+	r   *bufio.Reader
+	buf []byte
+	out []byte
 }
 
-func dialOwner(dir string) (*session, error) {
+func dialConn(dir string) (*conn, error) {
 	addr, done, err := sockAddr(dir)
 	if err != nil {
 		return nil, err
@@ -121,25 +127,89 @@ func dialOwner(dir string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{c: c}
-	s.mu.calls = map[uint32]*pending{}
-	go s.read()
-	body, err := s.call(wire.OpHello, func(e *wire.Encoder) {
+	return &conn{c: c, r: bufio.NewReaderSize(c, 64<<10)}, nil
+}
+
+// hello joins session id (0: a new one) on c, and returns its ID and the
+// answer's other fields.
+func (c *conn) hello(id uint64) (sid uint64, owner int, err error) {
+	body, err := c.call(1, wire.OpHello, func(e *wire.Encoder) {
 		e.Uint(wire.Protocol)
 		e.Uint(uint64(os.Getpid()))
+		e.Uint(id)
 	}, nil)
 	if err != nil {
-		s.close()
-		return nil, err
+		return 0, 0, err
 	}
 	d := wire.NewDecoder(body)
 	d.Uint()
-	s.owner = int(d.Uint())
+	owner = int(d.Uint())
 	name := d.String()
+	sid = d.Uint()
 	if err := d.Err(); err != nil || name != seqName {
-		s.close()
-		return nil, fmt.Errorf("hello from the owner: %v, sequence file %q", err, name)
+		return 0, 0, fmt.Errorf("hello from the owner: %v, sequence file %q", err, name)
 	}
+	return sid, owner, nil
+}
+
+// call sends a call and reads its answer; the error is an *ownerError for
+// a failed answer, else the connection's.
+func (c *conn) call(id uint32, kind byte, fields func(*wire.Encoder), progress func([]byte)) ([]byte, error) {
+	if err := c.send(id, kind, fields); err != nil {
+		return nil, err
+	}
+	for {
+		f, err := wire.ReadFrame(c.r, &c.buf)
+		if err != nil {
+			return nil, err
+		}
+		switch f.Kind {
+		case wire.Progress:
+			if progress != nil {
+				progress(f.Body)
+			}
+			continue
+		case wire.Done:
+			return f.Body, nil
+		case wire.Failed:
+			d := wire.NewDecoder(f.Body)
+			mask, msg := d.Uint(), d.String()
+			if err := d.Err(); err != nil {
+				return nil, fmt.Errorf("the owner's answer: %w", err)
+			}
+			return nil, &ownerError{mask: mask, msg: msg}
+		}
+		return nil, fmt.Errorf("%w: an answer of kind 0x%02x", wire.ErrMalformed, f.Kind)
+	}
+}
+
+func (c *conn) send(id uint32, kind byte, fields func(*wire.Encoder)) error {
+	e := wire.Start(c.out, id, kind)
+	if fields != nil {
+		fields(&e)
+	}
+	b, err := e.Finish()
+	if err != nil {
+		return err
+	}
+	c.out = b[:0]
+	_, err = c.c.Write(b)
+	return err
+}
+
+func dialOwner(dir string) (*session, error) {
+	c, err := dialConn(dir)
+	if err != nil {
+		return nil, err
+	}
+	id, owner, err := c.hello(0)
+	if err != nil {
+		c.c.Close()
+		return nil, err
+	}
+	s := &session{dir: dir, id: id, owner: owner}
+	s.mu.all = map[*conn]struct{}{c: {}}
+	s.mu.free = []*conn{c}
 	if s.seq, err = openSeq(dir, false); err != nil {
 		s.close()
 		return nil, err
@@ -147,54 +217,71 @@ func dialOwner(dir string) (*session, error) {
 	return s, nil
 }
 
-// read delivers answers to their calls until the connection ends.
-func (s *session) read() {
-	r := bufio.NewReaderSize(s.c, 64<<10)
-	var buf []byte
-	for {
-		f, err := wire.ReadFrame(r, &buf)
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		s.mu.Lock()
-		p := s.mu.calls[f.Call]
-		if f.Kind != wire.Progress {
-			delete(s.mu.calls, f.Call)
-		}
+// get returns a connection for one call: a free one, or a new one that
+// joins the session.
+func (s *session) get() (*conn, error) {
+	s.mu.Lock()
+	if s.mu.err != nil {
 		s.mu.Unlock()
-		if p == nil {
-			continue
-		}
-		f.Body = append([]byte(nil), f.Body...)
-		if f.Kind == wire.Progress {
-			if p.progress != nil {
-				p.progress(f.Body)
-			}
-			continue
-		}
-		p.done <- f
+		return nil, s.mu.err
 	}
+	if n := len(s.mu.free); n > 0 {
+		c := s.mu.free[n-1]
+		s.mu.free = s.mu.free[:n-1]
+		s.mu.Unlock()
+		return c, nil
+	}
+	s.mu.Unlock()
+	c, err := dialConn(s.dir)
+	if err == nil {
+		if _, _, err = c.hello(s.id); err != nil {
+			c.c.Close()
+		}
+	}
+	if err != nil {
+		s.fail(err)
+		return nil, s.lost()
+	}
+	s.mu.Lock()
+	if s.mu.err != nil {
+		s.mu.Unlock()
+		c.c.Close()
+		return nil, s.lost()
+	}
+	s.mu.all[c] = struct{}{}
+	s.mu.Unlock()
+	return c, nil
 }
 
-// fail ends the session: every call waiting, and every later one, fails
-// with ErrOwnerLost.
+func (s *session) put(c *conn) {
+	s.mu.Lock()
+	if s.mu.err != nil {
+		s.mu.Unlock()
+		c.c.Close()
+		return
+	}
+	s.mu.free = append(s.mu.free, c)
+	s.mu.Unlock()
+}
+
+// fail ends the session: every later call fails with ErrOwnerLost, and
+// its connections close (the owner then releases what it held).
 func (s *session) fail(err error) {
 	s.mu.Lock()
 	if s.mu.err == nil {
 		s.mu.err = fmt.Errorf("%w (process %d): %v", ErrOwnerLost, s.owner, err)
 	}
-	calls := s.mu.calls
-	s.mu.calls = map[uint32]*pending{}
+	all := s.mu.all
+	s.mu.all, s.mu.free = map[*conn]struct{}{}, nil
 	s.mu.Unlock()
 	s.dead.Store(true)
-	for _, p := range calls {
-		p.done <- wire.Frame{Kind: 0}
+	for c := range all {
+		c.c.Close()
 	}
 }
 
 func (s *session) close() {
-	s.c.Close()
+	s.fail(ErrClosed)
 	if s.seq != nil {
 		s.seq.close()
 		s.seq = nil
@@ -211,56 +298,34 @@ func (s *session) lost() error {
 }
 
 // call sends a call and waits for its answer's body; progress, if set,
-// gets the body of each progress answer.
+// gets the body of each progress answer. The body is the caller's.
 func (s *session) call(kind byte, fields func(*wire.Encoder), progress func([]byte)) ([]byte, error) {
-	p := &pending{done: make(chan wire.Frame, 1), progress: progress}
-	s.mu.Lock()
-	if s.mu.err != nil {
-		s.mu.Unlock()
-		return nil, s.mu.err
-	}
-	s.mu.next++
-	if s.mu.next == 0 {
-		s.mu.next = 1
-	}
-	id := s.mu.next
-	s.mu.calls[id] = p
-	s.mu.Unlock()
-	if err := s.send(id, kind, fields); err != nil {
+	c, err := s.get()
+	if err != nil {
 		return nil, err
 	}
-	f := <-p.done
-	switch f.Kind {
-	case wire.Done:
-		return f.Body, nil
-	case wire.Failed:
-		d := wire.NewDecoder(f.Body)
-		mask, msg := d.Uint(), d.String()
-		if err := d.Err(); err != nil {
-			return nil, fmt.Errorf("the owner's answer: %w", err)
-		}
-		return nil, &ownerError{mask: mask, msg: msg}
+	body, err := c.call(1, kind, fields, progress)
+	var oe *ownerError
+	if err != nil && !errors.As(err, &oe) {
+		s.fail(err)
+		return nil, s.lost()
 	}
-	return nil, s.lost()
+	body = bytes.Clone(body)
+	s.put(c)
+	return body, err
 }
 
-// send writes one frame; call 0 wants no answer.
+// send sends a call that wants no answer.
 func (s *session) send(call uint32, kind byte, fields func(*wire.Encoder)) error {
-	e := wire.Start(make([]byte, 0, 128), call, kind)
-	if fields != nil {
-		fields(&e)
-	}
-	b, err := e.Finish()
+	c, err := s.get()
 	if err != nil {
 		return err
 	}
-	s.wmu.Lock()
-	_, err = s.c.Write(b)
-	s.wmu.Unlock()
-	if err != nil {
+	if err := c.send(0, kind, fields); err != nil {
 		s.fail(err)
 		return s.lost()
 	}
+	s.put(c)
 	return nil
 }
 

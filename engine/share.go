@@ -105,8 +105,10 @@ type server struct {
 
 	mu struct {
 		sync.Mutex
-		conns  map[*serverConn]struct{}
-		closed bool
+		conns       map[*serverConn]struct{}
+		sessions    map[uint64]*serverSession
+		lastSession uint64
+		closed      bool
 	}
 }
 
@@ -137,6 +139,7 @@ func (e *Engine) serve() error {
 	s := &server{e: e, ln: ln, seq: seq}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.conns = map[*serverConn]struct{}{}
+	s.mu.sessions = map[uint64]*serverSession{}
 	e.srv = s
 	s.wg.Go(s.accept)
 	return nil
@@ -148,7 +151,7 @@ func (s *server) accept() {
 		if err != nil {
 			return
 		}
-		sc := &serverConn{s: s, c: c, snaps: map[uint64]*Snapshot{}, txns: map[uint64]*serverTxn{}}
+		sc := &serverConn{s: s, c: c}
 		s.mu.Lock()
 		if s.mu.closed {
 			s.mu.Unlock()
@@ -196,22 +199,32 @@ func peerUser(c *net.UnixConn) (int, error) {
 	return int(cred.Uid), nil
 }
 
-// serverConn is one client process's connection, and what it holds.
-type serverConn struct {
-	s    *server
-	c    *net.UnixConn
-	wmu  sync.Mutex // serialises answers
-	busy sync.WaitGroup
-
-	mu    sync.Mutex // guards next, snaps, txns
+// serverSession is what one client process holds: its snapshots and its
+// write transactions, under handles, whichever of its connections made
+// them. A process uses several connections, each for one call at a
+// time; when the last closes (the process ended, or lost its owner), the
+// session's snapshots are released and its transactions rolled back.
+type serverSession struct {
+	id    uint64
+	mu    sync.Mutex // guards the fields below
+	conns int
 	next  uint64
 	snaps map[uint64]*Snapshot
 	txns  map[uint64]*serverTxn
 }
 
+// serverConn is one connection of a client process. Its calls come one at
+// a time (the client waits for each answer), so it runs each in turn.
+type serverConn struct {
+	s   *server
+	c   *net.UnixConn
+	ss  *serverSession // from the hello on
+	wmu sync.Mutex     // serialises the frames of an answer and its progress
+}
+
 // serverTxn is a client's write transaction; its client uses it from one
-// goroutine, one call at a time, and mu keeps a dying connection's
-// rollback from racing the call in progress.
+// goroutine, one call at a time, and mu keeps a dying session's rollback
+// from racing the call in progress.
 type serverTxn struct {
 	mu  sync.Mutex
 	txn *Txn
@@ -220,24 +233,15 @@ type serverTxn struct {
 func (sc *serverConn) run() {
 	defer func() {
 		sc.c.Close()
-		sc.busy.Wait()
-		sc.mu.Lock()
-		for _, t := range sc.txns {
-			t.mu.Lock()
-			t.txn.Rollback()
-			t.mu.Unlock()
+		if ss := sc.ss; ss != nil {
+			sc.s.leave(ss)
 		}
-		for _, s := range sc.snaps {
-			s.Release()
-		}
-		sc.snaps, sc.txns = nil, nil
-		sc.mu.Unlock()
 		sc.s.mu.Lock()
 		delete(sc.s.mu.conns, sc)
 		sc.s.mu.Unlock()
 	}()
 	if uid, err := peerUser(sc.c); err != nil || uid != os.Getuid() {
-		msg := fmt.Sprintf("process of user %d refused: the data directory %s is served to its own user (%d) only", uid, sc.s.e.dir, os.Getuid())
+		msg := fmt.Sprintf("a process of user %d may not join: the data directory %s is served to its own user (%d) only", uid, sc.s.e.dir, os.Getuid())
 		if err != nil {
 			msg = fmt.Sprintf("cannot tell the connecting process's user: %v", err)
 		}
@@ -251,23 +255,45 @@ func (sc *serverConn) run() {
 		if err != nil {
 			return
 		}
-		if f.Kind == wire.OpHello {
-			if !sc.hello(f) {
+		if sc.ss == nil {
+			if f.Kind != wire.OpHello || !sc.hello(f) {
+				if f.Kind != wire.OpHello {
+					sc.answerErr(f.Call, fmt.Errorf("%w: call 0x%02x before hello", wire.ErrMalformed, f.Kind))
+				}
 				return
 			}
 			continue
 		}
-		switch f.Kind {
-		case wire.OpPin, wire.OpRead, wire.OpRelease, wire.OpBegin:
-			// Quick, with no I/O but a Pebble read: answered in turn.
-			sc.handle(f.Call, f.Kind, f.Body)
-		default:
-			// A commit may sync and an admin call may take minutes:
-			// each runs on its own, so that it holds up no read.
-			body := append([]byte(nil), f.Body...)
-			call, kind := f.Call, f.Kind
-			sc.busy.Go(func() { sc.handle(call, kind, body) })
-		}
+		sc.handle(f.Call, f.Kind, f.Body)
+	}
+}
+
+// leave ends a connection's share of its session; the last one out
+// releases what the session held.
+func (s *server) leave(ss *serverSession) {
+	s.mu.Lock()
+	ss.mu.Lock()
+	ss.conns--
+	last := ss.conns == 0
+	if last {
+		delete(s.mu.sessions, ss.id)
+	}
+	snaps, txns := ss.snaps, ss.txns
+	if last {
+		ss.snaps, ss.txns = nil, nil
+	}
+	ss.mu.Unlock()
+	s.mu.Unlock()
+	if !last {
+		return
+	}
+	for _, t := range txns {
+		t.mu.Lock()
+		t.txn.Rollback()
+		t.mu.Unlock()
+	}
+	for _, snap := range snaps {
+		snap.Release()
 	}
 }
 
@@ -275,6 +301,7 @@ func (sc *serverConn) hello(f wire.Frame) bool {
 	d := wire.NewDecoder(f.Body)
 	proto := d.Uint()
 	d.Uint() // the client's process ID
+	id := d.Uint()
 	if err := d.Err(); err != nil {
 		sc.answerErr(f.Call, err)
 		return false
@@ -283,10 +310,30 @@ func (sc *serverConn) hello(f wire.Frame) bool {
 		sc.answerErr(f.Call, fmt.Errorf("protocol %d, this owner speaks %d: every process on a data directory must run the same version of Cambium", proto, wire.Protocol))
 		return false
 	}
+	s := sc.s
+	s.mu.Lock()
+	ss := s.mu.sessions[id]
+	if id == 0 {
+		s.mu.lastSession++
+		ss = &serverSession{id: s.mu.lastSession, snaps: map[uint64]*Snapshot{}, txns: map[uint64]*serverTxn{}}
+		s.mu.sessions[ss.id] = ss
+	}
+	if ss != nil {
+		ss.mu.Lock()
+		ss.conns++
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	if ss == nil {
+		sc.answerErr(f.Call, fmt.Errorf("%w: session %d has ended", ErrOwnerLost, id))
+		return false
+	}
+	sc.ss = ss
 	e := sc.answer(f.Call, wire.Done)
 	e.Uint(wire.Protocol)
 	e.Uint(uint64(os.Getpid()))
 	e.String(seqName)
+	e.Uint(ss.id)
 	sc.send(e)
 	return true
 }
@@ -314,30 +361,30 @@ func (sc *serverConn) answerErr(call uint32, err error) {
 }
 
 func (sc *serverConn) add(s *Snapshot) uint64 {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	sc.next++
-	if sc.snaps == nil { // the connection ended meanwhile
+	sc.ss.mu.Lock()
+	defer sc.ss.mu.Unlock()
+	sc.ss.next++
+	if sc.ss.snaps == nil { // the connection ended meanwhile
 		s.Release()
 		return 0
 	}
-	sc.snaps[sc.next] = s
-	return sc.next
+	sc.ss.snaps[sc.ss.next] = s
+	return sc.ss.next
 }
 
 func (sc *serverConn) snap(h uint64) (*Snapshot, error) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if s, ok := sc.snaps[h]; ok {
+	sc.ss.mu.Lock()
+	defer sc.ss.mu.Unlock()
+	if s, ok := sc.ss.snaps[h]; ok {
 		return s, nil
 	}
 	return nil, fmt.Errorf("no snapshot %d on this connection", h)
 }
 
 func (sc *serverConn) txn(h uint64) (*serverTxn, error) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if t, ok := sc.txns[h]; ok {
+	sc.ss.mu.Lock()
+	defer sc.ss.mu.Unlock()
+	if t, ok := sc.ss.txns[h]; ok {
 		return t, nil
 	}
 	return nil, fmt.Errorf("%w: no transaction %d on this connection", ErrTxnDone, h)
@@ -404,10 +451,10 @@ func (sc *serverConn) dispatch(call uint32, kind byte, d *wire.Decoder, out *wir
 		if d.Err() != nil {
 			return d.Err()
 		}
-		sc.mu.Lock()
-		s := sc.snaps[h]
-		delete(sc.snaps, h)
-		sc.mu.Unlock()
+		sc.ss.mu.Lock()
+		s := sc.ss.snaps[h]
+		delete(sc.ss.snaps, h)
+		sc.ss.mu.Unlock()
 		if s != nil {
 			s.Release()
 		}
@@ -444,16 +491,16 @@ func (sc *serverConn) dispatch(call uint32, kind byte, d *wire.Decoder, out *wir
 		if err != nil {
 			return err
 		}
-		sc.mu.Lock()
-		sc.next++
-		th := sc.next
-		if sc.txns == nil {
-			sc.mu.Unlock()
+		sc.ss.mu.Lock()
+		sc.ss.next++
+		th := sc.ss.next
+		if sc.ss.txns == nil {
+			sc.ss.mu.Unlock()
 			t.Rollback()
 			return ErrClosed
 		}
-		sc.txns[th] = &serverTxn{txn: t}
-		sc.mu.Unlock()
+		sc.ss.txns[th] = &serverTxn{txn: t}
+		sc.ss.mu.Unlock()
 		out.Uint(th)
 		return nil
 	case wire.OpStage, wire.OpReadTxn, wire.OpPageSize, wire.OpCommit, wire.OpDiscard, wire.OpRollback:
@@ -588,11 +635,11 @@ func (sc *serverConn) txnCall(kind byte, d *wire.Decoder, out *wire.Encoder) err
 }
 
 func (sc *serverConn) dropTxn(t *Txn) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	for h, st := range sc.txns {
+	sc.ss.mu.Lock()
+	defer sc.ss.mu.Unlock()
+	for h, st := range sc.ss.txns {
 		if st.txn == t {
-			delete(sc.txns, h)
+			delete(sc.ss.txns, h)
 		}
 	}
 }

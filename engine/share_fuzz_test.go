@@ -40,9 +40,11 @@ func FuzzServe(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.wmu.Lock()
-		s.c.Write(cheapCalls(b))
-		s.wmu.Unlock()
+		c, err := s.get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.c.Write(cheapCalls(b))
 		// Let the owner read and run what it was sent, then hang up: it
 		// releases whatever the bytes pinned or began.
 		time.Sleep(time.Millisecond)

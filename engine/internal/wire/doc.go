@@ -24,7 +24,8 @@
 // # Calls
 //
 //	kind  operation  call fields                     done fields
-//	0x01  hello      protocol, pid                   protocol, pid, sequence file
+//	0x01  hello      protocol, pid, session          protocol, pid, sequence file,
+//	                 (0: a new one)                  session
 //	0x02  pin        volume, known version           pin (below)
 //	0x03  pin at     volume, version                 handle, version, page count, page size
 //	0x04  release    handle                          (no answer)
@@ -39,6 +40,13 @@
 //	0x0B  rollback   txn                             nothing
 //	0x0C  discard    txn                             nothing
 //	0x0D  admin      name, volume, JSON arguments    JSON result
+//
+// A client process has a session with the owner: the handles of the
+// snapshots and transactions it holds, valid on every connection of the
+// session, whose first hello asks for a new one and whose later hellos
+// join it. A connection carries one call at a time (the caller reads its
+// answer before it sends another); the session ends with its last
+// connection, and the owner then releases what it held.
 //
 // A pin answer is the version a snapshot sees and what changed since the
 // version the caller knew:
