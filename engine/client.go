@@ -697,18 +697,8 @@ func (cv *clientVolume) readPage(s *Snapshot, p PageNo, dst []byte) ([]byte, err
 		cv.mu.Lock()
 		if cv.sess == s.cp.sess && cv.known == s.st.version {
 			if _, ok := cv.cache[p]; !ok {
-				cv.cache[p] = img
-				cv.bytes += int64(len(img))
-				cv.c.cached.Add(int64(len(img)))
-				// Over the process's budget (Options.CacheBytes, every
-				// volume together), this volume gives up images, in the
-				// map's order, which is as good as random.
-				for q := range cv.cache {
-					if cv.c.cached.Load() <= cv.c.opts.CacheBytes {
-						break
-					}
-					cv.dropLocked(q)
-				}
+				cv.cacheLocked(p, img)
+				cv.trimLocked()
 			}
 		}
 		cv.mu.Unlock()
@@ -930,14 +920,26 @@ func (cv *clientVolume) keep(s *Snapshot, images map[PageNo][]byte) {
 		return
 	}
 	for p, img := range images {
-		if uint32(p) > s.st.pageCount {
-			continue
+		if uint32(p) <= s.st.pageCount {
+			cv.dropLocked(p)
+			cv.cacheLocked(p, bytes.Clone(img))
 		}
-		cv.dropLocked(p)
-		cv.cache[p] = bytes.Clone(img)
-		cv.bytes += int64(len(img))
-		cv.c.cached.Add(int64(len(img)))
 	}
+	cv.trimLocked()
+}
+
+// cacheLocked caches img, which is the caller's no more, as page p's at
+// the newest version known.
+func (cv *clientVolume) cacheLocked(p PageNo, img []byte) {
+	cv.cache[p] = img
+	cv.bytes += int64(len(img))
+	cv.c.cached.Add(int64(len(img)))
+}
+
+// trimLocked keeps the process's cached images within Options.CacheBytes,
+// every volume together: this volume gives up images, in the map's order,
+// which is as good as random.
+func (cv *clientVolume) trimLocked() {
 	for q := range cv.cache {
 		if cv.c.cached.Load() <= cv.c.opts.CacheBytes {
 			break

@@ -536,9 +536,15 @@ func (sc *serverConn) dispatch(call uint32, kind byte, d *wire.Decoder, out *wir
 // pin pins v's head for the client (or takes s, a snapshot a commit made)
 // and writes the pin answer: what changed after known.
 func (sc *serverConn) pin(v *Volume, known Version, s *Snapshot, out *wire.Encoder) {
+	// The counter is read before the head: a move after it changes the
+	// counter, so the client asks again before it trusts this pin to be
+	// the head. A commit's snapshot was taken before: unless it is still
+	// the head after the counter was read, the client must ask (0).
 	seq := sc.s.seq.load()
 	if s == nil {
 		s = v.Snapshot()
+	} else if v.head.Load().version != s.Version() {
+		seq = 0
 	}
 	ch := v.changesSince(known, s.Version())
 	out.Uint(sc.add(s))

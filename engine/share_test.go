@@ -388,18 +388,7 @@ func TestShare_OwnerKilled(t *testing.T) {
 func BenchmarkShare_ReadTxn(b *testing.B) {
 	for _, side := range []string{"owner", "joined"} {
 		b.Run("side="+side, func(b *testing.B) {
-			dir := b.TempDir()
-			owner := openTestEngine(b, dir, Options{})
-			defer owner.Close()
-			bankInit(b, owner)
-			e := owner
-			if side == "joined" {
-				opts := Options{}
-				opts.testingKnobs.joinOwn = true
-				e = openTestEngine(b, dir, opts)
-				defer e.Close()
-			}
-			v, _ := e.Volume("bank")
+			v := benchBank(b, side)
 			buf := make([]byte, 0, 512)
 			b.ResetTimer()
 			for i := range b.N {
@@ -421,18 +410,7 @@ func BenchmarkShare_ReadTxn(b *testing.B) {
 func BenchmarkShare_Commit(b *testing.B) {
 	for _, side := range []string{"owner", "joined"} {
 		b.Run("side="+side, func(b *testing.B) {
-			dir := b.TempDir()
-			owner := openTestEngine(b, dir, Options{})
-			defer owner.Close()
-			bankInit(b, owner)
-			e := owner
-			if side == "joined" {
-				opts := Options{}
-				opts.testingKnobs.joinOwn = true
-				e = openTestEngine(b, dir, opts)
-				defer e.Close()
-			}
-			v, _ := e.Volume("bank")
+			v := benchBank(b, side)
 			rng := rand.New(rand.NewPCG(1, 2))
 			b.ResetTimer()
 			for range b.N {
@@ -482,4 +460,25 @@ func TestShare_Unreachable(t *testing.T) {
 	if err := cmd.Wait(); err != nil || len(lines) == 0 || lines[0] != "opened" {
 		t.Fatalf("joining after a stale socket: %v %q", err, lines)
 	}
+}
+
+// benchBank returns the bank volume of a new directory, in its owner or
+// (side "joined") in an Engine that joined it.
+func benchBank(b *testing.B, side string) *Volume {
+	dir := b.TempDir()
+	owner := openTestEngine(b, dir, Options{})
+	b.Cleanup(func() { owner.Close() })
+	bankInit(b, owner)
+	e := owner
+	if side == "joined" {
+		opts := Options{}
+		opts.testingKnobs.joinOwn = true
+		e = openTestEngine(b, dir, opts)
+		b.Cleanup(func() { e.Close() })
+	}
+	v, err := e.Volume("bank")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
 }
