@@ -482,3 +482,65 @@ func benchBank(b *testing.B, side string) *Volume {
 	}
 	return v
 }
+
+// TestShare_Visibility: a commit is visible to the next transaction of
+// every process, while another process commits all the time.
+func TestShare_Visibility(t *testing.T) {
+	dir := t.TempDir()
+	owner := openTestEngine(t, dir, Options{})
+	defer owner.Close()
+	bankInit(t, owner)
+	join := func() *Volume {
+		opts := Options{}
+		opts.testingKnobs.joinOwn = true
+		e := openTestEngine(t, dir, opts)
+		t.Cleanup(func() { e.Close() })
+		v, _ := e.Volume("bank")
+		return v
+	}
+	a, b := join(), join()
+	ov, _ := owner.Volume("bank")
+	stop := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := bankTransfer(ov, rng); err != nil && !retryable(err) {
+				done <- err
+				return
+			}
+		}
+	}()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 500; i++ {
+		if err := bankTransfer(a, rng); err != nil {
+			if retryable(err) {
+				continue
+			}
+			t.Fatal(err)
+		}
+		a.cv.mu.Lock()
+		committed := a.cv.known
+		a.cv.mu.Unlock()
+		for _, v := range []*Volume{a, b, ov} {
+			s, err := v.Pin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Version() < committed {
+				t.Fatalf("after a commit of version %d, a transaction began at version %d", committed, s.Version())
+			}
+			s.Release()
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
