@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -222,6 +223,32 @@ func TestShare_Child(t *testing.T) {
 		}
 	case "open":
 		fmt.Println("opened")
+	case "create":
+		// A volume that does not exist yet, made by a process that
+		// joined the owner: its first page sets its page size.
+		if e.cl == nil {
+			fmt.Println("error: the owner")
+			os.Exit(3)
+		}
+		v, _ := e.Volume("fresh")
+		s := v.Snapshot()
+		txn, err := v.Begin(s)
+		if err == nil {
+			img := make([]byte, 4096)
+			copy(img, "fresh page")
+			if err = txn.WritePage(1, img); err == nil {
+				var next *Snapshot
+				if next, err = txn.Commit(Buffered); err == nil {
+					next.Release()
+				}
+			}
+		}
+		s.Release()
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(3)
+		}
+		fmt.Println("created")
 	}
 	if err := e.Close(); err != nil {
 		fmt.Println("close:", err)
@@ -274,6 +301,33 @@ func TestShare_Bank(t *testing.T) {
 	sum, _, err := bankSum(v)
 	if err != nil || sum != bankAccounts*bankOpening {
 		t.Fatalf("total %d, %v", sum, err)
+	}
+}
+
+// TestShare_ClientCreatesVolume has a process that joined the owner make a
+// new volume: its first write sets the page size, and the owner reads the
+// commit.
+func TestShare_ClientCreatesVolume(t *testing.T) {
+	dir := t.TempDir()
+	e := openTestEngine(t, dir, Options{})
+	defer e.Close()
+	cmd, out := startChild(t, "create", dir)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil || len(lines) == 0 || lines[0] != "created" {
+		t.Fatalf("child: %v: %q", err, lines)
+	}
+	v, err := e.Volume("fresh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := v.Snapshot()
+	defer s.Release()
+	img, err := s.ReadPage(1, nil)
+	if err != nil || s.PageSize() != 4096 || !bytes.HasPrefix(img, []byte("fresh page")) {
+		t.Fatalf("page 1 of the new volume: %v, page size %d, %q", err, s.PageSize(), img[:min(len(img), 16)])
 	}
 }
 
