@@ -38,6 +38,12 @@ type Figures struct {
 	Objects int64 `json:"objects,omitempty"`
 	// Memory is bytes of memory held, for workloads that measure it.
 	Memory int64 `json:"memory_bytes,omitempty"`
+	// Latency is the median time of one event, for workloads that time
+	// each (the owner handover), LatencyMin and LatencyMax the smallest
+	// and the largest.
+	Latency    time.Duration `json:"latency_ns,omitempty"`
+	LatencyMin time.Duration `json:"latency_min_ns,omitempty"`
+	LatencyMax time.Duration `json:"latency_max_ns,omitempty"`
 }
 
 func figures(ops int, d time.Duration) Figures {
@@ -122,6 +128,9 @@ func (c Comparison) spread() string {
 // summary is the figure that matters of a result without a baseline.
 func (f Figures) summary() string {
 	switch {
+	case f.Latency != 0:
+		r := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
+		return fmt.Sprintf("%s (%s..%s)", r(f.Latency), r(f.LatencyMin), r(f.LatencyMax))
 	case f.Memory != 0:
 		return humanBytes(f.Memory) + " held"
 	case f.Bytes != 0:

@@ -46,20 +46,11 @@ func RunPointRead(ctx context.Context, cfg PointReadConfig) (Result, error) {
 		if err := db.QueryRow("SELECT sum(length(body)) FROM items").Scan(&warm); err != nil {
 			return Figures{}, err
 		}
-		stmt, err := db.PrepareContext(ctx, "SELECT qty, length(body) FROM items WHERE id = ?")
+		d, err := pointReads(ctx, db, cfg.Queries, cfg.Rows, 0)
 		if err != nil {
 			return Figures{}, err
 		}
-		defer stmt.Close()
-		rng := rand.New(rand.NewPCG(1, 2))
-		var qty, n int64
-		start := time.Now()
-		for range cfg.Queries {
-			if err := stmt.QueryRowContext(ctx, 1+rng.IntN(cfg.Rows)).Scan(&qty, &n); err != nil {
-				return Figures{}, err
-			}
-		}
-		return figures(cfg.Queries, time.Since(start)), nil
+		return figures(cfg.Queries, d), nil
 	}
 	res := Result{Workload: "pointread"}
 	db, err := openCambium(cfg.Dir+"/cambium", "pointread.db", "")
@@ -124,27 +115,11 @@ func RunCommit(ctx context.Context, cfg CommitConfig) ([]Result, error) {
 		if _, err := db.Exec("CREATE TABLE log(id INTEGER PRIMARY KEY, item INTEGER, at INTEGER)"); err != nil {
 			return Figures{}, err
 		}
-		rng := rand.New(rand.NewPCG(3, 4))
-		start := time.Now()
-		for i := range cfg.Transactions {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				return Figures{}, err
-			}
-			id := 1 + rng.IntN(cfg.Rows)
-			if _, err := tx.Exec("UPDATE items SET qty = qty + 1 WHERE id = ?", id); err != nil {
-				tx.Rollback()
-				return Figures{}, err
-			}
-			if _, err := tx.Exec("INSERT INTO log(item, at) VALUES (?, ?)", id, i); err != nil {
-				tx.Rollback()
-				return Figures{}, err
-			}
-			if err := tx.Commit(); err != nil {
-				return Figures{}, err
-			}
+		d, err := smallWrites(ctx, db, cfg.Transactions, cfg.Rows, 0)
+		if err != nil {
+			return Figures{}, err
 		}
-		return figures(cfg.Transactions, time.Since(start)), nil
+		return figures(cfg.Transactions, d), nil
 	}
 	var results []Result
 	for _, class := range []struct {
@@ -226,4 +201,50 @@ func RunCommit(ctx context.Context, cfg CommitConfig) ([]Result, error) {
 func medianRound(rounds []Figures) Figures {
 	sorted := slices.SortedFunc(slices.Values(rounds), func(a, b Figures) int { return cmp.Compare(a.Elapsed, b.Elapsed) })
 	return sorted[len(sorted)/2]
+}
+
+// pointReads runs n point SELECTs by id on the reference table of rows
+// rows, through a prepared statement, and returns their time.
+func pointReads(ctx context.Context, db *sql.DB, n, rows int, seed uint64) (time.Duration, error) {
+	stmt, err := db.PrepareContext(ctx, "SELECT qty, length(body) FROM items WHERE id = ?")
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	rng := rand.New(rand.NewPCG(1, 2+seed))
+	var qty, size int64
+	start := time.Now()
+	for range n {
+		if err := stmt.QueryRowContext(ctx, 1+rng.IntN(rows)).Scan(&qty, &size); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+// smallWrites runs n write transactions, each an UPDATE of a random row of
+// the reference table of rows rows and an INSERT into log, and returns
+// their time.
+func smallWrites(ctx context.Context, db *sql.DB, n, rows int, seed uint64) (time.Duration, error) {
+	rng := rand.New(rand.NewPCG(3, 4+seed))
+	start := time.Now()
+	for i := range n {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return 0, err
+		}
+		id := 1 + rng.IntN(rows)
+		if _, err := tx.Exec("UPDATE items SET qty = qty + 1 WHERE id = ?", id); err != nil {
+			tx.Rollback()
+			return 0, err
+		}
+		if _, err := tx.Exec("INSERT INTO log(item, at) VALUES (?, ?)", id, i); err != nil {
+			tx.Rollback()
+			return 0, err
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
 }

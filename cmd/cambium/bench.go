@@ -28,6 +28,7 @@ type benchOptions struct {
 	tenants       int
 	noLitestream  bool
 	extension     string // libcambium.so for the loadable workload
+	profile       string // the processes workload's profile directory
 }
 
 // replication is where the replication workloads replicate.
@@ -111,6 +112,19 @@ var workloads = []workload{
 		}
 		return bench.RunLoadable(ctx, cfg)
 	}},
+	{"processes", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
+		// Issue 15: processes that joined the owner of a data directory,
+		// each a new process of this binary (the hidden bench-worker).
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg := bench.ProcessesConfig{Dir: dir, Worker: []string{self, "bench-worker"}, Profile: o.profile}
+		if o.quick {
+			cfg.Rows, cfg.Reads, cfg.Transactions, cfg.WriteRows, cfg.Rounds, cfg.Handovers = 2000, 5000, 100, 1000, 3, 2
+		}
+		return bench.RunProcesses(ctx, cfg)
+	}},
 	{"budget", func(ctx context.Context, dir string, o benchOptions) ([]bench.Result, error) {
 		// Issue 20: a cold replica of a large volume within a disk
 		// budget, against an unbounded one.
@@ -172,6 +186,15 @@ Workloads:
                one statement on an existing volume; baselines: the same
                program on a plain file (WAL+NORMAL, rollback journal+FULL);
                median of 5 rounds with the spread of the per-round ratio
+  processes    several processes on one data directory (issue 15), each a
+               new process of this binary: 200,000 point SELECTs by id in a
+               process that joined the owner, against the same in the owner;
+               1,000 small write transactions at synchronous=NORMAL in the
+               joined process, against a plain file in WAL+NORMAL; the time
+               from the owner's SIGKILL, or its clean exit, to the joined
+               process's next commit (5 of each); median of 5 rounds with
+               the spread of the per-round ratio (--processes-profile: CPU
+               profiles of the first round)
   budget       a cold replica of a large database (--budget-size) within a
                disk budget (--budget, default 64MiB): 20,000 Zipf-distributed
                point reads by id, then a full scan; hit rate, requests, bytes
@@ -198,6 +221,7 @@ The replication workloads use an object store in a scratch directory, or
 			fs.StringVar(&latency, "latency", "", "emulated object-store first-byte `DURATION` (default 20ms, 1ms with --quick; 0 turns emulation off)")
 			fs.StringVar(&bandwidth, "bandwidth", "", "emulated per-request `BYTES/s`, e.g. 100MB (default 100MB, 1GB with --quick)")
 			fs.StringVar(&o.extension, "extension", "build/libcambium.so", "the loadable extension `FILE` for the loadable workload (make extension)")
+			fs.StringVar(&o.profile, "processes-profile", "", "write CPU profiles of the processes workload's first round into `DIR`")
 			fs.BoolVar(&o.noLitestream, "no-litestream", false, "leave out the Litestream baseline")
 		},
 		run: func(ctx context.Context, _ []string) error {

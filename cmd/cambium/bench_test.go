@@ -22,7 +22,7 @@ func TestBench(t *testing.T) {
 		t.Fatal(r)
 	}
 	t.Logf("cambium bench --quick took %s", time.Since(start).Round(time.Second))
-	for _, w := range []string{"pointread", "commit/normal", "commit/full", "fastforward/", "coldopen/", "lifecycle/", "tenants/", "budget/", "ratio"} {
+	for _, w := range []string{"pointread", "commit/normal", "commit/full", "fastforward/", "coldopen/", "lifecycle/", "tenants/", "budget/", "processes/", "ratio"} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("bench table lacks %q:\n%s", w, r.stdout)
 		}
@@ -62,7 +62,7 @@ func TestBench(t *testing.T) {
 			litestream = litestream || strings.HasPrefix(c.Baseline, "Litestream")
 		}
 	}
-	for _, f := range []string{"pointread", "commit", "fastforward", "coldopen", "lifecycle", "tenants", "budget"} {
+	for _, f := range []string{"pointread", "commit", "fastforward", "coldopen", "lifecycle", "tenants", "budget", "processes"} {
 		if !families[f] {
 			t.Errorf("bench --json has no %s results", f)
 		}

@@ -47,6 +47,9 @@ commands:
 `)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range commands(g) {
+		if c.hidden {
+			continue
+		}
 		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(tw, "  help\tthe list of commands, or how to use one: cambium help COMMAND\n")

@@ -24,6 +24,12 @@ func TestHelp(t *testing.T) {
 			t.Errorf("cambium %s --help differs from cambium help %s", c, c)
 		}
 	}
+	if strings.Contains(out, "bench-worker") {
+		t.Errorf("help lists the internal bench-worker:\n%s", out)
+	}
+	if out := ok(t, "help", "bench"); !strings.Contains(out, "processes") || !strings.Contains(out, "--processes-profile") {
+		t.Errorf("help bench lacks the processes workload:\n%s", out)
+	}
 	if out := ok(t, "--help"); !strings.Contains(out, "commands:") {
 		t.Errorf("cambium --help:\n%s", out)
 	}

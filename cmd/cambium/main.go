@@ -70,6 +70,8 @@ type command struct {
 	maxArgs int // -1: any number
 	// noJSON: the command binds --json itself (bench).
 	noJSON bool
+	// hidden: an internal command that help does not list (bench-worker).
+	hidden bool
 	flags  func(fs *flag.FlagSet)
 	run    func(ctx context.Context, args []string) error
 }
@@ -91,6 +93,7 @@ func commands(g *globals) []*command {
 		gcCommand(g),
 		demoCommand(g),
 		benchCommand(g),
+		benchWorkerCommand(g),
 	}
 }
 
