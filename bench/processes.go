@@ -302,7 +302,7 @@ func (p *processes) writes() (Result, error) {
 		return Result{}, err
 	}
 	// The joined process's page reads during its transactions, and those
-	// that asked the owner.
+	// its cache of images did not answer.
 	var reads, misses int64
 	write := func(handle string, open func(round int) error) func(int) (time.Duration, error) {
 		return func(round int) (time.Duration, error) {
@@ -358,7 +358,7 @@ func (p *processes) writes() (Result, error) {
 	res := roundsResult("processes/writes", "plain file, WAL, synchronous=NORMAL", p.cfg.Transactions, o, t, processesTargets["writes"],
 		fmt.Sprintf("%d transactions (an UPDATE and an INSERT) at synchronous=NORMAL, through the Go VFS, in a process that joined the owner, each round on a new volume of a %d-row table, against the same process on a new plain file", p.cfg.Transactions, p.cfg.WriteRows))
 	n := float64(p.cfg.Rounds * p.cfg.Transactions)
-	res.Notes = append(res.Notes, fmt.Sprintf("the joined process read %.2f pages per transaction from the engine, %.2f of them from the owner (not in its cache)", float64(reads)/n, float64(misses)/n))
+	res.Notes = append(res.Notes, fmt.Sprintf("the joined process read %.2f pages per transaction from the engine, %.2f of them not from its cache of images (its transaction's own writes, or the owner)", float64(reads)/n, float64(misses)/n))
 	return res, nil
 }
 
