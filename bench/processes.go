@@ -512,15 +512,17 @@ func (w *worker) do(args ...string) (workerReply, error) {
 	return r, nil
 }
 
-// stop ends the worker: it is killed if it is still running.
+// stop ends the worker: the end of its input tells it to close its
+// databases and exit; one that has not within 10 seconds is killed.
 func (w *worker) stop() {
 	if w.done {
 		return
 	}
 	w.done = true
 	w.in.Close()
-	w.cmd.Process.Kill()
+	t := time.AfterFunc(10*time.Second, func() { w.cmd.Process.Kill() })
 	w.cmd.Wait()
+	t.Stop()
 }
 
 // ServeProcessWorker is a worker process of the processes workload: it
