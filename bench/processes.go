@@ -378,7 +378,10 @@ func (p *processes) handovers() ([]Result, error) {
 		return nil, err
 	}
 	kinds := []string{"kill", "exit"}
-	times := map[string][]time.Duration{}
+	// times are the handovers; ends the owners' ends: from the signal to
+	// the killed process's end, or from the exit request to the process's
+	// end (before its handover's clock starts).
+	times, ends := map[string][]time.Duration{}, map[string][]time.Duration{}
 	commits := 0
 	for i := range 2 * p.cfg.Handovers {
 		kind := kinds[i%2]
@@ -394,11 +397,18 @@ func (p *processes) handovers() ([]Result, error) {
 		}
 		commits++
 		var start time.Time
+		died := make(chan time.Duration, 1)
 		switch kind {
 		case "kill":
 			start = time.Now()
 			owner.cmd.Process.Kill()
+			owner.done = true
+			go func(w *worker) {
+				w.cmd.Wait()
+				died <- time.Since(start)
+			}(owner)
 		case "exit":
+			asked := time.Now()
 			if _, err := owner.do("exit"); err != nil {
 				return nil, err
 			}
@@ -407,12 +417,14 @@ func (p *processes) handovers() ([]Result, error) {
 				return nil, fmt.Errorf("owner's exit: %w: %s", err, owner.stderr.String())
 			}
 			start = time.Now()
+			died <- start.Sub(asked)
 		}
 		r, err := next.do("commit", "h")
 		d := time.Since(start)
 		if err != nil {
 			return nil, fmt.Errorf("handover %d (%s): %w", i, kind, err)
 		}
+		ends[kind] = append(ends[kind], <-died)
 		if r.Role != "owner" {
 			return nil, fmt.Errorf("handover %d (%s): the joined process committed as %s, not as the owner", i, kind, r.Role)
 		}
@@ -429,6 +441,30 @@ func (p *processes) handovers() ([]Result, error) {
 	if r.Count != int64(commits) {
 		return nil, fmt.Errorf("handover: %d commits acknowledged, the table holds %d rows", commits, r.Count)
 	}
+	// For scale: a process that opens the directory with no owner there,
+	// as the one taking over does (the lock, Pebble, the socket).
+	var opens []time.Duration
+	for range p.cfg.Handovers {
+		if _, err := owner.do("exit"); err != nil {
+			return nil, err
+		}
+		owner.done = true
+		if err := owner.cmd.Wait(); err != nil {
+			return nil, fmt.Errorf("owner's exit: %w: %s", err, owner.stderr.String())
+		}
+		if owner, err = p.start("owner"); err != nil {
+			return nil, err
+		}
+		r, err := owner.do("open", "h", "cambium", dir, "handover.db")
+		if err != nil {
+			return nil, err
+		}
+		if r.Role != "owner" {
+			return nil, fmt.Errorf("a process alone on %s opened it as %s", dir, r.Role)
+		}
+		opens = append(opens, r.Elapsed)
+	}
+	slices.Sort(opens)
 	var results []Result
 	for _, kind := range kinds {
 		ds := slices.Clone(times[kind])
@@ -436,6 +472,12 @@ func (p *processes) handovers() ([]Result, error) {
 		med := ds[len(ds)/2]
 		f := figures(1, med)
 		f.Latency, f.LatencyMin, f.LatencyMax = med, ds[0], ds[len(ds)-1]
+		end := slices.Clone(ends[kind])
+		slices.Sort(end)
+		endNote := map[string]string{
+			"kill": "the killed owner's process ended a median %s after the signal (within the handover)",
+			"exit": "the owner took a median %s from its exit request to its end, closing its store (before the handover's clock starts)",
+		}[kind]
 		what := map[string]string{
 			"kill": "from SIGKILL of the owner",
 			"exit": "from the owner's clean exit (its process ended)",
@@ -444,7 +486,8 @@ func (p *processes) handovers() ([]Result, error) {
 			Workload: "processes/handover-" + kind,
 			Cambium:  f,
 			Notes: []string{fmt.Sprintf("%s to the next commit of a process that had joined it (it takes the data directory over: the lock, Pebble, the socket); median of %d handovers, the smallest and largest in brackets; no baseline (a plain SQLite file has no owner)",
-				what, len(ds))},
+				what, len(ds)), fmt.Sprintf(endNote, end[len(end)/2].Round(100*time.Microsecond)),
+				fmt.Sprintf("for scale, a process opening the data directory with no owner there, and its first statement, took a median %s (%d opens)", opens[len(opens)/2].Round(100*time.Microsecond), len(opens))},
 		})
 	}
 	return results, nil
@@ -532,8 +575,8 @@ func (w *worker) stop() {
 //
 // Requests name a database handle of the worker:
 //
-//	open H cambium DIR VOLUME [PRAGMA...]  a volume through the Go VFS
-//	open H plain DIR FILE [PRAGMA...]      a plain file
+//	open H cambium DIR VOLUME [PRAGMA...]  a volume through the Go VFS, timed
+//	open H plain DIR FILE [PRAGMA...]      a plain file, timed
 //	reference H ROWS        build the reference table and a log table
 //	exec H SQL              run a statement
 //	count H SQL             run a query of one integer
@@ -703,6 +746,7 @@ func (sw *processWorker) open(h, kind, dir, name string, pragmas []string) (work
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return rep, err
 	}
+	start := time.Now()
 	var db *sql.DB
 	var err error
 	switch kind {
@@ -727,6 +771,7 @@ func (sw *processWorker) open(h, kind, dir, name string, pragmas []string) (work
 			return rep, fmt.Errorf("open %s: %s: %w", name, p, err)
 		}
 	}
+	rep.Elapsed = time.Since(start)
 	sw.dbs[h] = &sideDB{db: db, dir: dir, kind: kind}
 	rep.Role = "plain"
 	if kind == "cambium" {
