@@ -63,7 +63,8 @@ global flags (before or after the command):
 
 Volumes are named like files, with '/' for namespaces: acme/orders.db. The same
 data directory and names work through the Go VFS (file:NAME?vfs=cambium&dir=DIR).
-One process at a time may open a data directory.
+Any number of processes may open a data directory at once: the first owns it
+and serves the others, and one of them takes over when it exits.
 
 Exit status: 0 on success, 1 when the command failed, 2 for a usage error.
 `, orNone(g.defaultDir))

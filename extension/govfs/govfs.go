@@ -74,7 +74,8 @@
 // it, and cambium_gc collects its remote (see the extension package).
 //
 // Every connection of the process shares one engine per data directory;
-// another process cannot open the same directory while it is in use.
+// other processes may open the same directory at once (the first to open
+// it serves the others: see the engine's package doc).
 package govfs
 
 import (
