@@ -43,7 +43,12 @@ func openShared(opts Options, dir string) (*Engine, error) {
 	if owner != nil {
 		return owner, nil
 	}
-	c := &client{dir: dir, opts: opts, sess: sess, volumes: map[string]*Volume{}, stop: make(chan struct{})}
+	locks, err := openWriteLocks(dir)
+	if err != nil {
+		sess.close()
+		return nil, err
+	}
+	c := &client{dir: dir, opts: opts, sess: sess, volumes: map[string]*Volume{}, stop: make(chan struct{}), writeLocks: locks}
 	e := &Engine{opts: opts, dir: dir, cl: c}
 	c.outer = e
 	go c.idle()
@@ -106,15 +111,53 @@ type session struct {
 		free []*conn // connections not in use
 		all  map[*conn]struct{}
 		err  error // why the session ended
+		// releases are the snapshot handles to release with the next
+		// call: a release needs no answer, nor a write of its own.
+		releases []uint64
 	}
+}
+
+// release queues the release of snapshot handle h for the next call (or
+// the idle flush: client.idle).
+func (s *session) release(h uint64) {
+	s.mu.Lock()
+	s.mu.releases = append(s.mu.releases, h)
+	s.mu.Unlock()
+}
+
+func (s *session) takeReleases() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.mu.releases
+	s.mu.releases = nil
+	return r
+}
+
+// flushReleases sends the queued releases now.
+func (s *session) flushReleases() {
+	rel := s.takeReleases()
+	if len(rel) == 0 {
+		return
+	}
+	last := rel[len(rel)-1]
+	c, err := s.get()
+	if err != nil {
+		return
+	}
+	if err := c.sendAfter(rel[:len(rel)-1], 0, wire.OpRelease, func(e *wire.Encoder) { e.Uint(last) }); err != nil {
+		s.fail(err)
+		return
+	}
+	s.put(c)
 }
 
 // conn is one connection of a session.
 type conn struct {
-	c   *net.UnixConn
-	r   *bufio.Reader
-	buf []byte
-	out []byte
+	c       *net.UnixConn
+	r       *bufio.Reader
+	buf     []byte
+	out     []byte
+	scratch []byte
 }
 
 func dialConn(dir string) (*conn, error) {
@@ -155,7 +198,12 @@ func (c *conn) hello(id uint64) (sid uint64, owner int, err error) {
 // call sends a call and reads its answer; the error is an *ownerError for
 // a failed answer, else the connection's.
 func (c *conn) call(id uint32, kind byte, fields func(*wire.Encoder), progress func([]byte)) ([]byte, error) {
-	if err := c.send(id, kind, fields); err != nil {
+	return c.callAfter(nil, id, kind, fields, progress)
+}
+
+// callAfter is call, with releases sent before it (sendAfter).
+func (c *conn) callAfter(rel []uint64, id uint32, kind byte, fields func(*wire.Encoder), progress func([]byte)) ([]byte, error) {
+	if err := c.sendAfter(rel, id, kind, fields); err != nil {
 		return nil, err
 	}
 	for {
@@ -183,7 +231,17 @@ func (c *conn) call(id uint32, kind byte, fields func(*wire.Encoder), progress f
 	}
 }
 
-func (c *conn) send(id uint32, kind byte, fields func(*wire.Encoder)) error {
+// sendAfter sends the releases of the snapshot handles rel, then a call,
+// in one write.
+func (c *conn) sendAfter(rel []uint64, id uint32, kind byte, fields func(*wire.Encoder)) error {
+	var out []byte
+	for _, h := range rel {
+		e := wire.Start(c.scratch, 0, wire.OpRelease)
+		e.Uint(h)
+		b, _ := e.Finish()
+		out = append(out, b...)
+		c.scratch = b[:0]
+	}
 	e := wire.Start(c.out, id, kind)
 	if fields != nil {
 		fields(&e)
@@ -193,6 +251,9 @@ func (c *conn) send(id uint32, kind byte, fields func(*wire.Encoder)) error {
 		return err
 	}
 	c.out = b[:0]
+	if out != nil {
+		b = append(out, b...)
+	}
 	_, err = c.c.Write(b)
 	return err
 }
@@ -304,7 +365,7 @@ func (s *session) call(kind byte, fields func(*wire.Encoder), progress func([]by
 	if err != nil {
 		return nil, err
 	}
-	body, err := c.call(1, kind, fields, progress)
+	body, err := c.callAfter(s.takeReleases(), 1, kind, fields, progress)
 	var oe *ownerError
 	if err != nil && !errors.As(err, &oe) {
 		s.fail(err)
@@ -313,20 +374,6 @@ func (s *session) call(kind byte, fields func(*wire.Encoder), progress func([]by
 	body = bytes.Clone(body)
 	s.put(c)
 	return body, err
-}
-
-// send sends a call that wants no answer.
-func (s *session) send(call uint32, kind byte, fields func(*wire.Encoder)) error {
-	c, err := s.get()
-	if err != nil {
-		return err
-	}
-	if err := c.send(0, kind, fields); err != nil {
-		s.fail(err)
-		return s.lost()
-	}
-	s.put(c)
-	return nil
 }
 
 // client is the state of an Engine that joined an owner.
@@ -338,6 +385,8 @@ type client struct {
 
 	// cached counts the bytes of every volume's cached images.
 	cached atomic.Int64
+	// writeLocks are the volumes' write locks across processes.
+	writeLocks *writeLocks
 
 	mu      sync.Mutex // guards the fields below
 	sess    *session
@@ -383,6 +432,7 @@ func (c *client) close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	c.writeLocks.close()
 	if c.sess != nil {
 		c.sess.close()
 		c.sess = nil
@@ -426,6 +476,12 @@ func (c *client) idle() {
 		c.mu.Unlock()
 		for _, v := range vols {
 			v.cv.dropIdle(2 * time.Second)
+		}
+		c.mu.Lock()
+		s := c.sess
+		c.mu.Unlock()
+		if s != nil {
+			s.flushReleases()
 		}
 	}
 }
@@ -476,7 +532,7 @@ type clientPin struct {
 
 func (p *clientPin) unref() {
 	if p.refs.Add(-1) == 0 && !p.sess.dead.Load() {
-		p.sess.send(0, wire.OpRelease, func(e *wire.Encoder) { e.Uint(p.handle) })
+		p.sess.release(p.handle)
 	}
 }
 
@@ -759,30 +815,80 @@ func (cv *clientVolume) begin(base *Snapshot) (*Txn, error) {
 	if s.dead.Load() {
 		return nil, fmt.Errorf("begin write on %q: %w", cv.name, s.lost())
 	}
-	body, err := s.call(wire.OpBegin, func(e *wire.Encoder) {
-		e.String(cv.name)
-		e.Uint(base.cp.handle)
+	// The volume's write lock, in this process (its writer) and across
+	// processes (writelock.go), with no round trip.
+	v := cv.v
+	if !v.writer.TryLock() {
+		return nil, fmt.Errorf("begin write on %q: %w", cv.name, ErrBusy)
+	}
+	if ok, err := cv.c.writeLocks.lock(cv.name); !ok || err != nil {
+		v.writer.Unlock()
+		if err == nil {
+			err = ErrBusy
+		}
+		return nil, fmt.Errorf("begin write on %q: %w", cv.name, err)
+	}
+	v.writing.Store(true)
+	st := base.st
+	t := &Txn{
+		v: v, base: st, version: st.version + 1,
+		pageSize: st.pageSize, pageCount: st.pageCount, minCount: st.pageCount,
+		staged: map[PageNo][]byte{}, spilled: roaring.New(), spilledAll: roaring.New(),
+		ct: &clientTxn{sess: s, base: base, sent: roaring.New()},
+	}
+	// With the lock held, no head can move: if none has since the base
+	// was pinned, the base is the head, and the owner hears of the
+	// transaction only when it commits. Else the owner checks now, and
+	// says ErrSnapshotStale if the base is not the head.
+	cv.mu.Lock()
+	head := cv.sess == s && cv.known == st.version && s.seq.load() == cv.seq
+	cv.mu.Unlock()
+	if !head {
+		if err := t.beginRemote(); err != nil {
+			t.releaseHeld()
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// beginRemote begins the transaction in the owner, if it has not yet.
+func (t *Txn) beginRemote() error {
+	ct := t.ct
+	if ct.handle != 0 {
+		return nil
+	}
+	body, err := ct.sess.call(wire.OpBegin, func(e *wire.Encoder) {
+		e.String(t.v.name)
+		e.Uint(ct.base.cp.handle)
 	}, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	d := wire.NewDecoder(body)
 	h := d.Uint()
 	if err := d.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	st := base.st
-	return &Txn{
-		v: cv.v, base: st, version: st.version + 1,
-		pageSize: st.pageSize, pageCount: st.pageCount, minCount: st.pageCount,
-		staged: map[PageNo][]byte{}, spilled: roaring.New(), spilledAll: roaring.New(),
-		ct: &clientTxn{sess: s, handle: h, base: base, sent: roaring.New()},
-	}, nil
+	ct.handle = h
+	return nil
+}
+
+// releaseHeld releases the volume's write lock a client's transaction
+// held.
+func (t *Txn) releaseHeld() {
+	v := t.v
+	v.writing.Store(false)
+	v.cv.c.writeLocks.unlock(v.name)
+	v.writer.Unlock()
 }
 
 // stage hands the transaction's gathered pages to the owner, after
 // cutting it to trunc pages if trunc > 0 (the count plus one).
 func (t *Txn) stageRemote(trunc uint64) error {
+	if err := t.beginRemote(); err != nil {
+		return err
+	}
 	ct := t.ct
 	pages := make([]PageNo, 0, len(t.staged))
 	for p := range t.staged {
@@ -833,6 +939,9 @@ func (t *Txn) setPageSizeRemote(size int, length int64) error {
 		return err
 	}
 	ct := t.ct
+	if err := t.beginRemote(); err != nil {
+		return err
+	}
 	body, err := ct.sess.call(wire.OpPageSize, func(e *wire.Encoder) {
 		e.Uint(ct.handle)
 		e.Uint(uint64(size))
@@ -876,6 +985,7 @@ func (t *Txn) readPageRemote(p PageNo, dst []byte) ([]byte, error) {
 }
 
 func (t *Txn) commitRemote(dur Durability) (*Snapshot, error) {
+	defer t.releaseHeld() // after the owner published the commit, or not
 	ct := t.ct
 	cv := t.v.cv
 	t.done = true
@@ -887,6 +997,8 @@ func (t *Txn) commitRemote(dur Durability) (*Snapshot, error) {
 	cv.mu.Unlock()
 	body, err := ct.sess.call(wire.OpCommit, func(e *wire.Encoder) {
 		e.Uint(ct.handle)
+		e.String(t.v.name)
+		e.Uint(ct.base.cp.handle)
 		e.Uint(uint64(dur))
 		e.Uint(uint64(len(t.staged)))
 		for p, img := range t.staged {
@@ -951,6 +1063,10 @@ func (cv *clientVolume) trimLocked() {
 func (t *Txn) rollbackRemote() {
 	t.done = true
 	t.dropStaged()
+	defer t.releaseHeld()
+	if t.ct.handle == 0 {
+		return // the owner never heard of it
+	}
 	// Waited for: the volume's write lock is free when it returns, for
 	// this process's next transaction as for any other's.
 	if !t.ct.sess.dead.Load() {
@@ -961,6 +1077,11 @@ func (t *Txn) rollbackRemote() {
 func (t *Txn) discardRemote() error {
 	t.dropStaged()
 	ct := t.ct
+	if ct.handle == 0 {
+		ct.sent.Clear()
+		t.pageSize, t.pageCount, t.minCount = t.base.pageSize, t.base.pageCount, t.base.pageCount
+		return nil
+	}
 	if _, err := ct.sess.call(wire.OpDiscard, func(e *wire.Encoder) { e.Uint(ct.handle) }, nil); err != nil {
 		return err
 	}

@@ -146,6 +146,9 @@ type Engine struct {
 	// that joined another's directory (see client.go).
 	srv *server
 	cl  *client
+	// writeLocks are the volumes' write locks across processes (nil if
+	// Exclusive; see writelock.go).
+	writeLocks *writeLocks
 }
 
 // lockFileName is the file in the data directory that one process holds
@@ -232,6 +235,10 @@ func openOwned(opts Options, dir string, lock *os.File) (*Engine, error) {
 	}
 	go e.pruneLoop()
 	if !opts.Exclusive {
+		if e.writeLocks, err = openWriteLocks(dir); err != nil {
+			e.Close()
+			return nil, err
+		}
 		if err := e.serve(); err != nil {
 			e.Close()
 			return nil, err
@@ -306,6 +313,7 @@ func (e *Engine) Close() error {
 	if cerr := e.clog.Close(err == nil); err == nil {
 		err = cerr
 	}
+	e.writeLocks.close()
 	if lerr := e.lock.Close(); err == nil {
 		err = lerr
 	}

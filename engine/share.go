@@ -483,24 +483,10 @@ func (sc *serverConn) dispatch(call uint32, kind byte, d *wire.Decoder, out *wir
 		if err != nil {
 			return err
 		}
-		s, err := sc.snap(h)
+		th, err := sc.begin(v, h)
 		if err != nil {
 			return err
 		}
-		t, err := v.Begin(s)
-		if err != nil {
-			return err
-		}
-		sc.ss.mu.Lock()
-		sc.ss.next++
-		th := sc.ss.next
-		if sc.ss.txns == nil {
-			sc.ss.mu.Unlock()
-			t.Rollback()
-			return ErrClosed
-		}
-		sc.ss.txns[th] = &serverTxn{txn: t}
-		sc.ss.mu.Unlock()
 		out.Uint(th)
 		return nil
 	case wire.OpStage, wire.OpReadTxn, wire.OpPageSize, wire.OpCommit, wire.OpDiscard, wire.OpRollback:
@@ -566,8 +552,46 @@ func (sc *serverConn) pin(v *Volume, known Version, s *Snapshot, out *wire.Encod
 	out.Bytes(pages)
 }
 
+// begin begins v's write transaction on the session's snapshot h, for a
+// client that holds the volume's write lock in cambium.writers (see
+// writelock.go), and returns its handle.
+func (sc *serverConn) begin(v *Volume, h uint64) (uint64, error) {
+	s, err := sc.snap(h)
+	if err != nil {
+		return 0, err
+	}
+	t, err := v.begin(s, v.takeWriterHeld)
+	if err != nil {
+		return 0, err
+	}
+	sc.ss.mu.Lock()
+	defer sc.ss.mu.Unlock()
+	if sc.ss.txns == nil {
+		t.Rollback()
+		return 0, ErrClosed
+	}
+	sc.ss.next++
+	sc.ss.txns[sc.ss.next] = &serverTxn{txn: t}
+	return sc.ss.next, nil
+}
+
 func (sc *serverConn) txnCall(kind byte, d *wire.Decoder, out *wire.Encoder) error {
-	st, err := sc.txn(d.Uint())
+	th := d.Uint()
+	if kind == wire.OpCommit {
+		// A commit names the volume and its base, for a transaction
+		// that has not begun in the owner yet (th 0).
+		v, err := sc.volume(d)
+		h := d.Uint()
+		if err != nil {
+			return err
+		}
+		if th == 0 {
+			if th, err = sc.begin(v, h); err != nil {
+				return err
+			}
+		}
+	}
+	st, err := sc.txn(th)
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,13 @@ func (v *Volume) Begin(base *Snapshot) (*Txn, error) {
 		}
 		return v.cv.begin(base)
 	}
+	return v.begin(base, v.takeWriter)
+}
+
+// begin is Begin, with the writer taken by take: takeWriter, or for a
+// joined process that holds the volume's write lock across processes
+// itself (writelock.go), takeWriterHeld.
+func (v *Volume) begin(base *Snapshot, take func() bool) (*Txn, error) {
 	if base.v != v {
 		return nil, fmt.Errorf("begin on %q with a snapshot of %q", v.name, base.v.name)
 	}
@@ -63,7 +70,7 @@ func (v *Volume) Begin(base *Snapshot) (*Txn, error) {
 	if rec := v.replState.Load(); rec.diverged {
 		return nil, fmt.Errorf("begin write on %w", v.divergedError(rec.pushed))
 	}
-	if !v.takeWriter() {
+	if !take() {
 		return nil, fmt.Errorf("begin write on %q: %w", v.name, ErrBusy)
 	}
 	if head := v.head.Load(); head.version != base.st.version {

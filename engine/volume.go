@@ -172,10 +172,12 @@ func (v *Volume) Stats() Stats {
 // Writing reports whether a write transaction is open on the volume.
 func (v *Volume) Writing() bool {
 	if v.cv != nil {
-		w, _ := clientCall(v, "writing", nil, nil, func(lv *Volume) (bool, error) { return lv.Writing(), nil })
-		return w
+		if lv, _, err := v.cv.local(); err == nil && lv != nil {
+			return lv.Writing()
+		}
+		return v.writing.Load() || v.cv.c.writeLocks.heldElsewhere(v.name)
 	}
-	return v.writing.Load()
+	return v.writing.Load() || v.e.writeLocks.heldElsewhere(v.name)
 }
 
 // Name returns the volume's name.
@@ -370,13 +372,30 @@ func (v *Volume) takeWriter() bool {
 	if !v.writer.TryLock() {
 		return false
 	}
+	if ok, err := v.e.writeLocks.lock(v.name); !ok || err != nil {
+		// Another process's transaction (writelock.go); an error
+		// locking is as good as a busy lock: the caller may retry.
+		v.writer.Unlock()
+		return false
+	}
 	v.writing.Store(true)
 	return true
 }
 
 func (v *Volume) releaseWriter() {
 	v.writing.Store(false)
+	v.e.writeLocks.unlock(v.name)
 	v.writer.Unlock()
+}
+
+// takeWriterHeld takes the writer for a transaction of a joined process
+// that holds the volume's write lock in cambium.writers itself.
+func (v *Volume) takeWriterHeld() bool {
+	if !v.writer.TryLock() {
+		return false
+	}
+	v.writing.Store(true)
+	return true
 }
 
 // successorLocked returns the state of version, which follows base (a

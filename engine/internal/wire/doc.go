@@ -31,12 +31,15 @@
 //	0x04  release    handle                          (no answer)
 //	0x05  read       handle, page                    image
 //	0x06  begin      volume, snapshot handle         transaction handle
+//	                 (the caller holds the volume's write lock)
 //	0x07  stage      txn, truncate+1 (0: none),      nothing
 //	                 count, count x (page, image)
 //	0x08  read txn   txn, page                       image
 //	0x09  page size  txn, size, length               page count
-//	0x0A  commit     txn, durability, count,         pin (below)
-//	                 count x (page, image), known
+//	0x0A  commit     txn (0: begin it now), volume,  pin (below)
+//	                 snapshot handle, durability,
+//	                 count, count x (page, image),
+//	                 known
 //	0x0B  rollback   txn                             nothing
 //	0x0C  discard    txn                             nothing
 //	0x0D  admin      name, volume, JSON arguments    JSON result
@@ -47,6 +50,12 @@
 // join it. A connection carries one call at a time (the caller reads its
 // answer before it sends another); the session ends with its last
 // connection, and the owner then releases what it held.
+//
+// A client takes a volume's write lock itself, across processes (the
+// engine's writelock.go), and begins its transaction in the owner only
+// when it must: at its commit, or before it stages pages, reads pages it
+// staged, changes the page size or discards. Releases need no answer: a
+// client sends them before its next call, in the same write.
 //
 // A pin answer is the version a snapshot sees and what changed since the
 // version the caller knew:
