@@ -223,6 +223,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cambium %s: %s\nusage: %s\nrun 'cambium help %s' for more\n", cmd.name, what, usageLine(cmd), cmd.name)
 		return 2
 	}
+	if g.cacheBudget != "" {
+		// A mistyped size is a usage error, whichever command was given
+		// it and whether or not it opens the data directory.
+		if _, err := g.budget(); err != nil {
+			fmt.Fprintf(stderr, "cambium %s: %v\nusage: %s\n", cmd.name, err, usageLine(cmd))
+			return 2
+		}
+	}
 	err = cmd.run(ctx, pos)
 	if err == nil {
 		return 0
