@@ -429,7 +429,7 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, err
 		return 0, err
 	}
 	v.stats.pagesFetched.Add(int64(n))
-	v.e.notePagesStored(int64(n), int64(n)*int64(pageSize))
+	v.e.notePagesStored(int64(n), int64(n), int64(n)*int64(pageSize))
 	return n, nil
 }
 
@@ -742,7 +742,7 @@ func (v *Volume) replaceStub(p PageNo, u Version, s stub, img []byte, at stub) e
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
-	v.e.notePagesStored(located, int64(len(img)))
+	v.e.notePagesStored(1, located, int64(len(img)))
 	return nil
 }
 
