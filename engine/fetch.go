@@ -284,11 +284,29 @@ func (s stub) SameSegment(o stub) bool { return s.seg == o.seg }
 // first, and runs of frames to fetch ahead of the reader; it starts the
 // scan's background prefetch once the window is large enough.
 func (v *Volume) readahead(s stub) (now []stub, later [][]stub) {
+	v.boundReadahead()
 	now, later, extend := v.ra.Read(s, v.readaheadLookup(v.head.Load()))
 	if extend {
 		v.extendReadahead()
 	}
 	return now, later
+}
+
+// readaheadShare: with a disk budget, one plan of a scan's readahead
+// fetches at most this share of the budget (the default plan, 8 windows
+// of 256 one-page frames, is 8 MiB of 4 KiB pages: a 64 MiB budget's
+// share). Frames fetched ahead are stored and may be evicted before the
+// scan reaches them when they are much of the budget.
+const readaheadShare = 8
+
+// boundReadahead bounds the volume's readahead to its share of the disk
+// budget, in pages of the volume's page size (none without a budget).
+func (v *Volume) boundReadahead() {
+	if b := v.e.budget; b != nil {
+		if ps := int64(v.head.Load().pageSize); ps > 0 {
+			v.ra.SetMaxAhead(int(max(b.limit/readaheadShare/ps, 1)))
+		}
+	}
 }
 
 // noteRead is called for each page read from local storage: a scan's
@@ -312,6 +330,7 @@ func (v *Volume) extendReadahead() {
 			return
 		}
 		head := v.head.Load()
+		v.boundReadahead()
 		pf := v.ra.Extend(v.readaheadLookup(head))
 		for _, run := range pf.Runs {
 			v.prefetch(r, run, int(head.pageSize))
