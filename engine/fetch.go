@@ -46,6 +46,12 @@ func (v *Volume) pageFromFrame(s stub, p PageNo, ver Version, pageSize int) ([]b
 	id := VolumeID(v.id.Load())
 	var img []byte
 	stored := func() bool {
+		// A fetch ahead may have put the page in the memory cache alone
+		// since this read missed it there (aheadInMemory).
+		if out, ok := v.e.cache.get(v, p, ver, nil); ok {
+			img = out
+			return true
+		}
 		u, val, found, err := v.lookupPage(id, p, ver)
 		if err != nil || !found {
 			return false
@@ -193,7 +199,10 @@ func (v *Volume) fetchClaimed(ctx context.Context, r *replica, run []stub, calls
 			c.err = err
 		}
 	}
-	if _, err := v.storeFrames(run, pages, pageSize); err != nil {
+	// A run of several frames is a scan's (its window or a fetch ahead);
+	// one frame alone, a random read's.
+	scan := len(calls) > 1 || len(calls) > 0 && calls[0].prefetch
+	if _, err := v.storeFrames(run, pages, pageSize, scan); err != nil {
 		// The pages are verified; failing to keep them only costs a
 		// fetch next time.
 		v.e.opts.Logger.Warn("cambium: cannot store fetched pages", "volume", v.name, "err", err)
@@ -359,6 +368,9 @@ func (v *Volume) readaheadLookup(head *state) readahead.Lookup[stub] {
 			return readahead.Local, stub{}
 		case err != nil:
 			return readahead.Missing, stub{}
+		case v.e.budget != nil && v.e.cache.has(v, p, head.version):
+			// Fetched ahead into the memory cache alone (aheadInMemory).
+			return readahead.Local, stub{}
 		}
 		return readahead.Remote, pv.stub
 	}
@@ -395,7 +407,14 @@ func decodeStubFrame(key string, s stub, pageSize int, data []byte) ([]byte, err
 // storeFrames replaces with images the stubs that point to the frames of
 // run, in one batch: for each page of each frame whose pages are not nil,
 // its newest entry if that is such a stub. It returns how many it replaced.
-func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, error) {
+//
+// Frames a scan fetched (ahead: its window, or a fetch ahead of it) that
+// the disk budget has no room for are not stored: their pages go to the
+// memory page cache alone, where the scan reads them (see aheadInMemory).
+func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int, ahead bool) (int, error) {
+	if ahead && v.aheadInMemory(run, pages, pageSize) {
+		return v.cacheFrames(run, pages, pageSize)
+	}
 	id := VolumeID(v.id.Load())
 	v.fetchMu.RLock() // the pruner must not delete a stub we replace
 	defer v.fetchMu.RUnlock()
@@ -450,6 +469,62 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, err
 	v.stats.pagesFetched.Add(int64(n))
 	v.e.notePagesStored(int64(n), int64(n), int64(n)*int64(pageSize))
 	return n, nil
+}
+
+// aheadInMemory reports whether the pages of frames a scan fetched are to
+// be kept in the memory page cache alone, not stored: with a
+// disk budget that has no room for them (storing them would take what it
+// counts past the evictor's target), when the page cache holds twice what
+// a scan reads ahead. A scan longer than the budget then does not write
+// each image only to evict it, nor evict the pages read before it: the
+// cache resists scans.
+func (v *Volume) aheadInMemory(run []stub, pages [][]byte, pageSize int) bool {
+	b := v.e.budget
+	if b == nil || v.e.cache == nil || !b.counted.Load() {
+		return false
+	}
+	if ahead := min(b.limit/readaheadShare, 8<<20); v.e.opts.CacheBytes < 2*ahead {
+		return false
+	}
+	var n int64
+	for i := range run {
+		n += int64(len(pages[i]))
+	}
+	return b.used()+n > b.limit-b.limit/16
+}
+
+// cacheFrames puts into the memory page cache the images of the pages
+// of the frames of run whose newest entry is a stub pointing to the frame
+// (as storeFrames would store them), and returns how many.
+func (v *Volume) cacheFrames(run []stub, pages [][]byte, pageSize int) (int, error) {
+	id := VolumeID(v.id.Load())
+	head := v.head.Load().version
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for i, s := range run {
+		if pages[i] == nil {
+			continue
+		}
+		for p := s.frame.First; ; p++ {
+			if it.SeekGE(pageKey(id, p, head)) {
+				if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && pointsTo(pageAt{v.name, p, u}, it.Value(), pageSize, s) {
+					at := int(p-s.frame.First) * pageSize
+					// Refused when a commit after head has begun.
+					v.e.cache.insert(v, p, u, head, bytes.Clone(pages[i][at:at+pageSize]))
+					n++
+				}
+			}
+			if p == s.frame.Last {
+				break
+			}
+		}
+	}
+	v.stats.pagesFetched.Add(int64(n))
+	return n, it.Error()
 }
 
 // pointsTo reports whether page value val (of page at) is a stub for
@@ -553,7 +628,7 @@ func (v *Volume) fetchRun(ctx context.Context, op remoteOp, run []stub, pageSize
 	if err != nil {
 		return 0, 0, err
 	}
-	pages, err = v.storeFrames(run, data, pageSize)
+	pages, err = v.storeFrames(run, data, pageSize, false)
 	return pages, len(run), err
 }
 
