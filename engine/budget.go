@@ -80,6 +80,14 @@ import (
 // budget at most, plus what was evicted since the last compaction (a
 // sixteenth of the budget at most; none once the evictor is idle).
 //
+// Scans: what a scan fetches (the window a reader waits for, and the
+// fetches ahead of it) is stored only while the budget has room for it;
+// past that, its pages go to the memory page cache alone, where the scan
+// reads them (fetch.go, aheadInMemory), so that a scan longer than the
+// budget neither writes each image only to evict it nor evicts the pages
+// read before it. One readahead plan fetches at most an eighth of the
+// budget (readaheadShare).
+//
 // When what is left over the budget cannot be evicted (images not yet
 // pushed, or read again since the hand's last pass) the evictor stops
 // until a push or a fetch writes location records, or for stuckRetry;

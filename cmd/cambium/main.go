@@ -252,7 +252,7 @@ var errReported = errors.New("failed")
 func (g *globals) bind(fs *flag.FlagSet, withJSON bool) {
 	fs.StringVar(&g.dir, "dir", g.dir, "local data directory `DIR` (CAMBIUM_DIR)")
 	fs.StringVar(&g.remote, "remote", g.remote, "object store `URL`: file:///path, s3://bucket/prefix (CAMBIUM_REMOTE)")
-	fs.StringVar(&g.cacheBudget, "cache-budget", g.cacheBudget, "bound the page images the data directory stores to `SIZE` (512MiB, 20GiB): past it, pages safe in the remote are evicted (CAMBIUM_CACHE_BUDGET; default unbounded)")
+	fs.StringVar(&g.cacheBudget, "cache-budget", g.cacheBudget, "bound the disk of the page images the data directory stores (with their stubs and records) to `SIZE` (512MiB, 20GiB): past it, pages safe in the remote are evicted (CAMBIUM_CACHE_BUDGET; default unbounded)")
 	if withJSON {
 		fs.BoolVar(&g.json, "json", g.json, "print the result as JSON on standard output")
 	}
