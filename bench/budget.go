@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/cambiumdb/cambium/engine"
 )
 
 // BudgetConfig configures the budget workload (issue 20): a cold replica
@@ -25,11 +27,16 @@ type BudgetFigures struct {
 	Reads, Scan Figures
 	HitRate     float64 // of the point reads (cambium_stats' hit_rate)
 	CachedBytes int64   // page images stored at the end (-1: not counted)
-	Evictions   int64
+	// MetadataBytes is the budget's estimate of its stubs' and location
+	// records' disk at the end.
+	MetadataBytes int64
+	Evictions     int64
 	// PebbleBytes and DirBytes are the sizes of the data directory's
 	// Pebble store and of the whole directory (its commit log included)
 	// once the replica is closed.
 	PebbleBytes, DirBytes int64
+	// Store splits the Pebble store by key kind (engine.StoreUsageOf).
+	Store engine.StoreUsage
 }
 
 // zipfS is the Zipf exponent of the point reads: most reads go to a few
@@ -104,15 +111,18 @@ func RunBudget(ctx context.Context, cfg BudgetConfig) ([]Result, BudgetFigures, 
 		}); err != nil {
 			return f, err
 		}
-		// Let the evictor catch up with the scan before measuring.
+		// Let the evictor catch up with the scan, and have Pebble free
+		// the disk of what it evicted, before measuring.
 		deadline := time.Now().Add(time.Minute)
 		for {
 			if stats, err = pragma(db, "cambium_stats"); err != nil {
 				return f, err
 			}
 			cached, _ := stats["cached_bytes"].(float64)
-			f.CachedBytes = int64(cached)
-			if cfg.Budget == 0 || params == "" || f.CachedBytes <= cfg.Budget || time.Now().After(deadline) {
+			meta, _ := stats["metadata_bytes"].(float64)
+			pending, _ := stats["evicted_uncompacted_bytes"].(float64)
+			f.CachedBytes, f.MetadataBytes = int64(cached), int64(meta)
+			if cfg.Budget == 0 || params == "" || f.CachedBytes+f.MetadataBytes <= cfg.Budget && pending == 0 || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -123,6 +133,9 @@ func RunBudget(ctx context.Context, cfg BudgetConfig) ([]Result, BudgetFigures, 
 			return f, err
 		}
 		if f.PebbleBytes, err = dirBytes(filepath.Join(dir, "pebble")); err != nil {
+			return f, err
+		}
+		if f.Store, err = engine.StoreUsageOf(dir); err != nil {
 			return f, err
 		}
 		f.DirBytes, err = dirBytes(dir)
@@ -145,9 +158,10 @@ func RunBudget(ctx context.Context, cfg BudgetConfig) ([]Result, BudgetFigures, 
 	scan.compareBytes("unbounded replica", unbounded.Scan, 0)
 	size := Result{Workload: name + "/pebble-size", Cambium: Figures{Ops: 1, Bytes: bounded.PebbleBytes}}
 	size.compareBytes("unbounded replica", Figures{Ops: 1, Bytes: unbounded.PebbleBytes}, 0)
-	size.Notes = []string{fmt.Sprintf("bounded replica: hit rate %.3f over the point reads (unbounded %.3f); %s of page images cached at the end (budget %s), %d evictions; its Pebble store %s (%.2fx the budget; target <= 1.1x), its whole data directory %s (the commit log included); the unbounded replica's Pebble store %s",
-		bounded.HitRate, unbounded.HitRate, humanBytes(bounded.CachedBytes), humanBytes(cfg.Budget), bounded.Evictions,
-		humanBytes(bounded.PebbleBytes), float64(bounded.PebbleBytes)/float64(cfg.Budget), humanBytes(bounded.DirBytes), humanBytes(unbounded.PebbleBytes))}
+	size.Notes = []string{fmt.Sprintf("bounded replica: hit rate %.3f over the point reads (unbounded %.3f); %s of page images and %s of metadata at the end (budget %s), %d evictions; its Pebble store %s (%.2fx the budget; target <= 1.1x), its whole data directory %s (the commit log included); the unbounded replica's Pebble store %s",
+		bounded.HitRate, unbounded.HitRate, humanBytes(bounded.CachedBytes), humanBytes(bounded.MetadataBytes), humanBytes(cfg.Budget), bounded.Evictions,
+		humanBytes(bounded.PebbleBytes), float64(bounded.PebbleBytes)/float64(cfg.Budget), humanBytes(bounded.DirBytes), humanBytes(unbounded.PebbleBytes)),
+		"bounded replica's Pebble store by key kind: " + bounded.Store.String()}
 	return []Result{reads, scan, size}, bounded, unbounded, nil
 }
 

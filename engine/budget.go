@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -13,8 +14,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// The disk budget (Options.CacheBudget) bounds the bytes of page images
-// stored in the data directory, every volume together. Past it, images
+// The disk budget (Options.CacheBudget) bounds the disk of the data
+// directory's page images and of the metadata the budget keeps with them
+// (stubs and location records), every volume together. Past it, images
 // that are safe in the remote go back to stubs, least recently read
 // first, and are fetched again when read.
 //
@@ -41,10 +43,17 @@ import (
 // Accounting: the count of image bytes is kept in memory, exactly while
 // the engine runs (a commit adds its images, a fetch the images it
 // stores; an eviction, the pruner and a reset subtract what they delete,
-// reading the kinds of the values they delete). It is not persisted: Open
-// takes a Pebble snapshot and counts the images under it in the
-// background, a scan of the page keys proportional to what the directory
-// stores; the evictor starts once that count is in.
+// reading the kinds of the values they delete), and so are the counts of
+// stubs (and zero pages) and of location records (a pull adds its stubs,
+// an eviction turns images into stubs and deletes location records, a
+// fetch the reverse, a push adds location records, the pruner subtracts
+// what it deletes). The metadata's disk is estimated from its counts
+// (stubDiskBytes, locationDiskBytes, measured): the budget bounds images
+// plus metadata, so that the directory stays about the budget however
+// many pages its volumes have that it does not cache. The counts are not
+// persisted: Open takes a Pebble snapshot and counts under it in the
+// background, a scan of the page keys and location records proportional
+// to what the directory stores; the evictor starts once that count is in.
 //
 // Recency is approximate, a clock with second chances: every read of a
 // page (from the page cache or from disk) sets an access bit for it, in a
@@ -61,11 +70,23 @@ import (
 // the budget by a sixteenth (so that it does not wake for every page).
 // Readers and commits never wait for it. A stub written over an image
 // frees no disk until Pebble rewrites the table holding the image, so
-// each time a quarter of the budget was evicted, the evictor has Pebble
-// compact the page keys its hand passed meanwhile (a manual compaction,
-// in the background): the data directory stays about the budget, what
-// was evicted since (a quarter of it at most), and the stubs (about 27
-// bytes a page once compressed).
+// each time a sixteenth of the budget was evicted, and once a pass evicts
+// nothing more, the evictor has Pebble compact the ranges of page keys it
+// evicted in meanwhile (each eviction batch's first to last evicted key,
+// ranges of one volume close together merged; a manual compaction, in the
+// background). Compacting only those ranges, not every page key its hand
+// passed, keeps a scan under a small budget from rewriting the whole
+// cache each time the hand goes round. The data directory then holds the
+// budget at most, plus what was evicted since the last compaction (a
+// sixteenth of the budget at most; none once the evictor is idle).
+//
+// Scans: what a scan fetches (the window a reader waits for, and the
+// fetches ahead of it) is stored only while the budget has room for it;
+// past that, its pages go to the memory page cache alone, where the scan
+// reads them (fetch.go, aheadInMemory), so that a scan longer than the
+// budget neither writes each image only to evict it nor evicts the pages
+// read before it. One readahead plan fetches at most an eighth of the
+// budget (readaheadShare).
 //
 // When what is left over the budget cannot be evicted (images not yet
 // pushed, or read again since the hand's last pass) the evictor stops
@@ -86,12 +107,24 @@ func locationKey(id VolumeID, p PageNo, u Version) []byte {
 // evictBatch is how many location records one eviction batch walks.
 const evictBatch = 1024
 
-// compactEvery: the evictor has Pebble compact the page keys its hand
-// passed each time it evicted a compactEvery-th of the budget, so that
-// evicted images hold at most that much disk. A compaction rewrites the
-// range the hand passed, about what was evicted there and what stays, so
-// compacting more often costs about the same in all.
-const compactEvery = 4
+// compactEvery: the evictor has Pebble compact the key ranges of the
+// images it evicted each time it evicted a compactEvery-th of the budget,
+// so that evicted images hold at most that much disk. A compaction
+// rewrites the tables of those ranges only, about what was evicted there,
+// so compacting more often costs about the same in all.
+const compactEvery = 16
+
+// stubDiskBytes and locationDiskBytes are what a stub (or a zero page)
+// and a location record take on disk, key included, once Pebble
+// compressed their table blocks: estimates, a little over what
+// StoreUsageOf measured (the budget workload, 1 GiB read through 64 MiB:
+// 20.5 bytes a stub, 40 a location record). The budget counts them as
+// its metadata: the directory, not the images alone, is to stay within
+// the budget.
+const (
+	stubDiskBytes     = 24
+	locationDiskBytes = 44
+)
 
 // evictInterval is how often the evictor looks at the count unkicked;
 // stuckRetry is how long it waits, after going round with nothing it
@@ -107,17 +140,25 @@ const (
 // Its fields are part of the JSON of PRAGMA cambium_stats and
 // cambium_status, and of cambium info --json.
 type BudgetStats struct {
-	Budget int64 `json:"cache_budget"` // bytes of page images allowed; 0: unbounded
+	Budget int64 `json:"cache_budget"` // bytes of disk allowed; 0: unbounded
 	// CachedBytes is the bytes of page images stored in the data
 	// directory, every volume together (-1 until Open's count is in, and
 	// when the directory has no budget: it is only counted with one).
-	CachedBytes  int64 `json:"cached_bytes"`
-	Evictions    int64 `json:"evictions"`     // images evicted back to stubs by this process
-	EvictedBytes int64 `json:"evicted_bytes"` // their bytes
-	// OverBudget is how far CachedBytes is over the budget when the
-	// evictor found nothing more it may evict: images not pushed yet (and
-	// older images that pinned snapshots read, until the pruner deletes
-	// them).
+	CachedBytes int64 `json:"cached_bytes"`
+	// MetadataBytes estimates the disk that the stubs of pages not cached
+	// and the location records of the cached ones take: the budget
+	// bounds CachedBytes + MetadataBytes.
+	MetadataBytes int64 `json:"metadata_bytes"`
+	Evictions     int64 `json:"evictions"`     // images evicted back to stubs by this process
+	EvictedBytes  int64 `json:"evicted_bytes"` // their bytes
+	// UncompactedBytes is the bytes of images evicted whose disk Pebble
+	// has not freed yet: the evictor has it compact their tables each
+	// sixteenth of the budget, and once it is idle.
+	UncompactedBytes int64 `json:"evicted_uncompacted_bytes"`
+	// OverBudget is how far CachedBytes + MetadataBytes is over the
+	// budget when the evictor found nothing more it may evict: images not
+	// pushed yet (and older images that pinned snapshots read, until the
+	// pruner deletes them).
 	OverBudget int64 `json:"over_budget_bytes"`
 	// PageReads and RemoteReads sum Stats.PageReads and RemoteReads over
 	// the volumes open in this process; HitRate is the part of the reads
@@ -133,7 +174,11 @@ type budget struct {
 	limit int64
 
 	images  atomic.Int64 // bytes of images stored, counted so far
-	counted atomic.Bool  // Open's count is in images
+	counted atomic.Bool  // Open's count is in images, stubs and locs
+	// stubs and locs count the stubs (and zero pages) and the location
+	// records stored, as images counts the images: their disk is the
+	// budget's metadata (meta).
+	stubs, locs atomic.Int64
 	// evictions and evicted count what the evictor did; stuck is set
 	// when it last stopped over the budget with nothing it could evict.
 	evictions atomic.Int64
@@ -147,12 +192,12 @@ type budget struct {
 	stuckSince time.Time
 	// passes counts the evictor's passes (tests wait for one to end).
 	passes atomic.Int64
-	// uncompacted is the bytes evicted since the evictor last compacted
-	// the page keys, and compactFrom the hand's position then (a location
-	// key), or nil when the hand went round since; only the evictor uses
-	// them.
-	uncompacted int64
-	compactFrom []byte
+	// uncompacted is the bytes evicted since the evictor last compacted,
+	// and dirty the ranges of page keys they were evicted in (the first
+	// and the last key each eviction batch evicted); only the evictor
+	// writes them.
+	uncompacted atomic.Int64
+	dirty       []keyRange
 
 	// access holds the access bits, one per hash of (volume, page); mask
 	// selects a bit index.
@@ -215,18 +260,39 @@ func (b *budget) add(n int64) {
 	if n == 0 {
 		return
 	}
-	if b.images.Add(n) > b.limit && n > 0 && b.counted.Load() {
+	if b.images.Add(n)+b.meta() > b.limit && n > 0 && b.counted.Load() {
 		b.poke()
 	}
 }
 
+// addMeta counts stubs more stubs (or zero pages) and locs more location
+// records (fewer when negative).
+func (b *budget) addMeta(stubs, locs int64) {
+	if stubs != 0 {
+		b.stubs.Add(stubs)
+	}
+	if locs != 0 {
+		b.locs.Add(locs)
+	}
+}
+
+// meta is the bytes of disk the stubs and location records take, an
+// estimate counted in the budget.
+func (b *budget) meta() int64 {
+	return max(b.stubs.Load(), 0)*stubDiskBytes + max(b.locs.Load(), 0)*locationDiskBytes
+}
+
+// used is what the budget counts against its limit: images and metadata.
+func (b *budget) used() int64 { return b.images.Load() + b.meta() }
+
 // stats returns the budget's state.
 func (b *budget) stats() BudgetStats {
-	s := BudgetStats{Budget: b.limit, CachedBytes: -1, Evictions: b.evictions.Load(), EvictedBytes: b.evicted.Load()}
+	s := BudgetStats{Budget: b.limit, CachedBytes: -1, Evictions: b.evictions.Load(), EvictedBytes: b.evicted.Load(),
+		UncompactedBytes: b.uncompacted.Load()}
 	if b.counted.Load() {
-		s.CachedBytes = b.images.Load()
-		if b.stuck.Load() && s.CachedBytes > b.limit {
-			s.OverBudget = s.CachedBytes - b.limit
+		s.CachedBytes, s.MetadataBytes = b.images.Load(), b.meta()
+		if used := s.CachedBytes + s.MetadataBytes; b.stuck.Load() && used > b.limit {
+			s.OverBudget = used - b.limit
 		}
 	}
 	return s
@@ -300,7 +366,7 @@ func (v *Volume) UnpushedBytes() (int64, error) {
 // closes.
 func (b *budget) start(snap *pebble.Snapshot) {
 	ok := b.e.background(func(ctx context.Context) {
-		n, err := countImages(ctx, snap)
+		c, err := countStore(ctx, snap)
 		snap.Close()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -308,7 +374,8 @@ func (b *budget) start(snap *pebble.Snapshot) {
 			}
 			return
 		}
-		b.images.Add(n)
+		b.images.Add(c.images)
+		b.addMeta(c.stubs, c.locs)
 		b.counted.Store(true)
 		b.run(ctx)
 	})
@@ -317,22 +384,51 @@ func (b *budget) start(snap *pebble.Snapshot) {
 	}
 }
 
-// countImages returns the bytes of the page images under snap.
-func countImages(ctx context.Context, snap *pebble.Snapshot) (int64, error) {
+// storeCount is what the budget counts: bytes of images, stubs (and zero
+// pages), location records.
+type storeCount struct{ images, stubs, locs int64 }
+
+// countStore counts the page images, the other page values and the
+// location records under snap.
+func countStore(ctx context.Context, snap *pebble.Snapshot) (storeCount, error) {
+	var c storeCount
 	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{tagPage}, UpperBound: []byte{tagPage + 1}})
 	if err != nil {
-		return 0, err
+		return c, err
 	}
 	defer it.Close()
-	var n int64
 	i := 0
 	for valid := it.First(); valid; valid = it.Next() {
 		if i++; i%4096 == 0 && ctx.Err() != nil {
-			return 0, ctx.Err()
+			return c, ctx.Err()
 		}
-		n += imageBytes(it.Value())
+		if n := imageBytes(it.Value()); n > 0 {
+			c.images += n
+		} else {
+			c.stubs++
+		}
 	}
-	return n, it.Error()
+	if err := it.Error(); err != nil {
+		return c, err
+	}
+	locs, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLocation}, UpperBound: []byte{tagLocation + 1}, KeyTypes: pebble.IterKeyTypePointsOnly})
+	if err != nil {
+		return c, err
+	}
+	defer locs.Close()
+	for valid := locs.First(); valid; valid = locs.Next() {
+		if i++; i%4096 == 0 && ctx.Err() != nil {
+			return c, ctx.Err()
+		}
+		c.locs++
+	}
+	return c, locs.Error()
+}
+
+// countImages returns the bytes of the page images under snap.
+func countImages(ctx context.Context, snap *pebble.Snapshot) (int64, error) {
+	c, err := countStore(ctx, snap)
+	return c.images, err
 }
 
 // imageBytes returns the bytes of the image page value val holds, 0 for
@@ -344,21 +440,37 @@ func imageBytes(val []byte) int64 {
 	return 0
 }
 
-// storedImageBytes returns the bytes of the images the keys hold now.
-func (e *Engine) storedImageBytes(keys [][]byte) (int64, error) {
-	var n int64
+// storedUsage returns what the page keys hold now: bytes of images, how
+// many other values (stubs, zeros), and how many location records under
+// the same keys.
+func (e *Engine) storedUsage(keys [][]byte) (images, stubs, locs int64, err error) {
 	for _, k := range keys {
 		val, closer, err := e.db.Get(k)
-		if err == pebble.ErrNotFound {
-			continue
+		switch {
+		case err == pebble.ErrNotFound:
+		case err != nil:
+			return 0, 0, 0, err
+		default:
+			if n := imageBytes(val); n > 0 {
+				images += n
+			} else {
+				stubs++
+			}
+			closer.Close()
 		}
-		if err != nil {
-			return 0, err
+		lk := append([]byte(nil), k...)
+		lk[0] = tagLocation
+		_, closer, err = e.db.Get(lk)
+		switch {
+		case err == pebble.ErrNotFound:
+		case err != nil:
+			return 0, 0, 0, err
+		default:
+			locs++
+			closer.Close()
 		}
-		n += imageBytes(val)
-		closer.Close()
 	}
-	return n, nil
+	return images, stubs, locs, nil
 }
 
 // run evicts whenever the count is over the budget, until ctx ends.
@@ -366,10 +478,13 @@ func (b *budget) run(ctx context.Context) {
 	t := time.NewTicker(evictInterval)
 	defer t.Stop()
 	for {
-		if err := b.evict(ctx); err != nil && ctx.Err() == nil {
+		evicted, err := b.evict(ctx)
+		if err != nil && ctx.Err() == nil {
 			b.e.opts.Logger.Error("cambium: eviction failed; will retry", "dir", b.e.dir, "err", err)
 		}
-		if b.uncompacted >= b.limit/compactEvery && ctx.Err() == nil {
+		// Compact each sixteenth of the budget evicted, and what is left
+		// once a pass evicts nothing.
+		if n := b.uncompacted.Load(); ctx.Err() == nil && (n >= b.limit/compactEvery || n > 0 && !evicted) {
 			b.compact(ctx)
 		}
 		b.passes.Add(1)
@@ -382,42 +497,78 @@ func (b *budget) run(ctx context.Context) {
 	}
 }
 
-// compact has Pebble rewrite the tables of the page keys the hand passed
-// since the last compaction (all of them when it went round meanwhile):
-// the stubs written over evicted images free no disk until then.
+// keyRange is a range of keys, both ends included.
+type keyRange struct{ lo, hi []byte }
+
+// compactGapPages: ranges of evicted page keys of one volume less than
+// this many pages apart are compacted as one.
+const compactGapPages = 4096
+
+// compact has Pebble rewrite the tables of the page keys evicted since the
+// last compaction (the ranges in dirty, those close together merged): the
+// stubs written over evicted images free no disk until then.
 func (b *budget) compact(ctx context.Context) {
-	start, end := []byte{tagPage}, []byte{tagPage + 1}
-	if b.compactFrom != nil && bytes.Compare(b.compactFrom, b.hand) < 0 {
-		start, end = append([]byte(nil), b.compactFrom...), append([]byte(nil), b.hand...)
-		start[0], end[0] = tagPage, tagPage
+	ranges := b.dirty
+	b.dirty = nil
+	// Zero once Pebble is done: until then the disk is not freed.
+	defer b.uncompacted.Store(0)
+	slices.SortFunc(ranges, func(x, y keyRange) int { return bytes.Compare(x.lo, y.lo) })
+	var merged []keyRange
+	for _, r := range ranges {
+		if n := len(merged); n > 0 && near(merged[n-1].hi, r.lo) {
+			if bytes.Compare(r.hi, merged[n-1].hi) > 0 {
+				merged[n-1].hi = r.hi
+			}
+			continue
+		}
+		merged = append(merged, r)
 	}
-	b.uncompacted, b.compactFrom = 0, append([]byte(nil), b.hand...)
-	if err := b.e.db.Compact(ctx, start, end, false); err != nil && ctx.Err() == nil {
-		b.e.opts.Logger.Warn("cambium: cannot compact the tables of evicted pages", "dir", b.e.dir, "err", err)
+	for _, r := range merged {
+		// Compact's end is exclusive: the key after hi.
+		end := append(append([]byte(nil), r.hi...), 0)
+		if err := b.e.db.Compact(ctx, r.lo, end, false); err != nil {
+			if ctx.Err() == nil {
+				b.e.opts.Logger.Warn("cambium: cannot compact the tables of evicted pages", "dir", b.e.dir, "err", err)
+			}
+			return
+		}
 	}
 }
 
-// evict evicts images until the count is a sixteenth under the budget, or
-// until the hand went round with nothing evicted often enough that every
-// record was seen with its bit cleared (three wraps: the first turn may
-// have started half way).
-func (b *budget) evict(ctx context.Context) error {
-	if b.images.Load() <= b.limit {
+// near reports whether page keys a <= c are of one volume and less than
+// compactGapPages pages apart (or overlap).
+func near(a, c []byte) bool {
+	if bytes.Compare(c, a) <= 0 {
+		return true
+	}
+	if len(a) != pageKeyLen || len(c) != pageKeyLen || !bytes.Equal(a[:9], c[:9]) {
+		return false
+	}
+	return binary.BigEndian.Uint32(c[9:13])-binary.BigEndian.Uint32(a[9:13]) < compactGapPages
+}
+
+// evict evicts images until what the budget counts is a sixteenth under
+// it, or until the hand went round with nothing evicted often enough that
+// every record was seen with its bit cleared (three wraps: the first turn
+// may have started half way). It reports whether it evicted anything.
+func (b *budget) evict(ctx context.Context) (bool, error) {
+	if b.used() <= b.limit {
 		b.stuck.Store(false)
-		return nil
+		return false, nil
 	}
 	if b.stuck.Load() && b.locations.Load() == b.stuckAt && time.Since(b.stuckSince) < stuckRetry {
-		return nil // no image became evictable since, unless reads went cold
+		return false, nil // no image became evictable since, unless reads went cold
 	}
 	target := b.limit - b.limit/16
-	idle, evicted := 0, false
-	for b.images.Load() > target && ctx.Err() == nil {
+	idle, evicted, did := 0, false, false
+	for b.used() > target && ctx.Err() == nil {
 		locs := b.locations.Load()
-		freed, wrapped, err := b.evictStep(b.images.Load() - target)
+		freed, wrapped, err := b.evictStep(b.used() - target)
 		if err != nil {
-			return err
+			return did, err
 		}
 		evicted = evicted || freed > 0
+		did = did || freed > 0
 		if !wrapped {
 			continue
 		}
@@ -426,12 +577,12 @@ func (b *budget) evict(ctx context.Context) error {
 		} else if idle++; idle >= 3 {
 			b.stuckAt, b.stuckSince = locs, time.Now()
 			b.stuck.Store(true)
-			return nil
+			return did, nil
 		}
 		evicted = false
 	}
 	b.stuck.Store(false)
-	return nil
+	return did, nil
 }
 
 // evictStep walks up to evictBatch location records from the hand,
@@ -457,7 +608,8 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 	defer pages.Close()
 	batch := e.db.NewBatch()
 	defer batch.Close()
-	evicted := 0
+	evicted, deleted := 0, 0
+	var lo, hi []byte // the first and last page keys evicted
 	most := evictBatch
 	if n := e.opts.testingKnobs.evictBatch; n > 0 {
 		most = n
@@ -505,11 +657,16 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 			}
 			freed += n
 			evicted++
+			if lo == nil {
+				lo = pk
+			}
+			hi = pk
 		}
 		// Evicted, or stale (the image is gone, or a stub already).
 		if err := batch.Delete(k, nil); err != nil {
 			return 0, false, err
 		}
+		deleted++
 	}
 	if valid {
 		b.hand = append(b.hand[:0], it.Key()...)
@@ -518,7 +675,6 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 			return 0, false, err
 		}
 		b.hand, wrapped = append(b.hand[:0], tagLocation), true
-		b.compactFrom = nil
 	}
 	if batch.Empty() {
 		return 0, wrapped, nil
@@ -530,22 +686,27 @@ func (b *budget) evictStep(want int64) (freed int64, wrapped bool, err error) {
 		return 0, wrapped, e.fail(fmt.Errorf("evict page images: %w", err))
 	}
 	b.images.Add(-freed)
+	b.addMeta(int64(evicted), -int64(deleted))
 	b.evictions.Add(int64(evicted))
 	b.evicted.Add(freed)
-	b.uncompacted += freed
+	if evicted > 0 {
+		b.uncompacted.Add(freed)
+		b.dirty = append(b.dirty, keyRange{lo, hi})
+	}
 	if fn := e.opts.testingKnobs.afterEvict; fn != nil {
 		fn()
 	}
 	return freed, wrapped, nil
 }
 
-// notePagesStored counts images stored in place of stubs: bytes of
-// images, of which located got a location record.
-func (e *Engine) notePagesStored(located, bytes int64) {
+// notePagesStored counts images stored: bytes of images, in place of
+// replaced stubs, and located location records written.
+func (e *Engine) notePagesStored(replaced, located, bytes int64) {
 	if b := e.budget; b != nil {
 		if located > 0 {
 			b.locations.Add(located)
 		}
+		b.addMeta(-replaced, located)
 		b.add(bytes)
 	}
 }

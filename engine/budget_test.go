@@ -53,17 +53,19 @@ func checkCount(t testing.TB, e *Engine) {
 			t.Fatal(err)
 		}
 		snap := e.db.NewSnapshot()
-		want, err := countImages(context.Background(), snap)
+		want, err := countStore(context.Background(), snap)
 		snap.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := e.Budget().CachedBytes
+		b := e.budget
+		got := storeCount{b.images.Load(), b.stubs.Load(), b.locs.Load()}
 		if got == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the budget counts %d bytes of images; the store holds %d", got, want)
+			t.Fatalf("the budget counts %d bytes of images, %d stubs and %d location records; the store holds %d, %d and %d",
+				got.images, got.stubs, got.locs, want.images, want.stubs, want.locs)
 		}
 	}
 }
@@ -221,7 +223,7 @@ func TestBudget_Unpushed(t *testing.T) {
 	// evicted.
 	w.commit(-1, 1, 2, 3, 4, 5, 6)
 	st = settle(t, e)
-	if st.CachedBytes != 12*page || st.Evictions != 14 || st.OverBudget != 8*page {
+	if st.CachedBytes != 12*page || st.Evictions != 14 || st.OverBudget != 8*page+st.MetadataBytes || st.MetadataBytes != 14*stubDiskBytes+6*locationDiskBytes {
 		t.Fatalf("after a push: %+v", st)
 	}
 	// The newest images of pages 1..6 are not pushed: they stay.
@@ -408,4 +410,95 @@ func TestBudget_KillChild(t *testing.T) {
 	attach(t, e, "doc", "file://"+root, fs)
 	time.Sleep(20 * time.Second)
 	t.Fatal("not killed within 20s")
+}
+
+// TestStoreUsageOf: the split of a closed data directory's store counts
+// each kind of key the budget keeps: images, stubs, location records.
+func TestStoreUsageOf(t *testing.T) {
+	rem := newFileRemote(t)
+	const page = 4096
+	wv := attach(t, newEngine(t, Options{}), "doc", rem.url, rem.store)
+	w := newVolWriter(t, wv, 7, page)
+	w.commit(-1, allPages(40)...)
+	mustPush(t, wv)
+
+	dir := t.TempDir()
+	e := openTestEngine(t, dir, Options{CacheBudget: 1 << 30, CacheBytes: -1})
+	v := attach(t, e, "doc", rem.url, rem.store)
+	mustPull(t, v)
+	s := v.Snapshot()
+	for p := PageNo(1); p <= 10; p++ {
+		if _, err := s.ReadPage(p, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Release()
+	checkCount(t, e)
+	b := e.budget
+	want := map[string]int64{"page images": b.images.Load() / page, "stubs": b.stubs.Load(), "location records": b.locs.Load()}
+	if want["page images"] == 0 || want["stubs"] == 0 || want["location records"] != want["page images"] {
+		t.Fatalf("after reading 10 of 40 pulled pages: %v", want)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := StoreUsageOf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, k := range u.Kinds {
+		got[k.Kind] = k.Keys
+		if k.Keys > 0 && k.Disk <= 0 && (k.Kind == "page images" || k.Kind == "stubs") {
+			t.Errorf("%s: %d keys and no disk: %s", k.Kind, k.Keys, u)
+		}
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s: %d keys, the budget counted %d: %s", k, got[k], n, u)
+		}
+	}
+	if u.Files < u.Tables || u.Tables <= 0 {
+		t.Errorf("files %d bytes, tables %d", u.Files, u.Tables)
+	}
+	if _, err := StoreUsageOf(t.TempDir()); err == nil {
+		t.Error("an empty directory has a store")
+	}
+}
+
+// TestBudget_ScanInMemory: a scan of a cold replica many times its disk
+// budget keeps the frames it fetches ahead in the memory page cache once
+// the budget is full, rather than storing each image only to evict it:
+// it reads every page right, fetches each frame once, evicts little, and
+// the directory stays within the budget.
+func TestBudget_ScanInMemory(t *testing.T) {
+	const pages, page = 4000, 4096
+	rem := newFileRemote(t)
+	wv := attach(t, newEngine(t, Options{}), "scan", rem.url, rem.store)
+	wr := newVolWriter(t, wv, 11, page)
+	wr.commit(-1, allPages(pages)...)
+	mustPush(t, wv)
+	var frames int64
+	for _, ref := range remoteLog(t, rem.store, "scan")[0].Segments {
+		for _, fr := range ref.Frames {
+			frames += int64(fr.Length)
+		}
+	}
+	e := newEngine(t, Options{CacheBudget: 256 * page, CacheBytes: 32 << 20})
+	rv := attach(t, e, "scan", rem.url, rem.store)
+	mustPull(t, rv)
+	before := rv.RemoteStats()
+	checkHead(t, rv, wr.cur)
+	st := rv.RemoteStats().Sub(before)
+	// A frame may be fetched twice when the scan reaches it just as the
+	// evictor takes it: not more than a few.
+	if st.BytesRead() > frames+frames/50 {
+		t.Fatalf("scan of %d cold pages through a budget of 256: %v; want the %d bytes of their frames read about once", pages, st, frames)
+	}
+	bs := settle(t, e)
+	if bs.Evictions > pages/4 || bs.CachedBytes+bs.MetadataBytes > bs.Budget {
+		t.Fatalf("scan of %d cold pages through a budget of 256: %+v; want few evictions, within the budget", pages, bs)
+	}
+	checkCount(t, e)
+	t.Logf("scan: %v; budget: %+v", st, bs)
 }

@@ -87,6 +87,21 @@ func (c *pageCache) get(vol *Volume, p PageNo, v Version, dst []byte) ([]byte, b
 	return dst, true
 }
 
+// has reports whether the cache has the image of page p as seen by a
+// snapshot of version v, without copying it or counting it as used.
+func (c *pageCache) has(vol *Volume, p PageNo, v Version) bool {
+	if c == nil {
+		return false
+	}
+	k := cacheKey{vol, p}
+	s := c.shard(k)
+	gen := vol.cacheGen.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.mu.entries[k]
+	return ok && e.gen == gen && e.version <= v
+}
+
 // equal reports whether the cache has the image of page p as seen by a
 // snapshot of version v, and if it does, whether that image is data:
 // get without the copy.

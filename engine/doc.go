@@ -150,8 +150,9 @@
 //
 // # Disk budget
 //
-// Options.CacheBudget bounds the bytes of page images the data directory
-// stores, every volume together (budget.go has the details). Past it, a
+// Options.CacheBudget bounds the disk of the page images the data
+// directory stores, every volume together, with the stubs and location
+// records it keeps (budget.go has the details). Past it, a
 // background evictor turns the least recently read images that are safe
 // in the remote (pushed, or fetched from it: those with a location
 // record) back into stubs, which reads fetch again like any stub, through
@@ -159,8 +160,8 @@
 // a clock with second chances over in-memory access bits. Images not yet
 // pushed, and older images that only pinned snapshots read, are never
 // evicted; Engine.Budget says by how much they take the directory over.
-// The count of image bytes is kept in memory and counted again, in the
-// background, at each Open.
+// The counts of image bytes, stubs and location records are kept in
+// memory and counted again, in the background, at each Open.
 //
 // # Concurrency
 //

@@ -46,6 +46,12 @@ func (v *Volume) pageFromFrame(s stub, p PageNo, ver Version, pageSize int) ([]b
 	id := VolumeID(v.id.Load())
 	var img []byte
 	stored := func() bool {
+		// A fetch ahead may have put the page in the memory cache alone
+		// since this read missed it there (aheadInMemory).
+		if out, ok := v.e.cache.get(v, p, ver, nil); ok {
+			img = out
+			return true
+		}
 		u, val, found, err := v.lookupPage(id, p, ver)
 		if err != nil || !found {
 			return false
@@ -193,7 +199,10 @@ func (v *Volume) fetchClaimed(ctx context.Context, r *replica, run []stub, calls
 			c.err = err
 		}
 	}
-	if _, err := v.storeFrames(run, pages, pageSize); err != nil {
+	// A run of several frames is a scan's (its window or a fetch ahead);
+	// one frame alone, a random read's.
+	scan := len(calls) > 1 || len(calls) > 0 && calls[0].prefetch
+	if _, err := v.storeFrames(run, pages, pageSize, scan); err != nil {
 		// The pages are verified; failing to keep them only costs a
 		// fetch next time.
 		v.e.opts.Logger.Warn("cambium: cannot store fetched pages", "volume", v.name, "err", err)
@@ -284,11 +293,29 @@ func (s stub) SameSegment(o stub) bool { return s.seg == o.seg }
 // first, and runs of frames to fetch ahead of the reader; it starts the
 // scan's background prefetch once the window is large enough.
 func (v *Volume) readahead(s stub) (now []stub, later [][]stub) {
+	v.boundReadahead()
 	now, later, extend := v.ra.Read(s, v.readaheadLookup(v.head.Load()))
 	if extend {
 		v.extendReadahead()
 	}
 	return now, later
+}
+
+// readaheadShare: with a disk budget, one plan of a scan's readahead
+// fetches at most this share of the budget (the default plan, 8 windows
+// of 256 one-page frames, is 8 MiB of 4 KiB pages: a 64 MiB budget's
+// share). Frames fetched ahead are stored and may be evicted before the
+// scan reaches them when they are much of the budget.
+const readaheadShare = 8
+
+// boundReadahead bounds the volume's readahead to its share of the disk
+// budget, in pages of the volume's page size (none without a budget).
+func (v *Volume) boundReadahead() {
+	if b := v.e.budget; b != nil {
+		if ps := int64(v.head.Load().pageSize); ps > 0 {
+			v.ra.SetMaxAhead(int(max(b.limit/readaheadShare/ps, 1)))
+		}
+	}
 }
 
 // noteRead is called for each page read from local storage: a scan's
@@ -312,6 +339,7 @@ func (v *Volume) extendReadahead() {
 			return
 		}
 		head := v.head.Load()
+		v.boundReadahead()
 		pf := v.ra.Extend(v.readaheadLookup(head))
 		for _, run := range pf.Runs {
 			v.prefetch(r, run, int(head.pageSize))
@@ -340,6 +368,9 @@ func (v *Volume) readaheadLookup(head *state) readahead.Lookup[stub] {
 			return readahead.Local, stub{}
 		case err != nil:
 			return readahead.Missing, stub{}
+		case v.e.budget != nil && v.e.cache.has(v, p, head.version):
+			// Fetched ahead into the memory cache alone (aheadInMemory).
+			return readahead.Local, stub{}
 		}
 		return readahead.Remote, pv.stub
 	}
@@ -376,7 +407,14 @@ func decodeStubFrame(key string, s stub, pageSize int, data []byte) ([]byte, err
 // storeFrames replaces with images the stubs that point to the frames of
 // run, in one batch: for each page of each frame whose pages are not nil,
 // its newest entry if that is such a stub. It returns how many it replaced.
-func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, error) {
+//
+// Frames a scan fetched (ahead: its window, or a fetch ahead of it) that
+// the disk budget has no room for are not stored: their pages go to the
+// memory page cache alone, where the scan reads them (see aheadInMemory).
+func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int, ahead bool) (int, error) {
+	if ahead && v.aheadInMemory(run, pages, pageSize) {
+		return v.cacheFrames(run, pages, pageSize)
+	}
 	id := VolumeID(v.id.Load())
 	v.fetchMu.RLock() // the pruner must not delete a stub we replace
 	defer v.fetchMu.RUnlock()
@@ -429,8 +467,64 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int) (int, err
 		return 0, err
 	}
 	v.stats.pagesFetched.Add(int64(n))
-	v.e.notePagesStored(int64(n), int64(n)*int64(pageSize))
+	v.e.notePagesStored(int64(n), int64(n), int64(n)*int64(pageSize))
 	return n, nil
+}
+
+// aheadInMemory reports whether the pages of frames a scan fetched are to
+// be kept in the memory page cache alone, not stored: with a
+// disk budget that has no room for them (storing them would take what it
+// counts past the evictor's target), when the page cache holds twice what
+// a scan reads ahead. A scan longer than the budget then does not write
+// each image only to evict it, nor evict the pages read before it: the
+// cache resists scans.
+func (v *Volume) aheadInMemory(run []stub, pages [][]byte, pageSize int) bool {
+	b := v.e.budget
+	if b == nil || v.e.cache == nil || !b.counted.Load() {
+		return false
+	}
+	if ahead := min(b.limit/readaheadShare, 8<<20); v.e.opts.CacheBytes < 2*ahead {
+		return false
+	}
+	var n int64
+	for i := range run {
+		n += int64(len(pages[i]))
+	}
+	return b.used()+n > b.limit-b.limit/16
+}
+
+// cacheFrames puts into the memory page cache the images of the pages
+// of the frames of run whose newest entry is a stub pointing to the frame
+// (as storeFrames would store them), and returns how many.
+func (v *Volume) cacheFrames(run []stub, pages [][]byte, pageSize int) (int, error) {
+	id := VolumeID(v.id.Load())
+	head := v.head.Load().version
+	it, err := v.e.newIter(&pebble.IterOptions{LowerBound: volumePagesStart(id), UpperBound: volumePagesEnd(id)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for i, s := range run {
+		if pages[i] == nil {
+			continue
+		}
+		for p := s.frame.First; ; p++ {
+			if it.SeekGE(pageKey(id, p, head)) {
+				if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && pointsTo(pageAt{v.name, p, u}, it.Value(), pageSize, s) {
+					at := int(p-s.frame.First) * pageSize
+					// Refused when a commit after head has begun.
+					v.e.cache.insert(v, p, u, head, bytes.Clone(pages[i][at:at+pageSize]))
+					n++
+				}
+			}
+			if p == s.frame.Last {
+				break
+			}
+		}
+	}
+	v.stats.pagesFetched.Add(int64(n))
+	return n, it.Error()
 }
 
 // pointsTo reports whether page value val (of page at) is a stub for
@@ -537,7 +631,7 @@ func (v *Volume) fetchRun(ctx context.Context, op remoteOp, run []stub, pageSize
 	if err != nil {
 		return 0, 0, err
 	}
-	pages, err = v.storeFrames(run, data, pageSize)
+	pages, err = v.storeFrames(run, data, pageSize, false)
 	return pages, len(run), err
 }
 
@@ -745,7 +839,7 @@ func (v *Volume) replaceStub(p PageNo, u Version, s stub, img []byte, at stub) e
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
-	v.e.notePagesStored(located, int64(len(img)))
+	v.e.notePagesStored(1, located, int64(len(img)))
 	return nil
 }
 

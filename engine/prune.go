@@ -197,8 +197,9 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	v.e.evictMu.Lock() // no eviction writes a stub where this batch deletes an image
 	v.fetchMu.Lock()   // no fetched frame replaces a stub this batch deletes
 	var freed int64
+	var stubs, locs int64
 	if len(deleted) > 0 {
-		freed, err = v.e.storedImageBytes(deleted)
+		freed, stubs, locs, err = v.e.storedUsage(deleted)
 	}
 	if err == nil {
 		err = b.Commit(pebble.NoSync)
@@ -210,6 +211,7 @@ func (v *Volume) pruneStep() (more bool, err error) {
 	}
 	if v.e.budget != nil {
 		v.e.budget.add(-freed)
+		v.e.budget.addMeta(-stubs, -locs)
 	}
 	v.mu.Lock()
 	v.mu.prunedThrough = to

@@ -527,6 +527,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 	defer unlock()
 	zero := encodeZero()
 	var stub []byte
+	var stubs int64 // stubs and zeros written, for the budget's metadata
 	for _, ref := range m.Segments {
 		for p := range roaring.Values(ref.Pages) {
 			fr, _ := ref.FrameOf(PageNo(p))
@@ -534,6 +535,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 			if err := b.Set(pageKey(id, PageNo(p), version), stub, nil); err != nil {
 				return err
 			}
+			stubs++
 		}
 	}
 	zeros := m.Changeset.Clone()
@@ -544,6 +546,7 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 		if err := b.Set(pageKey(id, PageNo(p), version), zero, nil); err != nil {
 			return err
 		}
+		stubs++
 	}
 	crec, err := commitRecord{parent: base.version, pageCount: m.PageCount, pageSize: pageSize, time: m.Time, changeset: m.Changeset}.encode()
 	if err != nil {
@@ -562,6 +565,9 @@ func (v *Volume) applyPulled(m *manifest.Map, rec replRecord, lastParent Version
 	}
 	if err := v.logHeadMove(b, id, base.version, version, true, logApplied); err != nil {
 		return v.e.fail(fmt.Errorf("apply versions %d..%d of %q: %w", m.Parent, version, v.name, err))
+	}
+	if bud := v.e.budget; bud != nil {
+		bud.addMeta(stubs, 0)
 	}
 	v.replState.Store(&rec)
 	v.publishPulled(base, version, m.PageCount, pageSize, m.Changeset)

@@ -183,7 +183,7 @@ func (v *Volume) notePushed(id VolumeID, m *manifest.Map, st *state) error {
 	if err := v.e.clog.Write(b, commitlog.Entry{}, false); err != nil {
 		return v.e.fail(fmt.Errorf("record where the pages pushed to version %d of %q are: %w", m.Version, v.name, err))
 	}
-	v.e.notePagesStored(n, 0)
+	v.e.notePagesStored(0, n, 0)
 	return nil
 }
 

@@ -141,7 +141,7 @@ func (v *Volume) batchDiscard(b *pebble.Batch, id VolumeID, pushed Version, head
 			k := pageKey(id, PageNo(p), ver)
 			if v.e.budget != nil {
 				// Local versions: no fetch or eviction writes their keys.
-				n, err := v.e.storedImageBytes([][]byte{k})
+				n, _, _, err := v.e.storedUsage([][]byte{k})
 				if err != nil {
 					return err
 				}

@@ -562,6 +562,9 @@ func (v *Volume) readPage(st *state, p PageNo, dst []byte) ([]byte, error) {
 	}
 	if out, ok := v.e.cache.get(v, p, st.version, dst); ok {
 		v.stats.cacheHits.Add(1)
+		// A scan reading what was fetched ahead into the cache alone
+		// (aheadInMemory) starts the next prefetch as from disk.
+		v.noteRead(p)
 		return out, nil
 	}
 	if id == 0 {

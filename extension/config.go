@@ -59,8 +59,9 @@ type Config struct {
 	// pull changed are fetched again in the background, so that its
 	// readers find them local (engine.Volume.SetWarm).
 	NoWarm bool
-	// CacheBudget bounds the bytes of page images the data directory
-	// stores, every volume together (cache_budget= / CAMBIUM_CACHE_BUDGET:
+	// CacheBudget bounds the disk of the page images the data directory
+	// stores, every volume together, with the stubs and location records
+	// kept for them (cache_budget= / CAMBIUM_CACHE_BUDGET:
 	// a size such as 512MiB or 20GiB, or plain bytes; engine.Options
 	// CacheBudget): past it, pages safe in the remote are evicted, least
 	// recently read first, and fetched again when read. 0, the default,

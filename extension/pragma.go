@@ -47,9 +47,13 @@ var Pragmas = []string{"cambium_version", "cambium_status", "cambium_stats",
 //	                 engine_hit_rate (over its open volumes), and its disk
 //	                 budget: cache_budget (0: unbounded), cached_bytes
 //	                 (images stored; -1 when not counted: no budget, or
-//	                 being counted at open), evictions, evicted_bytes,
-//	                 over_budget_bytes (images that may not be evicted,
-//	                 not pushed yet, past the budget)
+//	                 being counted at open), metadata_bytes (the disk its
+//	                 stubs and location records take, an estimate; the
+//	                 budget bounds it and cached_bytes together),
+//	                 evictions, evicted_bytes, evicted_uncompacted_bytes
+//	                 (evicted, their disk not freed yet), over_budget_bytes
+//	                 (images that may not be evicted, not pushed yet, past
+//	                 the budget)
 //	cambium_push     push the local versions the remote lacks; JSON: from, to,
 //	                 pages, segments, remote_requests, remote_bytes_written
 //	cambium_pull     fast-forward to the remote's newest version (metadata
@@ -189,7 +193,7 @@ func (f *File) status() (string, error) {
 // OverBudgetNote says why the data directory is over its disk budget
 // (bs.OverBudget > 0), and how much of that vol's unpushed versions hold.
 func OverBudgetNote(bs engine.BudgetStats, vol *engine.Volume) string {
-	note := fmt.Sprintf("the data directory holds %d bytes of page images over its cache_budget of %d that cannot be evicted: images not pushed yet (and older images that open transactions read)", bs.OverBudget, bs.Budget)
+	note := fmt.Sprintf("the data directory holds %d bytes of page images and metadata over its cache_budget of %d that cannot be evicted: images not pushed yet (and older images that open transactions read)", bs.OverBudget, bs.Budget)
 	if n, err := vol.UnpushedBytes(); err == nil && n > 0 {
 		note += fmt.Sprintf("; this volume's unpushed versions hold %d bytes: push them (PRAGMA cambium_push, cambium push) to let them be evicted", n)
 	}
@@ -202,24 +206,26 @@ func (f *File) stats() (string, error) {
 	m := f.eng.Memory()
 	bs := f.eng.Budget()
 	b, err := json.Marshal(map[string]any{
-		"engine_volumes":       int64(m.Volumes),
-		"engine_cache_bytes":   m.CacheBytes,
-		"page_reads":           s.PageReads,
-		"cache_hits":           s.CacheHits,
-		"remote_reads":         s.RemoteReads,
-		"hit_rate":             s.HitRate(),
-		"pages_fetched":        s.PagesFetched,
-		"frames_fetched":       s.FramesFetched,
-		"remote_requests":      r.Requests(),
-		"remote_bytes_read":    r.BytesRead(),
-		"remote_bytes_written": r.BytesWritten(),
-		"commits":              s.Commits,
-		"cache_budget":         bs.Budget,
-		"cached_bytes":         bs.CachedBytes,
-		"evictions":            bs.Evictions,
-		"evicted_bytes":        bs.EvictedBytes,
-		"over_budget_bytes":    bs.OverBudget,
-		"engine_hit_rate":      bs.HitRate,
+		"engine_volumes":            int64(m.Volumes),
+		"engine_cache_bytes":        m.CacheBytes,
+		"page_reads":                s.PageReads,
+		"cache_hits":                s.CacheHits,
+		"remote_reads":              s.RemoteReads,
+		"hit_rate":                  s.HitRate(),
+		"pages_fetched":             s.PagesFetched,
+		"frames_fetched":            s.FramesFetched,
+		"remote_requests":           r.Requests(),
+		"remote_bytes_read":         r.BytesRead(),
+		"remote_bytes_written":      r.BytesWritten(),
+		"commits":                   s.Commits,
+		"cache_budget":              bs.Budget,
+		"cached_bytes":              bs.CachedBytes,
+		"metadata_bytes":            bs.MetadataBytes,
+		"evictions":                 bs.Evictions,
+		"evicted_uncompacted_bytes": bs.UncompactedBytes,
+		"evicted_bytes":             bs.EvictedBytes,
+		"over_budget_bytes":         bs.OverBudget,
+		"engine_hit_rate":           bs.HitRate,
 	})
 	return string(b), err
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cambiumdb/cambium/bench"
+	"github.com/cambiumdb/cambium/extension"
 	"github.com/cambiumdb/cambium/remote"
 )
 
@@ -227,16 +228,16 @@ The replication workloads use an object store in a scratch directory, or
 		run: func(ctx context.Context, _ []string) error {
 			o.remote = g.remote
 			var err error
-			if o.coldOpenSize, err = parseSize("--coldopen-size", size, pick[int64](o.quick, 8<<20, 1<<30)); err != nil {
+			if o.coldOpenSize, err = parseSize("--coldopen-size", size, pick[int64](o.quick, 8<<20, 1<<30), true); err != nil {
 				return err
 			}
-			if o.budgetSize, err = parseSize("--budget-size", budgetSize, pick[int64](o.quick, 32<<20, 1<<30)); err != nil {
+			if o.budgetSize, err = parseSize("--budget-size", budgetSize, pick[int64](o.quick, 32<<20, 1<<30), false); err != nil {
 				return err
 			}
-			if o.budget, err = parseSize("--budget", budget, pick[int64](o.quick, 4<<20, 64<<20)); err != nil {
+			if o.budget, err = parseSize("--budget", budget, pick[int64](o.quick, 4<<20, 64<<20), false); err != nil {
 				return err
 			}
-			if o.tenantsBudget, err = parseSize("--tenants-budget", tenantsBudget, 0); err != nil {
+			if o.tenantsBudget, err = parseSize("--tenants-budget", tenantsBudget, 0, true); err != nil {
 				return err
 			}
 			if o.tenants = tenants; o.tenants == 0 {
@@ -263,27 +264,21 @@ func pick[T any](quick bool, small, full T) T {
 	return full
 }
 
-// parseSize reads a byte size such as 1GiB, 64MiB, 500MB or 4096.
-func parseSize(flagName, s string, def int64) (int64, error) {
-	if s == "" {
+// parseSize reads a size flag the way every size setting is read
+// (extension.ParseSize: 64MiB, 1GiB, 500MB, 4096), def when not given; 0
+// only when zero is true (the flags for which 0 means none).
+func parseSize(flagName, s string, def int64, zero bool) (int64, error) {
+	switch {
+	case s == "":
 		return def, nil
+	case s == "0" && zero:
+		return 0, nil
 	}
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
-	num, mult := s, int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
+	n, err := extension.ParseSize(s)
+	if err != nil {
+		return 0, usagef("%s %q: %v", flagName, s, err)
 	}
-	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if err != nil || n < 0 || n*float64(mult) > 1<<42 {
-		return 0, usagef("%s %q: want a size such as 1GiB, 64MiB or 500MB", flagName, s)
-	}
-	return int64(n * float64(mult)), nil
+	return n, nil
 }
 
 // parseLatency reads --latency and --bandwidth into emulation options.
@@ -296,12 +291,9 @@ func parseLatency(latency, bandwidth string, quick bool) (remote.LatencyOptions,
 		}
 		lat.FirstByte = d
 	}
-	bw, err := parseSize("--bandwidth", bandwidth, pick[int64](quick, 1e9, 100e6))
+	bw, err := parseSize("--bandwidth", bandwidth, pick[int64](quick, 1e9, 100e6), false)
 	if err != nil {
-		return lat, err
-	}
-	if bw == 0 {
-		return lat, usagef("--bandwidth %q: want a rate such as 100MB", bandwidth)
+		return lat, usagef("--bandwidth %q: want a rate such as 100MB (bytes a second), more than 0", bandwidth)
 	}
 	if lat.FirstByte == 0 {
 		return remote.LatencyOptions{}, nil // emulation off

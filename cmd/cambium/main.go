@@ -226,6 +226,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cambium %s: %s\nusage: %s\nrun 'cambium help %s' for more\n", cmd.name, what, usageLine(cmd), cmd.name)
 		return 2
 	}
+	if g.cacheBudget != "" {
+		// A mistyped size is a usage error, whichever command was given
+		// it and whether or not it opens the data directory.
+		if _, err := g.budget(); err != nil {
+			fmt.Fprintf(stderr, "cambium %s: %v\nusage: %s\n", cmd.name, err, usageLine(cmd))
+			return 2
+		}
+	}
 	err = cmd.run(ctx, pos)
 	if err == nil {
 		return 0
@@ -247,7 +255,7 @@ var errReported = errors.New("failed")
 func (g *globals) bind(fs *flag.FlagSet, withJSON bool) {
 	fs.StringVar(&g.dir, "dir", g.dir, "local data directory `DIR` (CAMBIUM_DIR)")
 	fs.StringVar(&g.remote, "remote", g.remote, "object store `URL`: file:///path, s3://bucket/prefix (CAMBIUM_REMOTE)")
-	fs.StringVar(&g.cacheBudget, "cache-budget", g.cacheBudget, "bound the page images the data directory stores to `SIZE` (512MiB, 20GiB): past it, pages safe in the remote are evicted (CAMBIUM_CACHE_BUDGET; default unbounded)")
+	fs.StringVar(&g.cacheBudget, "cache-budget", g.cacheBudget, "bound the disk of the page images the data directory stores (with their stubs and records) to `SIZE` (512MiB, 20GiB): past it, pages safe in the remote are evicted (CAMBIUM_CACHE_BUDGET; default unbounded)")
 	if withJSON {
 		fs.BoolVar(&g.json, "json", g.json, "print the result as JSON on standard output")
 	}

@@ -32,8 +32,10 @@
 //	                         in the background the changed pages this
 //	                         replica had stored
 //	cache_budget  CAMBIUM_CACHE_BUDGET
-//	                         bound the page images the data directory stores
-//	                         (every volume) to a size such as 512MiB or 20GiB
+//	                         bound the disk of the page images the data
+//	                         directory stores (every volume), stubs and
+//	                         records kept for them included, to a size such
+//	                         as 512MiB or 20GiB
 //	                         (default unbounded): past it, pages safe in the
 //	                         remote are evicted, least recently read first,
 //	                         and fetched again when read; unpushed pages

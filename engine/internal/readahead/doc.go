@@ -21,6 +21,11 @@
 // steps over pages stored locally, such as the b-tree interior pages among
 // the leaves: up to maxSkip (16) of them in a row (more end the plan).
 //
+// With a disk budget, the engine bounds the pages of one plan
+// (Planner.SetMaxAhead): frames fetched ahead of a scan are stored, and a
+// bound near the budget would have the evictor evict them before the
+// scan reaches them, to be fetched again.
+//
 // A read out of order (a random read, or an interior page that a scan
 // reads in passing) fetches its frame alone and leaves the scan's state as
 // it was; a second read in order after it (a read of the page after that

@@ -61,7 +61,15 @@ type Planner[F Frame[F]] struct {
 	// A read of a page stored locally in [trigger, until) starts the next
 	// prefetch; trigger is 0 when none is armed. Outside mu, for LocalRead.
 	trigger, until atomic.Uint32
+	// maxAhead bounds the pages of one plan (SetMaxAhead); 0: no bound.
+	maxAhead atomic.Int64
 }
+
+// SetMaxAhead bounds the pages one plan fetches (its frames' pages, the
+// reader's frame included), so that what a scan reads ahead fits a disk
+// budget with room to spare; 0 removes the bound. A plan always holds the
+// reader's frame.
+func (pl *Planner[F]) SetMaxAhead(pages int) { pl.maxAhead.Store(int64(max(pages, 0))) }
 
 // Read plans the fetch for a reader of frame f, whose page it did not find
 // stored locally: now is the run to fetch at once, f first, with one
@@ -84,7 +92,7 @@ func (pl *Planner[F]) Read(f F, at Lookup[F]) (now []F, later [][]F, extend bool
 	}
 	window, gen := pl.mu.window, pl.mu.gen
 	pl.mu.Unlock()
-	runs, next := following(f, window, window, window >= prefetchFrom, at)
+	runs, next := following(f, window, window, int(pl.maxAhead.Load()), window >= prefetchFrom, at)
 	pl.mu.Lock()
 	if pl.mu.gen == gen {
 		pl.mu.next = max(pl.mu.next, next)
@@ -126,7 +134,7 @@ func (pl *Planner[F]) Extend(at Lookup[F]) Prefetch[F] {
 	if !ok {
 		return Prefetch[F]{}
 	}
-	runs, next := following(f, window, prefetchRuns*window, true, at)
+	runs, next := following(f, window, prefetchRuns*window, int(pl.maxAhead.Load()), true, at)
 	return Prefetch[F]{Runs: runs, gen: gen, next: next}
 }
 
@@ -163,16 +171,18 @@ func frameFrom[F Frame[F]](p PageNo, at Lookup[F]) (F, bool) {
 	return none, false
 }
 
-// following returns up to n frames, f and those holding the pages after it
-// in page order, in runs of at most window consecutive frames of one
-// segment, f's run first, and the page a scan reading them would next find
-// missing. It stops at the first page stored locally, or, with skip, steps
+// following returns up to n frames (and, when maxPages > 0, no more
+// frames once they hold maxPages pages), f and those holding the pages
+// after it in page order, in runs of at most window consecutive frames of
+// one segment, f's run first, and the page a scan reading them would next
+// find missing. It stops at the first page stored locally, or, with skip, steps
 // over up to maxSkip of them in a row (a scan's b-tree interior pages,
 // read in passing); without skip, a frame that is not consecutive also
 // ends it, after one run.
-func following[F Frame[F]](f F, window, n int, skip bool, at Lookup[F]) ([][]F, PageNo) {
+func following[F Frame[F]](f F, window, n, maxPages int, skip bool, at Lookup[F]) ([][]F, PageNo) {
 	runs := [][]F{{f}}
 	p, frames, skipped := f.Frame().Last+1, 1, 0
+	pages := f.Frame().PageCount()
 	for {
 		k, g := at(p)
 		if k == Missing {
@@ -186,7 +196,7 @@ func following[F Frame[F]](f F, window, n int, skip bool, at Lookup[F]) ([][]F, 
 			continue
 		}
 		skipped = 0
-		if frames == n {
+		if frames == n || maxPages > 0 && pages >= maxPages {
 			break // p is the next page missing
 		}
 		gf := g.Frame()
@@ -209,6 +219,7 @@ func following[F Frame[F]](f F, window, n int, skip bool, at Lookup[F]) ([][]F, 
 			runs = append(runs, []F{g})
 		}
 		frames++
+		pages += gf.PageCount()
 	}
 	return runs, p
 }

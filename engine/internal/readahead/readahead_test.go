@@ -34,6 +34,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 //	                  lists the pages the plan looked up; during runs
 //	                  commands C, D... (a number N is "read N") while the
 //	                  plan looks up its first page, as other goroutines would
+//	ahead N           SetMaxAhead(N): a plan fetches at most N pages
 //	store P-Q         pages P..Q are stored locally now (a fetch stored them)
 //	local P-Q         reads of pages P..Q from local storage, in order: which
 //	                  LocalRead tells to start the next prefetch
@@ -268,6 +269,16 @@ func (r *runner) do(cmd string) (string, error) {
 			out = append(out, "looked up: "+formatPages(r.v.looked))
 		}
 		out = append(out, formatState(r.pl))
+	case "ahead":
+		if len(f) < 2 {
+			return "", fmt.Errorf("ahead how many pages?")
+		}
+		n, err := strconv.Atoi(f[1])
+		if err != nil {
+			return "", err
+		}
+		r.pl.SetMaxAhead(n)
+		return "ok", nil
 	case "store":
 		lo, hi, err := parseRange(f[1])
 		if err != nil {
