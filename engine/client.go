@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -58,6 +59,19 @@ func ownOrJoin(opts Options, dir string) (*Engine, *session, error) {
 		if err == nil {
 			e, err := openOwned(opts, dir, lock)
 			return e, nil, err
+		}
+		if errors.Is(err, fs.ErrPermission) && !opts.Exclusive {
+			// Most likely another user's directory: its owner, if one
+			// runs, says why it refuses this process.
+			s, derr := dialOwner(dir)
+			if derr == nil {
+				return nil, s, nil
+			}
+			var oe *ownerError
+			if errors.As(derr, &oe) {
+				return nil, nil, fmt.Errorf("join the owner of %s: %w", dir, derr)
+			}
+			return nil, nil, err
 		}
 		if !errors.Is(err, ErrDirLocked) || opts.Exclusive || lockHolder(dir) == os.Getpid() {
 			return nil, nil, err
