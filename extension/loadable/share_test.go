@@ -82,9 +82,22 @@ func TestShare_Bank(t *testing.T) {
 		t.Fatalf("create the bank: %v\n%s", r.err, r.stderr)
 	}
 
+	// A fifth process opens the volume first, so that it owns the
+	// directory, and holds the write lock until the four have started: they
+	// begin together, and the directory changes owner under them when it
+	// exits.
+	holder := startShell(t, hostEnv())
+	holder.send(t, ".load "+so+"\n.open "+uri+"\nBEGIN IMMEDIATE;\nUPDATE accounts SET balance = balance WHERE id = 1;\n.print holding\n")
+	holder.waitFor(t, "holding")
+
 	reports := make([]bankReport, 4)
 	var wg sync.WaitGroup
 	began := time.Now()
+	wg.Go(func() {
+		time.Sleep(time.Second)
+		holder.send(t, "COMMIT;\n.quit\n")
+		holder.cmd.Wait()
+	})
 	for i := range 2 {
 		wg.Go(func() {
 			reports[i] = shellBank(t, so, uri, "shell"+strconv.Itoa(i+1), each, uint64(i+1))
@@ -94,6 +107,9 @@ func TestShare_Bank(t *testing.T) {
 	wg.Go(func() { reports[2] = pythonBank(t, so, uri, each); reports[2].took = time.Since(began) })
 	wg.Go(func() { reports[3] = goBank(t, dir, each); reports[3].took = time.Since(began) })
 	wg.Wait()
+	if errs := holder.stderr.String(); errs != "" {
+		t.Errorf("the process that held the write lock at the start: %s", errs)
+	}
 	for _, rep := range reports {
 		t.Logf("%s: %d acknowledged, %d retries, done after %v", rep.Who, len(rep.Acked), rep.Retries, rep.took)
 	}
