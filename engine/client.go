@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -70,6 +71,11 @@ func ownOrJoin(opts Options, dir string) (*Engine, *session, error) {
 			var oe *ownerError
 			if errors.As(derr, &oe) {
 				return nil, nil, fmt.Errorf("join the owner of %s: %w", dir, derr)
+			}
+			if fi, serr := os.Stat(filepath.Join(dir, lockFileName)); serr == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+					return nil, nil, fmt.Errorf("%w: the data directory belongs to user %d and this process runs as user %d: each user needs a data directory of their own", err, st.Uid, os.Getuid())
+				}
 			}
 			return nil, nil, err
 		}
