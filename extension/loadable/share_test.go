@@ -732,10 +732,10 @@ func (p *shellProc) collect(t *testing.T, want string) []string {
 }
 
 // TestShare_OtherUser: a process of another user is refused with an error
-// naming its user, even when file permissions would let it reach the
-// owner's socket (the owner checks the peer's user), and the owner and its
-// volume carry on. It runs the sqlite3 shell as nobody (uid 65534), so it
-// needs root.
+// naming its user, both when file permissions would let it reach the
+// owner's socket (the owner checks the peer's user) and when they do not
+// (the socket's mode is 0600), and the owner and its volume carry on. It
+// runs the sqlite3 shell as nobody (uid 65534), so it needs root.
 func TestShare_OtherUser(t *testing.T) {
 	so := libPath(t)
 	needShell(t)
@@ -745,34 +745,44 @@ func TestShare_OtherUser(t *testing.T) {
 	dir := t.TempDir()
 	uri := volumeURI("mine.db", dir)
 	owner := startPyOwner(t, uri, 10)
-	// Let nobody reach the library, the directory and the socket, so that
-	// only the owner's check stands in its way.
+	// Let nobody reach the library and the directory.
 	for _, d := range []string{lib.dir, dir, filepath.Dir(dir)} {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "cambium.sock"), 0o666); err != nil {
-		t.Fatal(err)
+	sock := filepath.Join(dir, "cambium.sock")
+	for i, c := range []struct {
+		sockMode os.FileMode
+		want     string
+	}{
+		// Only the owner's check of the peer's user stands in its way.
+		{0o666, "process of user 65534 refused: the data directory " + dir + " is served to its own user (0) only"},
+		// The socket as the owner made it.
+		{0o600, "the data directory belongs to user 0 and this process runs as user 65534"},
+	} {
+		if err := os.Chmod(sock, c.sockMode); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), hostTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, sqliteShell, "-batch")
+		cmd.Dir = dir
+		cmd.Env = hostEnv("HOME=/nonexistent")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Stdin = strings.NewReader(".bail on\n.load " + so + "\n.open " + uri + "\nSELECT count(*) FROM t;\n")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err == nil {
+			t.Fatalf("a process of user nobody opened another user's volume; it printed %q", stdout.String())
+		}
+		if !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("socket mode %o: the refusal lacks %q; stderr:\n%s", c.sockMode, c.want, stderr.String())
+		}
+		// The owner carries on.
+		owner.send(t, "insert "+strconv.Itoa(11+i)+"\n")
+		owner.waitFor(t, "acked insert "+strconv.Itoa(11+i))
+		t.Logf("nobody's sqlite3, socket mode %o: %s", c.sockMode, lineWith(stderr.String(), "ERROR"))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), hostTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, sqliteShell, "-batch")
-	cmd.Dir = dir
-	cmd.Env = hostEnv("HOME=/nonexistent")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	cmd.Stdin = strings.NewReader(".bail on\n.load " + so + "\n.open " + uri + "\nSELECT count(*) FROM t;\n")
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err == nil {
-		t.Fatalf("a process of user nobody opened another user's volume; it printed %q", stdout.String())
-	}
-	if !strings.Contains(stderr.String(), "user 65534 refused") {
-		t.Errorf("the refusal does not name the user (65534); stderr:\n%s", stderr.String())
-	}
-	// The owner carries on.
-	owner.send(t, "insert 11\n")
-	owner.waitFor(t, "acked insert 11")
-	t.Logf("nobody's sqlite3: %s", lineWith(stderr.String(), "refused"))
 }
