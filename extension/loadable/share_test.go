@@ -31,8 +31,9 @@ import (
 )
 
 // goChildEnv makes this test binary a Go program of the share tests: its
-// value is the role and the arguments, separated by \x1f.
-const goChildEnv = "CAMBIUM_SHARE_GOCHILD"
+// value is the role and the arguments, separated by \x1f (not a CAMBIUM_
+// variable: hostEnv drops those, and the Go VFS reads them).
+const goChildEnv = "SHARETEST_GOCHILD"
 
 const (
 	shareAccounts = 10
@@ -43,18 +44,18 @@ const (
 // keyed by the process that made it and its sequence number there, so
 // that a transfer retried after an error that left its fate unknown (the
 // owner died during COMMIT) is never applied twice.
-const shareBankSchema = `
+var shareBankSchema = `
 CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
 CREATE TABLE log(who TEXT NOT NULL, seq INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL, amount INTEGER NOT NULL, PRIMARY KEY (who, seq));
-WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < ` + "10" + `)
-INSERT INTO accounts SELECT i, ` + "1000" + ` FROM c;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < ` + strconv.Itoa(shareAccounts) + `)
+INSERT INTO accounts SELECT i, ` + strconv.Itoa(shareOpening) + ` FROM c;
 `
 
 // bankReport is what one process of the bank did.
 type bankReport struct {
 	Who        string   `json:"who"`
 	Acked      []int    `json:"acked"`      // sequence numbers whose COMMIT returned
-	InDoubt    []int    `json:"in_doubt"`   // COMMIT failed as the owner went away
+	InDoubt    []int    `json:"in_doubt"`   // COMMIT failed as the owner went away, yet it committed
 	Checks     int      `json:"checks"`     // totals read between transfers
 	Violations []string `json:"violations"` // totals that were wrong
 	Retries    int      `json:"retries"`    // busy, or the owner went away
@@ -65,9 +66,11 @@ type bankReport struct {
 // TestShare_Bank: four processes at once on one volume, two sqlite3
 // shells, python3 and a Go program, move money between accounts in
 // BEGIN IMMEDIATE transactions that also log the transfer, and each reads
-// the total in a read transaction after every transfer. The processes
-// finish at different times, so the directory changes owner while the
-// others carry on. At the end: no total was ever wrong, every
+// the total in a read transaction after every transfer. A fifth process
+// owns the directory at the start and leaves as they begin, and the four
+// finish at different times, so the directory changes owner under them
+// while they carry on, and the transfers an owner's departure broke are
+// retried. At the end: no total was ever wrong, every
 // acknowledged transfer is in the log, nothing else is, and every balance
 // is its opening plus its logged transfers (a lost update would break
 // that).
