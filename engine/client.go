@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -64,6 +66,24 @@ func ownOrJoin(opts Options, dir string) (*Engine, *session, error) {
 		if err == nil {
 			e, err := openOwned(opts, dir, lock)
 			return e, nil, err
+		}
+		if errors.Is(err, fs.ErrPermission) && !opts.Exclusive {
+			// Most likely another user's directory: its owner, if one
+			// runs, says why it refuses this process.
+			s, derr := dialOwner(dir)
+			if derr == nil {
+				return nil, s, nil
+			}
+			var oe *ownerError
+			if errors.As(derr, &oe) {
+				return nil, nil, fmt.Errorf("join the owner of %s: %w", dir, derr)
+			}
+			if fi, serr := os.Stat(filepath.Join(dir, lockFileName)); serr == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+					return nil, nil, fmt.Errorf("%w: the data directory belongs to user %d and this process runs as user %d: each user needs a data directory of their own", err, st.Uid, os.Getuid())
+				}
+			}
+			return nil, nil, err
 		}
 		if !errors.Is(err, ErrDirLocked) || opts.Exclusive || lockHolder(dir) == os.Getpid() && !opts.testingKnobs.joinOwn {
 			return nil, nil, err

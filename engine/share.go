@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -240,16 +241,24 @@ func (sc *serverConn) run() {
 		delete(sc.s.mu.conns, sc)
 		sc.s.mu.Unlock()
 	}()
+	r := bufio.NewReaderSize(sc.c, 64<<10)
+	var buf []byte
 	if uid, err := peerUser(sc.c); err != nil || uid != os.Getuid() {
-		msg := fmt.Sprintf("a process of user %d may not join: the data directory %s is served to its own user (%d) only", uid, sc.s.e.dir, os.Getuid())
+		msg := fmt.Sprintf("process of user %d refused: the data directory %s is served to its own user (%d) only", uid, sc.s.e.dir, os.Getuid())
 		if err != nil {
 			msg = fmt.Sprintf("cannot tell the connecting process's user: %v", err)
 		}
-		sc.answerErr(0, errors.New(msg))
+		// The refusal answers the client's first call, its hello: an
+		// answer to no call would be dropped, and the client would see
+		// only the connection end.
+		var call uint32
+		sc.c.SetReadDeadline(time.Now().Add(joinTimeout))
+		if f, err := wire.ReadFrame(r, &buf); err == nil {
+			call = f.Call
+		}
+		sc.answerErr(call, errors.New(msg))
 		return
 	}
-	r := bufio.NewReaderSize(sc.c, 64<<10)
-	var buf []byte
 	for {
 		f, err := wire.ReadFrame(r, &buf)
 		if err != nil {
