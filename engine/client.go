@@ -1014,6 +1014,7 @@ func (t *Txn) commitRemote(dur Durability) (*Snapshot, error) {
 	if cv.sess != ct.sess {
 		known = 0
 	}
+	cv.dropUnchangedLocked(t)
 	cv.mu.Unlock()
 	body, err := ct.sess.call(wire.OpCommit, func(e *wire.Encoder) {
 		e.Uint(ct.handle)
@@ -1041,6 +1042,26 @@ func (t *Txn) commitRemote(dur Durability) (*Snapshot, error) {
 	cv.keep(snap, t.staged)
 	t.dropStaged()
 	return snap, nil
+}
+
+// dropUnchangedLocked leaves out of t's commit the pages it staged equal
+// to their cached image at its base, as the owner's Commit would (which
+// would read the base to compare, where the owner's own cache seldom has
+// a joined process's pages); the owner stores the others as they are.
+func (cv *clientVolume) dropUnchangedLocked(t *Txn) {
+	if cv.sess != t.ct.sess || cv.known != t.base.version || t.pageSize != t.base.pageSize {
+		return
+	}
+	for p, data := range t.staged {
+		if uint32(p) > t.minCount || uint32(p) > t.base.pageCount {
+			continue
+		}
+		if img, ok := cv.cache[p]; ok && bytes.Equal(img, data) {
+			delete(t.staged, p)
+			t.stagedBytes -= int64(len(data))
+			pageBufs.put(data)
+		}
+	}
 }
 
 // keep caches the images a commit of this process wrote, which are the

@@ -728,8 +728,10 @@ func (v *Volume) movedLocked(c change) {
 		c.pages = nil
 	}
 	if len(v.mu.changes) == maxChanges {
-		v.mu.changesFrom = v.mu.changes[0].version
-		v.mu.changes = append(v.mu.changes[:0], v.mu.changes[1:]...)
+		// The older half goes at once, so that a commit copies no list.
+		half := maxChanges / 2
+		v.mu.changesFrom = v.mu.changes[half-1].version
+		v.mu.changes = append(v.mu.changes[:0], v.mu.changes[half:]...)
 	}
 	v.mu.changes = append(v.mu.changes, c)
 	if s := v.e.srv; s != nil {

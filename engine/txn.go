@@ -38,6 +38,10 @@ type Txn struct {
 	// ct is set in a process that joined another's data directory: the
 	// transaction is the owner's (see client.go).
 	ct *clientTxn
+	// compared says, in the owner, that the joined process whose
+	// transaction this is left out the pages equal to the base: Commit
+	// does not read the base to compare them again.
+	compared bool
 }
 
 // Begin opens the volume's write transaction on base, which must be the
@@ -361,7 +365,10 @@ func (t *Txn) Commit(d Durability) (*Snapshot, error) {
 		return nil, fmt.Errorf("commit %q: %w", v.name, err)
 	}
 	t.stageRegrown()
-	if err := t.dropUnchanged(); err != nil {
+	if t.compared {
+		// A joined process compared its pages with its cache of the
+		// base; the pages it could not compare are stored as they are.
+	} else if err := t.dropUnchanged(); err != nil {
 		return nil, err
 	}
 	if len(t.staged) == 0 && t.spilled.IsEmpty() && t.pageCount == t.base.pageCount {
