@@ -378,6 +378,21 @@ func (s *session) lost() error {
 	return ErrOwnerLost
 }
 
+// readImage reads page p through the snapshot or transaction handle h
+// (kind OpRead or OpReadTxn).
+func (s *session) readImage(kind byte, h uint64, p PageNo) ([]byte, error) {
+	body, err := s.call(kind, func(e *wire.Encoder) {
+		e.Uint(h)
+		e.Uint(uint64(p))
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	d := wire.NewDecoder(body)
+	img := d.Bytes()
+	return img, d.Err()
+}
+
 // call sends a call and waits for its answer's body; progress, if set,
 // gets the body of each progress answer. The body is the caller's.
 func (s *session) call(kind byte, fields func(*wire.Encoder), progress func([]byte)) ([]byte, error) {
@@ -757,16 +772,8 @@ func (cv *clientVolume) readPage(s *Snapshot, p PageNo, dst []byte) ([]byte, err
 		}
 	}
 	cv.mu.Unlock()
-	body, err := s.cp.sess.call(wire.OpRead, func(e *wire.Encoder) {
-		e.Uint(s.cp.handle)
-		e.Uint(uint64(p))
-	}, nil)
+	img, err := s.cp.sess.readImage(wire.OpRead, s.cp.handle, p)
 	if err != nil {
-		return nil, err
-	}
-	d := wire.NewDecoder(body)
-	img := d.Bytes()
-	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	if newest {
@@ -989,16 +996,8 @@ func (t *Txn) readPageRemote(p PageNo, dst []byte) ([]byte, error) {
 		}
 		return ct.base.ReadPage(p, dst)
 	}
-	body, err := ct.sess.call(wire.OpReadTxn, func(e *wire.Encoder) {
-		e.Uint(ct.handle)
-		e.Uint(uint64(p))
-	}, nil)
+	img, err := ct.sess.readImage(wire.OpReadTxn, ct.handle, p)
 	if err != nil {
-		return nil, err
-	}
-	d := wire.NewDecoder(body)
-	img := d.Bytes()
-	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	return append(dst, img...), nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -45,31 +44,7 @@ func (l *lockedBuffer) String() string {
 func startShell(t *testing.T, env []string) *shellProc {
 	t.Helper()
 	needShell(t)
-	cmd := exec.Command(sqliteShell, "-batch")
-	cmd.Dir = t.TempDir()
-	cmd.Env = env
-	p := &shellProc{cmd: cmd, lines: make(chan string, 64), stderr: &lockedBuffer{}}
-	cmd.Stderr = p.stderr
-	var err error
-	if p.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() { p.kill() })
-	return p
+	return startProc(t, env, sqliteShell, "-batch")
 }
 
 func (p *shellProc) send(t *testing.T, sql string) {
