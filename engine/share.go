@@ -661,6 +661,9 @@ func (sc *serverConn) txnCall(kind byte, d *wire.Decoder, out *wire.Encoder) err
 		if dur != Durable {
 			dur = Buffered
 		}
+		// The client left out the pages equal to its cached base
+		// (clientVolume.dropUnchangedLocked).
+		t.compared = true
 		s, err := t.Commit(dur)
 		sc.dropTxn(t)
 		if err != nil {
