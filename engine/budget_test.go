@@ -491,8 +491,10 @@ func TestBudget_ScanInMemory(t *testing.T) {
 	checkHead(t, rv, wr.cur)
 	st := rv.RemoteStats().Sub(before)
 	// A frame may be fetched twice when the scan reaches it just as the
-	// evictor takes it: not more than a few.
-	if st.BytesRead() > frames+frames/50 {
+	// evictor or the memory cache drops it: a few, more under the race
+	// detector's timing (6% seen), far fewer than the fifth more the
+	// scan read before the memory path.
+	if st.BytesRead() > frames+frames/10 {
 		t.Fatalf("scan of %d cold pages through a budget of 256: %v; want the %d bytes of their frames read about once", pages, st, frames)
 	}
 	bs := settle(t, e)
