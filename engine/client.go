@@ -638,7 +638,7 @@ func decodePin(body []byte) (pinAnswer, error) {
 	}
 	if len(pages) > 0 {
 		a.pages = roaring.New()
-		if _, err := a.pages.FromUnsafeBytes(pages); err != nil {
+		if err := a.pages.UnmarshalBinary(pages); err != nil {
 			return a, fmt.Errorf("%w: changed pages: %v", wire.ErrMalformed, err)
 		}
 	}

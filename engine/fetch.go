@@ -427,37 +427,25 @@ func (v *Volume) storeFrames(run []stub, pages [][]byte, pageSize int, ahead boo
 	defer b.Close()
 	head := v.head.Load().version
 	n := 0
-	for i, s := range run {
-		if pages[i] == nil {
-			continue
+	err = v.forStubs(it, id, head, run, pages, pageSize, func(p PageNo, u Version, img []byte) error {
+		val := b.SetDeferred(len(it.Key()), imageValueLen(pageSize))
+		copy(val.Key, it.Key())
+		encodeImage(val.Value, img)
+		val.Finish()
+		// The stub says where the image is: it may be evicted back to
+		// it (budget.go).
+		if err := b.Set(locationKey(id, p, u), it.Value(), nil); err != nil {
+			return err
 		}
-		for p := s.frame.First; ; p++ {
-			if it.SeekGE(pageKey(id, p, head)) {
-				if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && pointsTo(pageAt{v.name, p, u}, it.Value(), pageSize, s) {
-					val := b.SetDeferred(len(it.Key()), imageValueLen(pageSize))
-					copy(val.Key, it.Key())
-					at := int(p-s.frame.First) * pageSize
-					encodeImage(val.Value, pages[i][at:at+pageSize])
-					val.Finish()
-					// The stub says where the image is: it may be
-					// evicted back to it (budget.go).
-					if err := b.Set(locationKey(id, p, u), it.Value(), nil); err != nil {
-						return 0, err
-					}
-					if bud := v.e.budget; bud != nil {
-						// As if read: pages fetched ahead of a scan
-						// stay until it reaches them.
-						bud.touch(id, p)
-					}
-					n++
-				}
-			}
-			if p == s.frame.Last {
-				break
-			}
+		if bud := v.e.budget; bud != nil {
+			// As if read: pages fetched ahead of a scan stay until it
+			// reaches them.
+			bud.touch(id, p)
 		}
-	}
-	if err := it.Error(); err != nil {
+		n++
+		return nil
+	})
+	if err != nil {
 		return 0, err
 	}
 	if n == 0 {
@@ -505,6 +493,21 @@ func (v *Volume) cacheFrames(run []stub, pages [][]byte, pageSize int) (int, err
 	}
 	defer it.Close()
 	n := 0
+	err = v.forStubs(it, id, head, run, pages, pageSize, func(p PageNo, u Version, img []byte) error {
+		// Refused when a commit after head has begun.
+		v.e.cache.insert(v, p, u, head, bytes.Clone(img))
+		n++
+		return nil
+	})
+	v.stats.pagesFetched.Add(int64(n))
+	return n, err
+}
+
+// forStubs calls fn, with it positioned on the entry, for each page of the
+// frames of run whose pages are not nil and whose newest entry at head is
+// a stub pointing to its frame: the page, the version of the stub, and the
+// page's image from pages.
+func (v *Volume) forStubs(it *pebble.Iterator, id VolumeID, head Version, run []stub, pages [][]byte, pageSize int, fn func(p PageNo, u Version, img []byte) error) error {
 	for i, s := range run {
 		if pages[i] == nil {
 			continue
@@ -513,9 +516,9 @@ func (v *Volume) cacheFrames(run []stub, pages [][]byte, pageSize int) (int, err
 			if it.SeekGE(pageKey(id, p, head)) {
 				if _, q, u, ok := decodePageKey(it.Key()); ok && q == p && pointsTo(pageAt{v.name, p, u}, it.Value(), pageSize, s) {
 					at := int(p-s.frame.First) * pageSize
-					// Refused when a commit after head has begun.
-					v.e.cache.insert(v, p, u, head, bytes.Clone(pages[i][at:at+pageSize]))
-					n++
+					if err := fn(p, u, pages[i][at:at+pageSize]); err != nil {
+						return err
+					}
 				}
 			}
 			if p == s.frame.Last {
@@ -523,8 +526,7 @@ func (v *Volume) cacheFrames(run []stub, pages [][]byte, pageSize int) (int, err
 			}
 		}
 	}
-	v.stats.pagesFetched.Add(int64(n))
-	return n, it.Error()
+	return it.Error()
 }
 
 // pointsTo reports whether page value val (of page at) is a stub for
